@@ -1,0 +1,1 @@
+//! Helpers for the container tests: see tests/containers/.

@@ -1,0 +1,279 @@
+//! `cargo xtask images`: builds the base image (offline when no registry answers), then
+//! database → backend-api → web-frontend, tags them `cultivate-<service>:<version>` and
+//! `:latest`, and writes a JSON manifest of what it built.
+
+mod backend;
+mod base;
+mod manifest;
+mod progress;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+pub use backend::{BackendBuild, BackendPath, glibc_required_by, parse_glibc_version};
+pub use base::{BaseImage, BaseOrigin, debian_mirror, debian_suite};
+pub use manifest::{ImageRecord, Manifest};
+
+use crate::project::{Project, host_name};
+use crate::runtime::{BuildSpec, Runtime, RuntimeKind};
+use crate::settings::Settings;
+use progress::Step;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImagesArgs {
+    /// Version tag for the images (default: git short sha, `-dirty` with uncommitted changes).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Container runtime to build with (default: docker, else finch, else podman).
+    #[arg(long, value_enum)]
+    pub runtime: Option<RuntimeKind>,
+    /// Build only this service (repeatable); the others keep their current images.
+    #[arg(long, value_enum)]
+    pub only: Vec<Service>,
+    /// How the backend binary gets into its image: `multi-stage` compiles inside the
+    /// builder image; `host-binary` copies a binary cargo built on this (Linux) machine;
+    /// `auto` takes multi-stage when the builder image can be had.
+    #[arg(long, value_enum, default_value_t = BackendBuild::Auto)]
+    pub backend_build: BackendBuild,
+    /// Build every layer afresh (for measuring a clean build).
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Base image to build FROM (default: `[images] base` in deploy/deploy.toml).
+    #[arg(long)]
+    pub base_image: Option<String>,
+}
+
+impl Default for ImagesArgs {
+    fn default() -> Self {
+        ImagesArgs {
+            version: None,
+            runtime: None,
+            only: Vec::new(),
+            backend_build: BackendBuild::Auto,
+            no_cache: false,
+            base_image: None,
+        }
+    }
+}
+
+/// The three images of the stack, in build order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Service {
+    Database,
+    BackendApi,
+    WebFrontend,
+}
+
+impl Service {
+    pub const ALL: [Service; 3] = [Service::Database, Service::BackendApi, Service::WebFrontend];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Database => "database",
+            Service::BackendApi => "backend-api",
+            Service::WebFrontend => "web-frontend",
+        }
+    }
+
+    /// The image repository name, e.g. `cultivate-database`.
+    pub fn image(self) -> String {
+        format!("cultivate-{}", self.name())
+    }
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+pub fn run(project: &Project, args: &ImagesArgs) -> Result<Manifest> {
+    let started = Instant::now();
+    let settings = Settings::load(&project.root)?;
+    let runtime = Runtime::detect_local(args.runtime)?;
+    let engine_version = runtime.ensure_engine()?;
+    let build = BuildInfo::resolve(project, args.version.as_deref())?;
+    eprintln!("Building Cultivate images {} with {} (engine {engine_version})", build.version, runtime.kind);
+
+    let requested_base = args.base_image.clone().unwrap_or_else(|| settings.images.base.clone());
+    let base = base::ensure(project, &runtime, &requested_base)?;
+
+    let services: Vec<Service> =
+        Service::ALL.into_iter().filter(|service| args.only.is_empty() || args.only.contains(service)).collect();
+    let mut records = Vec::new();
+    for service in services {
+        let record = build_service(project, &runtime, &settings, args, &build, &base, service)?;
+        records.push(record);
+    }
+
+    let manifest = Manifest::new(&build.version, &build.revision, runtime.kind, &base, records);
+    let manifest = manifest.merged_with_previous(&manifest::path(project, &build.version));
+    let written = manifest.write(project)?;
+    eprintln!("\n{}", manifest.summary_table());
+    eprintln!("Total {:.1}s; manifest {}", started.elapsed().as_secs_f64(), written.display());
+    Ok(manifest)
+}
+
+/// Version, revision and creation time shared by every image of one run.
+#[derive(Clone, Debug)]
+struct BuildInfo {
+    version: String,
+    revision: String,
+    created: String,
+}
+
+impl BuildInfo {
+    fn resolve(project: &Project, requested: Option<&str>) -> Result<BuildInfo> {
+        let revision = project.revision();
+        let version = match (requested, &revision) {
+            (Some(version), _) => version.to_string(),
+            (None, Ok(revision)) => revision.version(),
+            (None, Err(err)) => bail!("{err:#}"),
+        };
+        validate_tag(&version)?;
+        // The commit time rather than now: rebuilding an unchanged tree then gives
+        // byte-identical images, which later deploys rely on to ship nothing.
+        let (revision, created) = match revision {
+            Ok(revision) => (revision.sha, revision.committed_at),
+            Err(_) => ("unknown".to_string(), now_rfc3339()),
+        };
+        Ok(BuildInfo { version, revision, created })
+    }
+}
+
+/// Docker's rule for a tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn validate_tag(version: &str) -> Result<()> {
+    let mut chars = version.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !first_ok || !rest_ok || version.len() > 128 {
+        bail!(
+            "version {version:?} is not a valid image tag: use letters, digits, `_`, `.` and `-` \
+             (not first), at most 128 characters, e.g. --version 1.4.0"
+        );
+    }
+    Ok(())
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
+}
+
+fn build_service(
+    project: &Project,
+    runtime: &Runtime,
+    settings: &Settings,
+    args: &ImagesArgs,
+    build: &BuildInfo,
+    base: &BaseImage,
+    service: Service,
+) -> Result<ImageRecord> {
+    let image = service.image();
+    let reference = format!("{image}:{}", build.version);
+    let previous_id = runtime.inspect_image(&reference)?.map(|details| details.id);
+    let log = logs_dir(project).join(format!("{service}.log"));
+
+    let mut build_args = vec![("BASE_IMAGE".to_string(), base.reference.clone())];
+    let (dockerfile, context, backend_path) = match service {
+        Service::Database | Service::WebFrontend => {
+            let dir = project.path(service.name());
+            (dir.join("Dockerfile"), dir, None)
+        }
+        Service::BackendApi => {
+            let path = backend::prepare(project, runtime, settings, args.backend_build, base)?;
+            if path == BackendPath::MultiStage {
+                build_args.push(("BUILDER_IMAGE".to_string(), settings.images.builder.clone()));
+            }
+            (project.path(path.dockerfile()), project.root.clone(), Some(path))
+        }
+    };
+
+    let spec = BuildSpec {
+        dockerfile,
+        context,
+        tags: vec![reference.clone(), format!("{image}:latest")],
+        build_args,
+        labels: vec![
+            ("org.opencontainers.image.title".into(), image.clone()),
+            ("org.opencontainers.image.version".into(), build.version.clone()),
+            ("org.opencontainers.image.revision".into(), build.revision.clone()),
+            ("org.opencontainers.image.created".into(), build.created.clone()),
+            ("org.opencontainers.image.base.name".into(), base.requested.clone()),
+        ],
+        no_cache: args.no_cache,
+    };
+
+    let step = Step::start(format!("{service}: building {reference}"));
+    let cmd = runtime.build_cmd(&spec);
+    cmd.run_logged(&log).with_context(|| format!("building the {service} image"))?;
+    let details = runtime
+        .inspect_image(&reference)?
+        .with_context(|| format!("`{cmd}` succeeded but {reference} is not in the image store"))?;
+    let unchanged = previous_id.as_deref() == Some(details.id.as_str());
+    let build_seconds = step.elapsed_seconds();
+    step.finish(if unchanged { "unchanged (cache)" } else { "built" });
+
+    Ok(ImageRecord {
+        service,
+        image,
+        tag: build.version.clone(),
+        reference,
+        id: details.id,
+        layers: details.rootfs.layers,
+        size_bytes: details.size,
+        build_seconds,
+        unchanged,
+        built_at: now_rfc3339(),
+        build_host: host_name(),
+        backend_build: backend_path,
+        log: log.to_string_lossy().into_owned(),
+    })
+}
+
+fn logs_dir(project: &Project) -> PathBuf {
+    project.state_dir().join("logs").join("images")
+}
+
+/// Where the manifest of the last `images` run is, for the tests and later tasks.
+pub fn latest_manifest_path(project: &Project) -> PathBuf {
+    manifest::latest_path(project)
+}
+
+/// Reads the manifest of the last `images` run.
+pub fn read_latest_manifest(project: &Project) -> Result<Manifest> {
+    Manifest::read(&latest_manifest_path(project))
+}
+
+/// Reads a manifest from an explicit path.
+pub fn read_manifest(path: &Path) -> Result<Manifest> {
+    Manifest::read(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_follow_docker_rules() {
+        for good in ["abc1234", "abc1234-dirty", "1.4.0", "_x", "v2"] {
+            validate_tag(good).unwrap();
+        }
+        for bad in ["", "-x", ".x", "a b", "a/b", "a:b", "é", &"x".repeat(129)] {
+            let message = format!("{:#}", validate_tag(bad).unwrap_err());
+            assert!(message.contains("--version"), "{message}");
+        }
+    }
+
+    #[test]
+    fn services_build_in_dependency_order() {
+        let names: Vec<_> = Service::ALL.iter().map(|s| s.image()).collect();
+        assert_eq!(names, ["cultivate-database", "cultivate-backend-api", "cultivate-web-frontend"]);
+    }
+}

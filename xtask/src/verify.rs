@@ -1,0 +1,48 @@
+//! `cargo xtask verify`: the pre-merge check. Formatting, clippy, the images, then
+//! every test, including the ones that run the images in real containers. Without a
+//! reachable container engine it fails and says how to get one: never a silent skip.
+
+use anyhow::{Context, Result};
+
+use crate::command::Cmd;
+use crate::images::{self, ImagesArgs};
+use crate::project::Project;
+use crate::runtime::Runtime;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerifyArgs {}
+
+pub fn run(project: &Project, _args: &VerifyArgs) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let cargo = |args: &[&str]| Cmd::new(cargo.as_str()).args(args.iter().copied()).dir(&project.root);
+
+    section("cargo fmt --check");
+    cargo(&["fmt", "--all", "--check"]).run_inherited().context("formatting differs: run `cargo fmt --all`")?;
+
+    section("cargo clippy");
+    cargo(&["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])
+        .run_inherited()
+        .context("clippy found problems")?;
+
+    section("container engine");
+    let runtime = Runtime::detect_local(None).context("the container tests need a container engine")?;
+    let engine = runtime.ensure_engine().context("the container tests need a running container engine")?;
+    eprintln!("{} engine {engine}", runtime.kind);
+
+    section("cargo xtask images");
+    let manifest = images::run(project, &ImagesArgs::default())?;
+
+    section("cargo test");
+    let manifest_path = images::latest_manifest_path(project);
+    cargo(&["test", "--workspace", "--locked"])
+        .env("CULTIVATE_IMAGES_MANIFEST", manifest_path.to_string_lossy())
+        .run_inherited()
+        .context("tests failed")?;
+
+    eprintln!("\nverify: everything passed for images {}", manifest.version);
+    Ok(())
+}
+
+fn section(title: &str) {
+    eprintln!("\n==> {title}");
+}
