@@ -116,8 +116,10 @@ impl Cmd {
         let file = fs::File::create(log).with_context(|| format!("creating log {}", log.display()))?;
         let status = self
             .to_expression()
-            .stdout_file(file)
+            // duct applies the innermost redirection last: stderr joins stdout first,
+            // then both go to the file.
             .stderr_to_stdout()
+            .stdout_file(file)
             .unchecked()
             .run()
             .with_context(|| format!("could not start `{self}`"))?

@@ -18,6 +18,7 @@ pub use backend::{BackendBuild, BackendPath, glibc_required_by, parse_glibc_vers
 pub use base::{BaseImage, BaseOrigin, debian_mirror, debian_suite};
 pub use manifest::{ImageRecord, Manifest};
 
+use crate::bootstrap;
 use crate::project::{Project, host_name};
 use crate::runtime::{BuildSpec, Runtime, RuntimeKind};
 use crate::settings::Settings;
@@ -45,6 +46,9 @@ pub struct ImagesArgs {
     /// Base image to build FROM (default: `[images] base` in deploy/deploy.toml).
     #[arg(long)]
     pub base_image: Option<String>,
+    /// On Debian/Ubuntu, install and start Docker (and debootstrap) when missing.
+    #[arg(long)]
+    pub install: bool,
 }
 
 impl Default for ImagesArgs {
@@ -56,6 +60,7 @@ impl Default for ImagesArgs {
             backend_build: BackendBuild::Auto,
             no_cache: false,
             base_image: None,
+            install: false,
         }
     }
 }
@@ -95,8 +100,14 @@ impl fmt::Display for Service {
 pub fn run(project: &Project, args: &ImagesArgs) -> Result<Manifest> {
     let started = Instant::now();
     let settings = Settings::load(&project.root)?;
-    let runtime = Runtime::detect_local(args.runtime)?;
-    let engine_version = runtime.ensure_engine()?;
+    let (runtime, engine_version) = match args.runtime {
+        Some(kind) if !args.install => {
+            let runtime = Runtime::detect_local(Some(kind))?;
+            let version = runtime.ensure_engine()?;
+            (runtime, version)
+        }
+        _ => bootstrap::ensure_local_engine(args.install)?,
+    };
     let build = BuildInfo::resolve(project, args.version.as_deref())?;
     eprintln!("Building Cultivate images {} with {} (engine {engine_version})", build.version, runtime.kind);
 
@@ -177,7 +188,12 @@ fn build_service(
 ) -> Result<ImageRecord> {
     let image = service.image();
     let reference = format!("{image}:{}", build.version);
-    let previous_id = runtime.inspect_image(&reference)?.map(|details| details.id);
+    // What the tags pointed at before: the same id afterwards means every layer came
+    // from the cache and nothing changed.
+    let previous_id = match runtime.inspect_image(&reference)? {
+        Some(details) => Some(details.id),
+        None => runtime.inspect_image(&format!("{image}:latest"))?.map(|details| details.id),
+    };
     let log = logs_dir(project).join(format!("{service}.log"));
 
     let mut build_args = vec![("BASE_IMAGE".to_string(), base.reference.clone())];

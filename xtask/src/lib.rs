@@ -5,6 +5,7 @@
 //! The crate is a library as well as the `xtask` binary so the integration tests in
 //! `tests/` can drive the same code paths the command line does.
 
+pub mod bootstrap;
 pub mod command;
 pub mod images;
 pub mod project;

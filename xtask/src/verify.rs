@@ -4,15 +4,19 @@
 
 use anyhow::{Context, Result};
 
+use crate::bootstrap;
 use crate::command::Cmd;
 use crate::images::{self, ImagesArgs};
 use crate::project::Project;
-use crate::runtime::Runtime;
 
 #[derive(Debug, Clone, clap::Args)]
-pub struct VerifyArgs {}
+pub struct VerifyArgs {
+    /// On Debian/Ubuntu, install and start Docker (and debootstrap) when missing.
+    #[arg(long)]
+    pub install: bool,
+}
 
-pub fn run(project: &Project, _args: &VerifyArgs) -> Result<()> {
+pub fn run(project: &Project, args: &VerifyArgs) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let cargo = |args: &[&str]| Cmd::new(cargo.as_str()).args(args.iter().copied()).dir(&project.root);
 
@@ -25,8 +29,8 @@ pub fn run(project: &Project, _args: &VerifyArgs) -> Result<()> {
         .context("clippy found problems")?;
 
     section("container engine");
-    let runtime = Runtime::detect_local(None).context("the container tests need a container engine")?;
-    let engine = runtime.ensure_engine().context("the container tests need a running container engine")?;
+    let (runtime, engine) =
+        bootstrap::ensure_local_engine(args.install).context("the container tests need a running container engine")?;
     eprintln!("{} engine {engine}", runtime.kind);
 
     section("cargo xtask images");

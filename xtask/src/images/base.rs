@@ -173,22 +173,67 @@ pub fn debootstrap_cmd(suite: &str, target: &Path, mirror: &str) -> Cmd {
     Cmd::new("debootstrap").args(["--variant=minbase", suite]).arg(target.to_string_lossy()).arg(mirror)
 }
 
-/// Drops what a slim image leaves out: downloaded packages, package lists, docs.
+/// apt and dpkg settings the official `debian:*-slim` images carry, so images built
+/// FROM the offline stand-in come out the same size: no package cache left behind,
+/// no docs, man pages or translations installed.
+pub const SLIM_SETTINGS: [(&str, &str); 3] = [
+    (
+        "etc/apt/apt.conf.d/docker-clean",
+        "DPkg::Post-Invoke { \"rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true\"; };\n\
+         APT::Update::Post-Invoke { \"rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true\"; };\n\
+         Dir::Cache::pkgcache \"\";\nDir::Cache::srcpkgcache \"\";\n",
+    ),
+    ("etc/apt/apt.conf.d/docker-no-languages", "Acquire::Languages \"none\";\n"),
+    (
+        "etc/dpkg/dpkg.cfg.d/docker-slim",
+        "path-exclude /usr/share/doc/*\npath-include /usr/share/doc/*/copyright\npath-exclude /usr/share/man/*\n\
+         path-exclude /usr/share/info/*\npath-exclude /usr/share/locale/*\npath-include /usr/share/locale/locale.alias\n",
+    ),
+];
+
+/// Drops what a slim image leaves out (downloaded packages, package lists, docs) and
+/// writes the slim image's apt and dpkg settings.
 fn prune_rootfs(rootfs: &Path) -> Result<()> {
-    for dir in ["var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/info"] {
-        let dir = rootfs.join(dir);
-        let Ok(entries) = fs::read_dir(&dir) else { continue };
+    for (relative, content) in SLIM_SETTINGS {
+        let path = rootfs.join(relative);
+        fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
+    }
+    // (directory, names kept in it)
+    let prune: [(&str, &[&str]); 6] = [
+        ("var/cache/apt/archives", &["partial", "lock"]),
+        ("var/lib/apt/lists", &["partial", "lock"]),
+        ("usr/share/man", &[]),
+        ("usr/share/info", &[]),
+        ("usr/share/locale", &["locale.alias"]),
+        ("usr/share/doc", &[]),
+    ];
+    for (dir, keep) in prune {
+        let Ok(entries) = fs::read_dir(rootfs.join(dir)) else { continue };
         for entry in entries {
             let path = entry?.path();
-            // Keep apt's lock files and partial/ directory layout; drop the rest.
-            if path.is_dir() && path.file_name().is_some_and(|name| name == "partial") {
+            if path.file_name().is_some_and(|name| keep.iter().any(|k| name == *k)) {
                 continue;
             }
-            if path.file_name().is_some_and(|name| name == "lock") {
-                continue;
-            }
-            if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) }
-                .with_context(|| format!("pruning {}", path.display()))?;
+            let copyright = path.join("copyright");
+            let result = if dir == "usr/share/doc" && copyright.is_file() {
+                // Licences stay, as in the slim images.
+                keep_only(&path, &copyright)
+            } else if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            result.with_context(|| format!("pruning {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn keep_only(dir: &Path, kept: &Path) -> std::io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path != kept {
+            if path.is_dir() { fs::remove_dir_all(&path)? } else { fs::remove_file(&path)? }
         }
     }
     Ok(())
