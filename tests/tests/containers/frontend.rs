@@ -1,0 +1,346 @@
+//! The frontend image: static assets, ports from the environment, HTTPS only with
+//! certificates, security headers, an unprivileged nginx.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cultivate_tests::{
+    Resource, Stack, exec, get, get_when_up, http, image, listening_tcp_ports, project, published_port, require_engine,
+    strings, wait_healthy,
+};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use xtask::images::Service;
+
+/// The content type nginx must send for each kind of file the site ships.
+fn expected_content_type(path: &Path) -> &'static [&'static str] {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("html") => &["text/html"],
+        Some("css") => &["text/css"],
+        Some("js") => &["application/javascript", "text/javascript"],
+        Some("svg") => &["image/svg+xml"],
+        Some("png") => &["image/png"],
+        Some("ico") => &["image/x-icon", "image/vnd.microsoft.icon"],
+        Some("json") => &["application/json"],
+        Some("txt") => &["text/plain"],
+        Some("woff2") => &["font/woff2"],
+        other => panic!("{}: no expected content type for extension {other:?}; add it here", path.display()),
+    }
+}
+
+fn site_files() -> Vec<std::path::PathBuf> {
+    fn walk(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() { walk(&path, files) } else { files.push(path) }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&project().path("web-frontend/site"), &mut files);
+    files.sort();
+    files
+}
+
+// Property 1: static asset accessibility — every file of the site is served over HTTP,
+// byte for byte, with the right content type.
+#[test]
+fn property_1_every_static_asset_is_served_with_its_content_type() {
+    require_engine();
+    let stack = Stack::shared();
+    let root = project().path("web-frontend/site");
+    let files = site_files();
+    assert!(files.len() >= 3, "the site has only {files:?}");
+    for file in files {
+        let url_path = format!("/{}", file.strip_prefix(&root).unwrap().display());
+        let response = get(&stack.url(&url_path)).unwrap();
+        assert_eq!(response.status, 200, "{url_path}");
+        let content_type = response.header("content-type").unwrap_or_default().to_string();
+        let expected = expected_content_type(&file);
+        assert!(
+            expected.iter().any(|e| content_type.starts_with(e)),
+            "{url_path}: {content_type}, expected {expected:?}"
+        );
+        assert_eq!(response.body, std::fs::read(&file).unwrap(), "{url_path}: body differs from the file");
+    }
+    let index = get(&stack.url("/")).unwrap();
+    assert_eq!(index.body, std::fs::read(root.join("index.html")).unwrap(), "/ does not serve index.html");
+}
+
+#[test]
+fn security_headers_and_gzip_on_every_page() {
+    require_engine();
+    let stack = Stack::shared();
+    for path in ["/", "/app.js", "/api/v1/activities", "/does-not-exist"] {
+        let response = get(&stack.url(path)).unwrap();
+        assert_eq!(response.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert_eq!(response.header("x-frame-options"), Some("DENY"), "{path}");
+        assert!(response.header("referrer-policy").is_some(), "{path}");
+        let csp = response.header("content-security-policy").unwrap_or_default();
+        assert!(csp.contains("default-src 'self'") && csp.contains("script-src 'self'"), "{path}: CSP {csp:?}");
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{path}: CSP {csp:?}");
+        assert!(
+            response.header("server").is_none_or(|s| !s.chars().any(|c| c.is_ascii_digit())),
+            "{path}: version leaked"
+        );
+    }
+    let compressed = http("GET", &stack.url("/app.js"), &[("accept-encoding", "gzip")], None).unwrap();
+    assert_eq!(compressed.header("content-encoding"), Some("gzip"));
+    // The page satisfies its own CSP: no inline script or style, no inline handlers.
+    let html = std::fs::read_to_string(project().path("web-frontend/site/index.html")).unwrap();
+    for (needle, what) in [
+        ("<script>", "inline script"),
+        ("<style", "inline style"),
+        (" style=", "style attribute"),
+        (" onclick=", "inline handler"),
+    ] {
+        assert!(!html.contains(needle), "index.html has an {what}, which the CSP forbids");
+    }
+}
+
+#[test]
+fn nginx_master_and_workers_are_not_root() {
+    require_engine();
+    let stack = Stack::shared();
+    let output = exec(&stack.frontend, None, &["sh", "-c", "grep -h '^Uid:' /proc/[0-9]*/status"]).unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.lines().count() >= 2, "expected nginx master and workers: {text}");
+    for line in text.lines() {
+        assert!(line.split_whitespace().skip(1).all(|uid| uid == "101"), "a frontend process runs as {line}");
+    }
+}
+
+fn port_is_free(port: u16) -> bool {
+    TcpListener::bind(("0.0.0.0", port)).is_ok() && TcpListener::bind(("::", port)).is_ok()
+}
+
+// Property 2: port configuration flexibility — the frontend answers on any valid port
+// it is configured with. One real container start per port would make 100 cases take
+// minutes, so: a bounded number of real starts with published ports, and 100 cases
+// against one container on the host's loopback in which the image's own entrypoint
+// re-renders the configuration for the new port and nginx reloads it.
+#[test]
+fn property_2_frontend_answers_on_any_configured_port() {
+    require_engine();
+    // Ports outside the kernel's ephemeral range, where the engine publishes ports of
+    // the other tests' containers.
+    let ports = prop_oneof![1u16..=32767, 61000u16..=65535];
+
+    let mut starts = TestRunner::new(Config { cases: 3, failure_persistence: None, ..Config::default() });
+    starts
+        .run(&ports, |port| {
+            let container = Resource::container(
+                "p2-start",
+                &strings(&[
+                    "-e",
+                    &format!("HTTP_PORT={port}"),
+                    "-p",
+                    &format!("127.0.0.1::{port}"),
+                    &image(Service::WebFrontend),
+                ]),
+            )
+            .unwrap();
+            wait_healthy(&container.name, Duration::from_secs(60)).unwrap();
+            let host_port = published_port(&container.name, port).unwrap();
+            let response = get_when_up(&format!("http://127.0.0.1:{host_port}/"), Duration::from_secs(10)).unwrap();
+            prop_assert_eq!(response.status, 200);
+            Ok(())
+        })
+        .unwrap();
+
+    let host_net = Resource::container(
+        "p2-hostnet",
+        &strings(&[
+            "--network",
+            "host",
+            "-e",
+            "HTTP_PORT=64999",
+            "-e",
+            "BACKEND_HOST=127.0.0.1",
+            &image(Service::WebFrontend),
+        ]),
+    )
+    .unwrap();
+    get_when_up("http://127.0.0.1:64999/nginx-health", Duration::from_secs(30)).unwrap();
+    let mut runner = TestRunner::new(Config { cases: 100, failure_persistence: None, ..Config::default() });
+    runner
+        .run(&ports, |port| {
+            prop_assume!(port != 64999 && port_is_free(port));
+            let reload = exec(
+                &host_net.name,
+                None,
+                &[
+                    "env",
+                    &format!("HTTP_PORT={port}"),
+                    "cultivate-frontend-entrypoint",
+                    "nginx",
+                    "-s",
+                    "reload",
+                    "-c",
+                    "/tmp/nginx/conf/nginx.conf",
+                ],
+            )
+            .unwrap();
+            prop_assert!(
+                reload.status.success(),
+                "reload for port {port}: {}",
+                String::from_utf8_lossy(&reload.stderr)
+            );
+            let response = get_when_up(&format!("http://127.0.0.1:{port}/"), Duration::from_secs(10)).unwrap();
+            prop_assert_eq!(response.status, 200, "port {}", port);
+            prop_assert!(response.text().contains("<title>Cultivate</title>"));
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// A certificate authority and a certificate for `localhost` it signed.
+struct TestCertificates {
+    dir: std::path::PathBuf,
+    ca_der: rustls::pki_types::CertificateDer<'static>,
+}
+
+impl TestCertificates {
+    fn generate() -> TestCertificates {
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Cultivate test CA");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap()).unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf =
+            rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&leaf_key, &ca).unwrap();
+
+        let dir = std::env::temp_dir().join(cultivate_tests::unique("certs"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("fullchain.pem"), leaf.pem()).unwrap();
+        std::fs::write(dir.join("privkey.pem"), leaf_key.serialize_pem()).unwrap();
+        // Read by nginx's unprivileged user inside the container; a deploy hands the key
+        // to uid 101 instead. This is a throwaway test key.
+        use std::os::unix::fs::PermissionsExt;
+        for file in ["fullchain.pem", "privkey.pem"] {
+            std::fs::set_permissions(dir.join(file), std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        TestCertificates { dir, ca_der: ca.der().clone() }
+    }
+}
+
+impl Drop for TestCertificates {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// GET / over TLS with only `version` allowed, trusting only `ca`. Returns the
+/// negotiated protocol and the response head.
+fn https_get(
+    port: u16,
+    ca: &rustls::pki_types::CertificateDer<'static>,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> anyhow::Result<(rustls::ProtocolVersion, String)> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone())?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[version])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connection = rustls::ClientConnection::new(Arc::new(config), "localhost".try_into()?)?;
+    let socket = TcpStream::connect(("127.0.0.1", port))?;
+    socket.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut tls = rustls::StreamOwned::new(connection, socket);
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut response = Vec::new();
+    match tls.read_to_end(&mut response) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {}
+        Err(e) => return Err(e.into()),
+    }
+    let negotiated = tls.conn.protocol_version().ok_or_else(|| anyhow::anyhow!("no protocol negotiated"))?;
+    let text = String::from_utf8_lossy(&response);
+    let head = text.split("\r\n\r\n").next().unwrap_or_default().to_string();
+    Ok((negotiated, head))
+}
+
+fn free_loopback_port() -> u16 {
+    TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port()
+}
+
+// Property 3: conditional HTTPS enablement — with a certificate and key mounted, HTTPS
+// answers with TLS 1.2 and 1.3, sends HSTS, and HTTP redirects to HTTPS.
+#[test]
+fn property_3_https_with_a_generated_certificate() {
+    require_engine();
+    let certificates = TestCertificates::generate();
+    let https_port = free_loopback_port();
+    let container = Resource::container(
+        "https",
+        &strings(&[
+            "-v",
+            &format!("{}:/etc/nginx/certs:ro", certificates.dir.display()),
+            "-e",
+            &format!("HTTPS_PUBLIC_PORT={https_port}"),
+            "-p",
+            "127.0.0.1::80",
+            "-p",
+            &format!("127.0.0.1:{https_port}:443"),
+            &image(Service::WebFrontend),
+        ]),
+    )
+    .unwrap();
+    wait_healthy(&container.name, Duration::from_secs(60)).unwrap();
+
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let (negotiated, head) = https_get(https_port, &certificates.ca_der, version).unwrap();
+        assert_eq!(negotiated, version.version);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(head.to_ascii_lowercase().contains("strict-transport-security: max-age="), "no HSTS: {head}");
+    }
+    let http_port = published_port(&container.name, 80).unwrap();
+    let redirect = get(&format!("http://127.0.0.1:{http_port}/some/page?x=1")).unwrap();
+    assert_eq!(redirect.status, 301);
+    assert_eq!(redirect.header("location"), Some(format!("https://127.0.0.1:{https_port}/some/page?x=1").as_str()));
+    let mut listening = listening_tcp_ports(&container.name).unwrap();
+    listening.sort();
+    assert_eq!(listening, vec![80, 443]);
+}
+
+// Property 4: HTTP-only fallback — without certificates, HTTP works and nothing answers
+// TLS: no listener on 443 at all.
+#[test]
+fn property_4_without_certificates_only_http_answers() {
+    require_engine();
+    let certificates = TestCertificates::generate(); // only for a CA to try against
+    let https_port = free_loopback_port();
+    let container = Resource::container(
+        "http-only",
+        &strings(&["-p", "127.0.0.1::80", "-p", &format!("127.0.0.1:{https_port}:443"), &image(Service::WebFrontend)]),
+    )
+    .unwrap();
+    wait_healthy(&container.name, Duration::from_secs(60)).unwrap();
+    let http_port = published_port(&container.name, 80).unwrap();
+    assert_eq!(get(&format!("http://127.0.0.1:{http_port}/")).unwrap().status, 200);
+    assert_eq!(listening_tcp_ports(&container.name).unwrap(), vec![80]);
+    assert!(
+        https_get(https_port, &certificates.ca_der, &rustls::version::TLS13).is_err(),
+        "TLS answered without certificates"
+    );
+}
+
+#[test]
+fn a_lone_certificate_without_its_key_is_refused_at_start() {
+    require_engine();
+    let certificates = TestCertificates::generate();
+    std::fs::remove_file(certificates.dir.join("privkey.pem")).unwrap();
+    let output = cultivate_tests::docker_capture([
+        "run".to_string(),
+        "--rm".to_string(),
+        "-v".to_string(),
+        format!("{}:/etc/nginx/certs:ro", certificates.dir.display()),
+        image(Service::WebFrontend),
+    ])
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("privkey.pem is missing"), "{stderr}");
+}
