@@ -142,21 +142,21 @@ pub struct Resource {
 
 impl Resource {
     pub fn volume(purpose: &str) -> Result<Resource> {
-        let name = unique(purpose);
-        let mut args = vec!["volume".to_string(), "create".to_string()];
-        args.extend(label_args());
-        args.push(name.clone());
-        docker(args)?;
-        Ok(Resource { kind: "volume", name })
+        Resource::create("volume", purpose)
     }
 
     pub fn network(purpose: &str) -> Result<Resource> {
+        Resource::create("network", purpose)
+    }
+
+    /// `docker volume create` / `docker network create` with the test label.
+    fn create(kind: &'static str, purpose: &str) -> Result<Resource> {
         let name = unique(purpose);
-        let mut args = vec!["network".to_string(), "create".to_string()];
+        let mut args = vec![kind.to_string(), "create".to_string()];
         args.extend(label_args());
         args.push(name.clone());
         docker(args)?;
-        Ok(Resource { kind: "network", name })
+        Ok(Resource { kind, name })
     }
 
     /// `docker run -d --name <unique> <labels> <args…>`.
