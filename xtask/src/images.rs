@@ -19,9 +19,9 @@ pub use base::{BaseImage, BaseOrigin, debian_mirror, debian_suite};
 pub use manifest::{ImageRecord, Manifest};
 
 use crate::bootstrap;
+use crate::config::Config;
 use crate::project::{Project, host_name};
 use crate::runtime::{BuildSpec, Runtime, RuntimeKind};
-use crate::settings::Settings;
 use progress::Step;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -84,11 +84,6 @@ impl Service {
             Service::WebFrontend => "web-frontend",
         }
     }
-
-    /// The image repository name, e.g. `cultivate-database`.
-    pub fn image(self) -> String {
-        format!("cultivate-{}", self.name())
-    }
 }
 
 impl fmt::Display for Service {
@@ -99,7 +94,7 @@ impl fmt::Display for Service {
 
 pub fn run(project: &Project, args: &ImagesArgs) -> Result<Manifest> {
     let started = Instant::now();
-    let settings = Settings::load(&project.root)?;
+    let config = Config::load(&project.config_file)?;
     let (runtime, engine_version) = match args.runtime {
         Some(kind) if !args.install => {
             let runtime = Runtime::detect_local(Some(kind))?;
@@ -111,14 +106,14 @@ pub fn run(project: &Project, args: &ImagesArgs) -> Result<Manifest> {
     let build = BuildInfo::resolve(project, args.version.as_deref())?;
     eprintln!("Building Cultivate images {} with {} (engine {engine_version})", build.version, runtime.kind);
 
-    let requested_base = args.base_image.clone().unwrap_or_else(|| settings.images.base.clone());
+    let requested_base = args.base_image.clone().unwrap_or_else(|| config.images.base.clone());
     let base = base::ensure(project, &runtime, &requested_base)?;
 
     let services: Vec<Service> =
         Service::ALL.into_iter().filter(|service| args.only.is_empty() || args.only.contains(service)).collect();
     let mut records = Vec::new();
     for service in services {
-        let record = build_service(project, &runtime, &settings, args, &build, &base, service)?;
+        let record = build_service(project, &runtime, &config, args, &build, &base, service)?;
         records.push(record);
     }
 
@@ -180,13 +175,17 @@ pub fn now_rfc3339() -> String {
 fn build_service(
     project: &Project,
     runtime: &Runtime,
-    settings: &Settings,
+    config: &Config,
     args: &ImagesArgs,
     build: &BuildInfo,
     base: &BaseImage,
     service: Service,
 ) -> Result<ImageRecord> {
-    let image = service.image();
+    let image = match service {
+        Service::Database => config.images.database.clone(),
+        Service::BackendApi => config.images.backend.clone(),
+        Service::WebFrontend => config.images.frontend.clone(),
+    };
     let reference = format!("{image}:{}", build.version);
     // What the tags pointed at before: the same id afterwards means every layer came
     // from the cache and nothing changed.
@@ -203,9 +202,9 @@ fn build_service(
             (dir.join("Dockerfile"), dir, None)
         }
         Service::BackendApi => {
-            let path = backend::prepare(project, runtime, settings, args.backend_build, base)?;
+            let path = backend::prepare(project, runtime, config, args.backend_build, base)?;
             if path == BackendPath::MultiStage {
-                build_args.push(("BUILDER_IMAGE".to_string(), settings.images.builder.clone()));
+                build_args.push(("BUILDER_IMAGE".to_string(), config.images.builder.clone()));
             }
             (project.path(path.dockerfile()), project.root.clone(), Some(path))
         }
@@ -289,7 +288,7 @@ mod tests {
 
     #[test]
     fn services_build_in_dependency_order() {
-        let names: Vec<_> = Service::ALL.iter().map(|s| s.image()).collect();
-        assert_eq!(names, ["cultivate-database", "cultivate-backend-api", "cultivate-web-frontend"]);
+        let names: Vec<_> = Service::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(names, ["database", "backend-api", "web-frontend"]);
     }
 }

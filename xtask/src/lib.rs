@@ -7,10 +7,13 @@
 
 pub mod bootstrap;
 pub mod command;
+pub mod compose;
+pub mod config;
 pub mod images;
+pub mod paths;
 pub mod project;
+pub mod render;
 pub mod runtime;
-pub mod settings;
 pub mod verify;
 
 use clap::{Parser, Subcommand};
@@ -18,6 +21,9 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", bin_name = "cargo xtask", version, about = "Build, check and ship the Cultivate stack")]
 pub struct Cli {
+    /// The deployment configuration (default: deploy/deploy.toml in the workspace).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub task: Task,
 }
@@ -26,14 +32,20 @@ pub struct Cli {
 pub enum Task {
     /// Build and tag the three images (database, backend-api, web-frontend).
     Images(images::ImagesArgs),
+    /// Print the compose file (and env file) a deploy would write for a target OS.
+    Render(render::RenderArgs),
     /// The pre-merge check: formatting, clippy, images, and every test on a real engine.
     Verify(verify::VerifyArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let project = project::Project::locate()?;
+    let mut project = project::Project::locate()?;
+    if let Some(config) = cli.config {
+        project.config_file = config;
+    }
     match cli.task {
         Task::Images(args) => images::run(&project, &args).map(|_| ()),
+        Task::Render(args) => render::run(&project, &args),
         Task::Verify(args) => verify::run(&project, &args),
     }
 }

@@ -10,6 +10,8 @@ use crate::command::Cmd;
 #[derive(Clone, Debug)]
 pub struct Project {
     pub root: PathBuf,
+    /// The deployment configuration (`--config`, default `deploy/deploy.toml`).
+    pub config_file: PathBuf,
 }
 
 impl Project {
@@ -20,7 +22,7 @@ impl Project {
         if !root.join("Cargo.toml").is_file() {
             bail!("workspace root {} has no Cargo.toml: was the xtask moved?", root.display());
         }
-        Ok(Project { root })
+        Ok(Project { config_file: root.join(crate::config::CONFIG_FILE), root })
     }
 
     /// Cargo's target directory, honouring CARGO_TARGET_DIR.

@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use super::base::BaseImage;
 use super::progress::Step;
 use crate::command::{Cmd, TimedOutput};
+use crate::config::Config;
 use crate::project::Project;
 use crate::runtime::Runtime;
-use crate::settings::Settings;
 
 /// What the user asked for (`--backend-build`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -92,11 +92,11 @@ pub fn choose_path(
 pub fn prepare(
     project: &Project,
     runtime: &Runtime,
-    settings: &Settings,
+    config: &Config,
     requested: BackendBuild,
     base: &BaseImage,
 ) -> Result<BackendPath> {
-    let builder = &settings.images.builder;
+    let builder = &config.images.builder;
     let path = choose_path(requested, cfg!(target_os = "linux"), || builder_available(runtime, builder))?;
     eprintln!("  backend-api: {path}");
     if path == BackendPath::HostBinary {

@@ -1,0 +1,149 @@
+//! Where a release lives on its target (design Component 3.2). Linux follows the FHS:
+//! `/opt/cultivate` and `/var/log/cultivate`. On macOS, Finch runs containers in a Lima
+//! VM that mounts only some host directories, so everything lives under the user's
+//! home, and any configured path outside what the VM mounts is refused before a deploy.
+
+use std::fmt;
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, Host};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetOs {
+    Linux,
+    Macos,
+}
+
+impl fmt::Display for TargetOs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TargetOs::Linux => "linux",
+            TargetOs::Macos => "macos",
+        })
+    }
+}
+
+/// Host directories Finch's VM mounts by default; `/Volumes` only when configured.
+pub const FINCH_VM_MOUNTS: [&str; 4] = ["/Users", "/private", "/var/folders", "/tmp/lima"];
+
+/// The directories of a deployment on one target.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeploymentPaths {
+    pub os: TargetOs,
+    /// Everything of the deployment: releases, config, volumes, the lock.
+    pub base: String,
+    pub config: String,
+    pub volumes: String,
+    pub releases: String,
+    pub logs: String,
+}
+
+impl DeploymentPaths {
+    /// The paths for `os`, logged in as `user`, with the configuration's overrides.
+    /// Precedence: environment variable, then the host's table, then `[paths]`, then
+    /// the OS default.
+    pub fn resolve(os: TargetOs, user: &str, config: &Config, host: Option<&Host>) -> Result<DeploymentPaths> {
+        let home = home_of(os, user);
+        let base = config
+            .paths
+            .deployment
+            .pick(host.and_then(|h| h.deployment_path.as_deref()))
+            .map(|path| expand_home(path, &home))
+            .unwrap_or_else(|| match os {
+                TargetOs::Linux => "/opt/cultivate".to_string(),
+                TargetOs::Macos => format!("{home}/cultivate"),
+            });
+        let logs = config
+            .paths
+            .logs
+            .pick(host.and_then(|h| h.log_path.as_deref()))
+            .map(|path| expand_home(path, &home))
+            .unwrap_or_else(|| match os {
+                TargetOs::Linux => "/var/log/cultivate".to_string(),
+                TargetOs::Macos => format!("{base}/logs"),
+            });
+        let paths = DeploymentPaths {
+            os,
+            config: format!("{base}/config"),
+            volumes: format!("{base}/volumes"),
+            releases: format!("{base}/releases"),
+            logs,
+            base,
+        };
+        if os == TargetOs::Macos {
+            for path in [&paths.base, &paths.logs] {
+                check_visible_to_finch(path, user, config.paths.finch_mounts_volumes)?;
+            }
+        }
+        Ok(paths)
+    }
+}
+
+/// The user's home directory on the target.
+pub fn home_of(os: TargetOs, user: &str) -> String {
+    match (os, user) {
+        (TargetOs::Macos, _) => format!("/Users/{user}"),
+        (TargetOs::Linux, "root") => "/root".to_string(),
+        (TargetOs::Linux, _) => format!("/home/{user}"),
+    }
+}
+
+/// `~` and `~/x` → the home directory; anything else unchanged.
+pub fn expand_home(path: &str, home: &str) -> String {
+    match path.strip_prefix('~') {
+        Some("") => home.to_string(),
+        Some(rest) if rest.starts_with('/') => format!("{home}{rest}"),
+        _ => path.to_string(),
+    }
+}
+
+/// Whether `path` lies in a directory Finch's VM mounts.
+pub fn visible_to_finch(path: &str, volumes_mounted: bool) -> bool {
+    let under = |mount: &str| path == mount || path.strip_prefix(mount).is_some_and(|rest| rest.starts_with('/'));
+    FINCH_VM_MOUNTS.iter().any(|mount| under(mount)) || (volumes_mounted && under("/Volumes"))
+}
+
+fn check_visible_to_finch(path: &str, user: &str, volumes_mounted: bool) -> Result<()> {
+    if visible_to_finch(path, volumes_mounted) {
+        return Ok(());
+    }
+    let name = path.rsplit('/').find(|part| !part.is_empty()).unwrap_or("cultivate");
+    bail!(
+        "Cannot access path '{path}' on macOS target\n\n\
+         Finch runs containers in a Linux VM that only mounts certain host directories.\n\
+         The path '{path}' is not accessible inside the VM.\n\n\
+         Solutions:\n\
+         1. Use a path under /Users (recommended):\n   DEPLOYMENT_PATH=/Users/{user}/cultivate\n\n\
+         2. Create a symlink in your home directory:\n   ln -s {path} ~/{name}\n   DEPLOYMENT_PATH=~/{name}\n\n\
+         3. Configure Lima to mount {path} (advanced):\n   Edit ~/.finch/finch.yaml to add {path} to mounts\n   \
+         (for /Volumes, then set `finch_mounts_volumes = true` under [paths] in deploy/deploy.toml)"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn home_is_expanded_for_the_target_user() {
+        assert_eq!(expand_home("~/apps/x", "/Users/ada"), "/Users/ada/apps/x");
+        assert_eq!(expand_home("~", "/root"), "/root");
+        assert_eq!(expand_home("/opt/x", "/root"), "/opt/x");
+        assert_eq!(expand_home("~bob/x", "/root"), "~bob/x");
+        assert_eq!(home_of(TargetOs::Linux, "deploy"), "/home/deploy");
+    }
+
+    #[test]
+    fn finch_sees_only_its_mounts() {
+        assert!(visible_to_finch("/Users/ada/cultivate", false));
+        assert!(visible_to_finch("/private/var/x", false));
+        assert!(visible_to_finch("/tmp/lima", false));
+        assert!(!visible_to_finch("/opt/cultivate", false));
+        assert!(!visible_to_finch("/Usersfoo/x", false));
+        assert!(!visible_to_finch("/Volumes/data", false));
+        assert!(visible_to_finch("/Volumes/data", true));
+    }
+}

@@ -1,0 +1,114 @@
+//! The command line on bad input: a clear error naming the input and the fix, exit
+//! code ≠ 0, and nothing rendered on stdout.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+struct TempConfig(PathBuf);
+
+impl TempConfig {
+    fn new(name: &str, text: &str) -> TempConfig {
+        let path = std::env::temp_dir().join(format!("cultivate-cli-{}-{name}.toml", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        TempConfig(path)
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn render(config: &str, name: &str, extra: &[&str]) -> Output {
+    let file = TempConfig::new(name, config);
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["render", "--version", "abc1234", "--config"])
+        .arg(&file.0)
+        .args(extra)
+        .env_remove("HTTP_PORT")
+        .env_remove("DEPLOYMENT_PATH")
+        .output()
+        .unwrap()
+}
+
+fn assert_refused(output: &Output, expected: &[&str]) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "exit 0 for bad input: {stderr}");
+    assert!(output.stdout.is_empty(), "something was rendered: {}", String::from_utf8_lossy(&output.stdout));
+    for needle in expected {
+        assert!(stderr.contains(needle), "stderr lacks {needle:?}:\n{stderr}");
+    }
+}
+
+const APP: &str = "[app]\nname = \"cultivate\"\n";
+
+#[test]
+fn malformed_toml() {
+    let output = render(&format!("{APP}[http\nport = 80\n"), "malformed", &["--os", "linux"]);
+    assert_refused(&output, &["line 3", "column"]);
+}
+
+#[test]
+fn unknown_key() {
+    let output = render(&format!("{APP}[http]\nprot = 80\n"), "unknown", &["--os", "linux"]);
+    assert_refused(&output, &["unknown key `http.prot` (did you mean `http.port`?)", "deploy/deploy.toml"]);
+}
+
+#[test]
+fn out_of_range_and_duplicate_ports() {
+    let output = render(&format!("{APP}[http]\nport = 99999\n"), "range", &["--os", "linux"]);
+    assert_refused(&output, &["`http.port` = 99999: a port number 1–65535"]);
+    let output = render(
+        &format!("{APP}[http]\nport = 8443\nhttps_port = 8443\nhttps = true\ncert_path = \"/c\"\n"),
+        "duplicate",
+        &["--os", "linux"],
+    );
+    assert_refused(&output, &["both 8443"]);
+}
+
+#[test]
+fn negative_limits() {
+    let output = render(&format!("{APP}[resources.database]\ncpus = -2.0\n"), "negative", &["--os", "linux"]);
+    assert_refused(&output, &["`resources.database.cpus` = -2: a number of CPUs greater than 0"]);
+}
+
+#[test]
+fn missing_required_values_are_all_named() {
+    let output = render("[hosts.web]\nport = 22\n", "missing", &["--os", "linux"]);
+    assert_refused(
+        &output,
+        &["missing `app.name`", "missing `hosts.web.address`", "missing `hosts.web.user`", "3 problems"],
+    );
+}
+
+#[test]
+fn a_macos_path_outside_finchs_vm() {
+    let output = render(
+        &format!("{APP}[paths]\ndeployment = \"/opt/cultivate\"\n"),
+        "macos",
+        &["--os", "macos", "--user", "ada"],
+    );
+    assert_refused(
+        &output,
+        &["Cannot access path '/opt/cultivate' on macOS target", "DEPLOYMENT_PATH=/Users/ada/cultivate"],
+    );
+}
+
+#[test]
+fn an_unknown_host() {
+    let output = render(APP, "nohost", &["--host", "prod"]);
+    assert_refused(&output, &["no host `prod`"]);
+}
+
+#[test]
+fn paths_with_spaces_and_quotes_render_quoted() {
+    let output = render(
+        &format!("{APP}[paths]\ndeployment = \"/srv/my app/it's \\\"x\\\"\"\n"),
+        "quotes",
+        &["--os", "linux", "--env"],
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("DEPLOYMENT_PATH=\"/srv/my app/it's \\\"x\\\"\"\n"), "{stdout}");
+}
