@@ -118,7 +118,11 @@ pub fn run(project: &Project, args: &ImagesArgs) -> Result<Manifest> {
     }
 
     let manifest = Manifest::new(&build.version, &build.revision, runtime.kind, &base, records);
-    let manifest = manifest.merged_with_previous(&manifest::path(project, &build.version));
+    // With --only, the other services keep their current images: carry their records
+    // over from this version's manifest, or else from the latest one.
+    let versioned = manifest::path(project, &build.version);
+    let previous = if versioned.exists() { versioned } else { latest_manifest_path(project) };
+    let manifest = manifest.merged_with_previous(&previous);
     let written = manifest.write(project)?;
     eprintln!("\n{}", manifest.summary_table());
     eprintln!("Total {:.1}s; manifest {}", started.elapsed().as_secs_f64(), written.display());

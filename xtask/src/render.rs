@@ -66,7 +66,11 @@ pub fn run(project: &Project, args: &RenderArgs) -> Result<()> {
 }
 
 /// Names of the files under `secrets/`: each reaches the backend as a file-based secret.
+/// Each must be readable by its owner only (0600 or 0400): a secret readable by others
+/// on this machine is refused with the command that fixes it.
 pub fn secret_names(project: &Project) -> Result<Vec<String>> {
+    use std::os::unix::fs::PermissionsExt;
+
     let dir = project.path("secrets");
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
@@ -80,6 +84,13 @@ pub fn secret_names(project: &Project) -> Result<Vec<String>> {
         if entry.file_type()?.is_file() && !name.starts_with('.') {
             if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') {
                 bail!("secrets/{name}: a secret's file name may hold only letters, digits, `_`, `-` and `.`");
+            }
+            let mode = entry.metadata()?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                bail!(
+                    "secrets/{name} has mode {mode:04o}, readable by others: run `chmod 600 {}`",
+                    entry.path().display()
+                );
             }
             names.push(name);
         }
@@ -105,4 +116,26 @@ pub fn explain(paths: &DeploymentPaths) -> String {
          (a Unix socket cannot live on a macOS path shared into Finch's VM, so it is never a host path)\n{data}",
         paths.os, paths.base, paths.config, paths.logs
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn secret_files_must_be_private() {
+        let root = std::env::temp_dir().join(format!("cultivate-secrets-{}", std::process::id()));
+        let secrets = root.join("secrets");
+        std::fs::create_dir_all(&secrets).unwrap();
+        let project = Project { config_file: root.join("deploy.toml"), root: root.clone() };
+        std::fs::write(secrets.join("api_token"), "x").unwrap();
+        std::fs::set_permissions(secrets.join("api_token"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(secret_names(&project).unwrap(), ["api_token"]);
+        std::fs::set_permissions(secrets.join("api_token"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let message = secret_names(&project).unwrap_err().to_string();
+        assert!(message.contains("mode 0644") && message.contains("chmod 600"), "{message}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

@@ -146,3 +146,45 @@ fn database_runs_as_postgres_not_root() {
         String::from_utf8_lossy(&status.stdout).lines().find(|l| l.starts_with("Uid:")).unwrap_or("").to_string();
     assert!(uid_line.split_whitespace().skip(1).all(|uid| uid == "999"), "database process ids: {uid_line}");
 }
+
+// POSTGRES_USER and POSTGRES_DB name the role and database; OS user apiuser (uid 1001)
+// reaches that role by peer authentication, and still nobody else does.
+#[test]
+fn configured_role_and_database_are_created_and_mapped_to_apiuser() {
+    require_engine();
+    let socket = Resource::volume("role-socket").unwrap();
+    let data = Resource::volume("role-data").unwrap();
+    let database = Resource::container(
+        "role-db",
+        &cultivate_tests::strings(&[
+            "-e",
+            "POSTGRES_USER=cultivator",
+            "-e",
+            "POSTGRES_DB=garden",
+            "-v",
+            &format!("{}:/var/run/postgresql", socket.name),
+            "-v",
+            &format!("{}:/var/lib/postgresql/data", data.name),
+            &cultivate_tests::image(xtask::images::Service::Database),
+        ]),
+    )
+    .unwrap();
+    wait_healthy(&database.name, Duration::from_secs(120)).unwrap();
+    let query = [
+        "psql",
+        "-h",
+        "/var/run/postgresql",
+        "-U",
+        "cultivator",
+        "-d",
+        "garden",
+        "-XAtc",
+        "select current_user || '@' || current_database()",
+    ];
+    let as_apiuser = exec(&database.name, Some("1001:1001"), &query).unwrap();
+    assert!(as_apiuser.status.success(), "{}", String::from_utf8_lossy(&as_apiuser.stderr));
+    assert_eq!(String::from_utf8_lossy(&as_apiuser.stdout).trim(), "cultivator@garden");
+    let as_root = exec(&database.name, Some("0"), &query).unwrap();
+    assert!(!as_root.status.success());
+    assert!(String::from_utf8_lossy(&as_root.stderr).contains("Peer authentication failed"));
+}
