@@ -47,24 +47,19 @@ impl DeploymentPaths {
     /// the OS default.
     pub fn resolve(os: TargetOs, user: &str, config: &Config, host: Option<&Host>) -> Result<DeploymentPaths> {
         let home = home_of(os, user);
-        let base = config
-            .paths
-            .deployment
-            .pick(host.and_then(|h| h.deployment_path.as_deref()))
-            .map(|path| expand_home(path, &home))
-            .unwrap_or_else(|| match os {
+        let chosen = |setting: &crate::config::PathSetting, from_host: Option<&str>| {
+            setting.pick(from_host).map(|path| expand_home(path, &home))
+        };
+        let base = chosen(&config.paths.deployment, host.and_then(|h| h.deployment_path.as_deref())).unwrap_or_else(
+            || match os {
                 TargetOs::Linux => "/opt/cultivate".to_string(),
                 TargetOs::Macos => format!("{home}/cultivate"),
-            });
-        let logs = config
-            .paths
-            .logs
-            .pick(host.and_then(|h| h.log_path.as_deref()))
-            .map(|path| expand_home(path, &home))
-            .unwrap_or_else(|| match os {
-                TargetOs::Linux => "/var/log/cultivate".to_string(),
-                TargetOs::Macos => format!("{base}/logs"),
-            });
+            },
+        );
+        let logs = chosen(&config.paths.logs, host.and_then(|h| h.log_path.as_deref())).unwrap_or_else(|| match os {
+            TargetOs::Linux => "/var/log/cultivate".to_string(),
+            TargetOs::Macos => format!("{base}/logs"),
+        });
         let paths = DeploymentPaths {
             os,
             config: format!("{base}/config"),
