@@ -62,6 +62,11 @@ pub const KNOWN_KEYS: &[&str] = &[
     "health.interval_seconds",
     "health.retries",
     "health.start_period_seconds",
+    "ssh.connect_timeout_seconds",
+    "minimums.docker",
+    "minimums.compose_v2",
+    "minimums.compose_v1",
+    "minimums.finch",
     "hosts.*.address",
     "hosts.*.user",
     "hosts.*.port",
@@ -95,7 +100,24 @@ struct RawConfig {
     #[serde(default)]
     health: RawHealth,
     #[serde(default)]
+    ssh: RawSsh,
+    #[serde(default)]
+    minimums: RawMinimums,
+    #[serde(default)]
     hosts: BTreeMap<String, RawHost>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawSsh {
+    connect_timeout_seconds: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawMinimums {
+    docker: Option<String>,
+    compose_v2: Option<String>,
+    compose_v1: Option<String>,
+    finch: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,7 +218,14 @@ pub struct Config {
     pub resources: Resources,
     pub runtime: Runtime,
     pub health: Health,
+    pub ssh: SshSettings,
+    pub minimums: crate::target::Minimums,
     pub hosts: BTreeMap<String, Host>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SshSettings {
+    pub connect_timeout_seconds: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -348,6 +377,7 @@ pub mod defaults {
     pub const HEALTH_RETRIES: u32 = 5;
     pub const HEALTH_START_PERIOD_SECONDS: u32 = 30;
     pub const SSH_PORT: u16 = 22;
+    pub const SSH_CONNECT_TIMEOUT_SECONDS: u32 = 10;
 }
 
 // ---------------------------------------------------------------------------------
@@ -572,6 +602,21 @@ fn resolve(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, problems: &mut 
         ),
     };
 
+    let ssh = SshSettings {
+        connect_timeout_seconds: checker.positive(
+            "ssh.connect_timeout_seconds",
+            raw.ssh.connect_timeout_seconds,
+            defaults::SSH_CONNECT_TIMEOUT_SECONDS,
+        ),
+    };
+    let fallback = crate::target::Minimums::default();
+    let minimums = crate::target::Minimums {
+        docker: checker.version("minimums.docker", raw.minimums.docker, fallback.docker),
+        compose_v2: checker.version("minimums.compose_v2", raw.minimums.compose_v2, fallback.compose_v2),
+        compose_v1: checker.version("minimums.compose_v1", raw.minimums.compose_v1, fallback.compose_v1),
+        finch: checker.version("minimums.finch", raw.minimums.finch, fallback.finch),
+    };
+
     let hosts = raw.hosts.into_iter().map(|(name, host)| {
         let resolved = checker.host(&name, host);
         (name, resolved)
@@ -588,6 +633,8 @@ fn resolve(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, problems: &mut 
         resources,
         runtime,
         health,
+        ssh,
+        minimums,
         hosts,
     }
 }
@@ -744,6 +791,23 @@ impl Checker<'_> {
             self.invalid(key, &format!("{value:?}"), "a positive size such as 512m, 1g or 100k");
         }
         value
+    }
+
+    fn version(&mut self, key: &str, file: Option<String>, default: crate::target::Version) -> crate::target::Version {
+        match file {
+            None => default,
+            Some(text) => {
+                let valid =
+                    !text.is_empty() && text.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+                match crate::target::Version::find(&text).filter(|_| valid) {
+                    Some(version) => version,
+                    None => {
+                        self.invalid(key, &format!("{text:?}"), "a version such as \"20.10\"");
+                        default
+                    }
+                }
+            }
+        }
     }
 
     fn positive(&mut self, key: &str, file: Option<i64>, default: u32) -> u32 {

@@ -9,11 +9,14 @@ pub mod bootstrap;
 pub mod command;
 pub mod compose;
 pub mod config;
+pub mod doctor;
 pub mod images;
 pub mod paths;
 pub mod project;
 pub mod render;
 pub mod runtime;
+pub mod target;
+pub mod transport;
 pub mod verify;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +33,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Task {
+    /// What this machine and a target have and lack; --install fixes the target.
+    Doctor(doctor::DoctorArgs),
     /// Build and tag the three images (database, backend-api, web-frontend).
     Images(images::ImagesArgs),
     /// Print the compose file (and env file) a deploy would write for a target OS.
@@ -44,6 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         project.config_file = config;
     }
     match cli.task {
+        Task::Doctor(args) => doctor::run(&project, &args),
         Task::Images(args) => images::run(&project, &args).map(|_| ()),
         Task::Render(args) => render::run(&project, &args),
         Task::Verify(args) => verify::run(&project, &args),

@@ -1,0 +1,394 @@
+//! `cargo xtask doctor`: what this machine and a target have and lack. For each: the
+//! OS and package manager, the container runtime and compose command against the
+//! minimums, the deployment paths the path strategy chose, free disk there, whether
+//! the configured ports are free, and every missing piece with its fix. With
+//! `--install` it installs Docker and Compose (or brings Finch's VM up) on the target.
+//! Exit status ≠ 0 while anything required is missing.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::command::Cmd;
+use crate::config::Config;
+use crate::paths::{DeploymentPaths, TargetOs};
+use crate::project::Project;
+use crate::target::{self, FinchVm, OsInfo, Probe, RuntimeReport};
+use crate::transport::{Ssh, SshTarget, Transport};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DoctorArgs {
+    /// A name from [hosts] in deploy/deploy.toml, or [user@]host[:port].
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Install Docker and Compose on the host when missing (as root or with sudo -n),
+    /// or initialise/start Finch's VM on macOS.
+    #[arg(long)]
+    pub install: bool,
+    /// Print one JSON object instead of the report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What one machine has and lacks.
+#[derive(Debug, Serialize)]
+pub struct MachineReport {
+    pub machine: String,
+    pub os: Option<OsInfo>,
+    pub user: String,
+    pub runtime: Option<RuntimeReport>,
+    pub paths: Option<DeploymentPaths>,
+    pub free_disk_bytes: Option<u64>,
+    pub ports_in_use: Vec<u16>,
+    pub missing: Vec<String>,
+    pub actions: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DoctorReport {
+    pub local: MachineReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<MachineReport>,
+    pub ok: bool,
+    pub seconds: f64,
+}
+
+pub fn run(project: &Project, args: &DoctorArgs) -> Result<()> {
+    let started = Instant::now();
+    let config = Config::load(&project.config_file)?;
+    let report = diagnose(&config, args)?;
+    let report = DoctorReport {
+        ok: report.0.missing.is_empty() && report.1.as_ref().is_none_or(|h| h.missing.is_empty()),
+        local: report.0,
+        host: report.1,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_machine(&report.local);
+        if let Some(host) = &report.host {
+            print_machine(host);
+        }
+    }
+    if !report.ok {
+        bail!("something required is missing (see above)");
+    }
+    Ok(())
+}
+
+fn diagnose(config: &Config, args: &DoctorArgs) -> Result<(MachineReport, Option<MachineReport>)> {
+    let local = local_report(config, args.host.is_some());
+    let host = match &args.host {
+        None => None,
+        Some(name) => {
+            let transport = connect(config, name)?;
+            let report = machine_report(config, &transport, transport.to_string(), args.install);
+            transport.close();
+            Some(report?)
+        }
+    };
+    Ok((local, host))
+}
+
+/// The transport for `--host`: a configured host's table, else `[user@]host[:port]`.
+pub fn connect(config: &Config, name: &str) -> Result<Transport> {
+    let (target, identity) = match config.hosts.get(name) {
+        Some(host) => {
+            let target = SshTarget::parse(&format!("{}@{}", host.user, host.address))
+                .with_context(|| format!("[hosts.{name}] in the configuration"))?;
+            let target = SshTarget { port: Some(host.port), ..target };
+            (target, host.identity_file.as_deref().map(expand_local_home))
+        }
+        None => (SshTarget::parse(name)?, None),
+    };
+    let mut ssh = Ssh::new(target)?;
+    ssh.identity_file = identity;
+    ssh.connect_timeout = std::time::Duration::from_secs(config.ssh.connect_timeout_seconds.into());
+    if let Ok(known_hosts) = std::env::var("CULTIVATE_KNOWN_HOSTS") {
+        ssh.known_hosts_file = Some(known_hosts.into());
+    }
+    let transport = Transport::Ssh(ssh);
+    check_connectivity(&transport)?;
+    Ok(transport)
+}
+
+/// The first remote command of every run (Property 16): does the host answer at all?
+pub fn check_connectivity(transport: &Transport) -> Result<()> {
+    let answer = transport.output(&connectivity_cmd())?;
+    if answer.trim() != CONNECTIVITY_ANSWER {
+        bail!("{transport} answered the connectivity check with {answer:?}");
+    }
+    Ok(())
+}
+
+const CONNECTIVITY_ANSWER: &str = "cultivate-connectivity-ok";
+
+pub fn connectivity_cmd() -> Cmd {
+    Cmd::new("echo").arg(CONNECTIVITY_ANSWER)
+}
+
+fn expand_local_home(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => Path::new(&home).join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
+/// This machine: the tools a deploy from here needs.
+fn local_report(config: &Config, needs_ssh: bool) -> MachineReport {
+    let mut missing = Vec::new();
+    if needs_ssh && which::which("ssh").is_err() {
+        missing.push("the OpenSSH client (ssh) is missing: `sudo apt-get install openssh-client`".to_string());
+    }
+    if needs_ssh && !has_key_or_agent(config) {
+        missing.push(
+            "no SSH key or agent: create a key with `ssh-keygen -t ed25519`, or start ssh-agent and `ssh-add` one"
+                .into(),
+        );
+    }
+    let runtime = crate::runtime::Runtime::detect_local(None);
+    if let Err(err) = &runtime {
+        missing.push(format!("{err:#}"));
+    }
+    let probe = Transport::Local.output(&target::probe_cmd()).map(|text| Probe::parse(&text)).unwrap_or_default();
+    let os = target::detect_os(&probe).ok();
+    MachineReport {
+        machine: "this machine".into(),
+        user: probe.get("user").to_string(),
+        os,
+        runtime: None,
+        paths: None,
+        free_disk_bytes: None,
+        ports_in_use: Vec::new(),
+        missing,
+        actions: Vec::new(),
+    }
+}
+
+fn has_key_or_agent(config: &Config) -> bool {
+    let agent = std::env::var_os("SSH_AUTH_SOCK").is_some() && Cmd::new("ssh-add").arg("-l").succeeds();
+    let home_keys = std::env::var_os("HOME").is_some_and(|home| {
+        ["id_ed25519", "id_ecdsa", "id_rsa"].iter().any(|key| Path::new(&home).join(".ssh").join(key).is_file())
+    });
+    let configured =
+        config.hosts.values().filter_map(|h| h.identity_file.as_deref()).any(|f| expand_local_home(f).is_file());
+    agent || home_keys || configured
+}
+
+/// A target: detection, runtime, paths, disk, ports; installs what lacks with `install`.
+pub fn machine_report(config: &Config, transport: &Transport, name: String, install: bool) -> Result<MachineReport> {
+    let mut probe = Probe::parse(&transport.output(&target::probe_cmd())?);
+    let mut missing = Vec::new();
+    let mut actions = Vec::new();
+    let os = match target::detect_os(&probe) {
+        Ok(os) => os,
+        Err(err) => {
+            missing.push(format!("{err:#}"));
+            return Ok(MachineReport {
+                machine: name,
+                os: None,
+                user: probe.get("user").into(),
+                runtime: None,
+                paths: None,
+                free_disk_bytes: None,
+                ports_in_use: Vec::new(),
+                missing,
+                actions,
+            });
+        }
+    };
+    let mut runtime = target::check_runtime(&os, &probe, &config.minimums);
+    if install && !runtime.problems.is_empty() {
+        actions = install_runtime(transport, &os, &probe, &runtime)?;
+        probe = Probe::parse(&transport.output(&target::probe_cmd())?);
+        runtime = target::check_runtime(&os, &probe, &config.minimums);
+    }
+    missing.extend(runtime.problems.iter().cloned());
+
+    let user = probe.get("user").to_string();
+    let paths = match DeploymentPaths::resolve(os.os, &user, config, None) {
+        Ok(paths) => Some(paths),
+        Err(err) => {
+            missing.push(format!("{err:#}"));
+            None
+        }
+    };
+    let free_disk_bytes = match &paths {
+        Some(paths) => transport.output(&free_disk_cmd(&paths.base)).ok().and_then(|t| parse_df_available(&t)),
+        None => None,
+    };
+    let mut wanted = vec![config.http.port];
+    if config.http.https {
+        wanted.push(config.http.https_port);
+    }
+    let ports_in_use = match transport.output(&listening_ports_cmd(os.os)) {
+        Ok(text) => parse_listening(&text, os.os).into_iter().filter(|p| wanted.contains(p)).collect(),
+        Err(_) => Vec::new(),
+    };
+    Ok(MachineReport {
+        machine: name,
+        os: Some(os),
+        user,
+        runtime: Some(runtime),
+        paths,
+        free_disk_bytes,
+        ports_in_use,
+        missing,
+        actions,
+    })
+}
+
+/// Installs Docker + Compose with the package manager, starts the engine; on macOS
+/// brings Finch's VM up. Returns what it did.
+fn install_runtime(transport: &Transport, os: &OsInfo, probe: &Probe, runtime: &RuntimeReport) -> Result<Vec<String>> {
+    let as_root = probe.get("uid") == "0";
+    let mut done = Vec::new();
+    let mut run = |cmd: Cmd| -> Result<()> {
+        eprintln!("{transport}: {cmd}");
+        transport.output(&cmd).with_context(|| format!("`{cmd}` failed on {transport}"))?;
+        done.push(cmd.to_string());
+        Ok(())
+    };
+    if os.os == TargetOs::Macos {
+        match runtime.finch_vm {
+            Some(FinchVm::Nonexistent) => run(Cmd::new("finch").args(["vm", "init"]))?,
+            Some(FinchVm::Stopped) => run(Cmd::new("finch").args(["vm", "start"]))?,
+            _ => {}
+        }
+        return Ok(done);
+    }
+    if !as_root {
+        let sudo = transport.capture(&Cmd::new("sudo").args(["-n", "true"]))?;
+        if !sudo.status.success() {
+            bail!(
+                "installing Docker on {transport} needs root, and sudo asks for a password there. \
+                 Run as root, allow password-less sudo for this user, or install by hand: {}",
+                target::install_hint(os.package_manager)
+            );
+        }
+    }
+    if !probe.has_command("docker") || runtime.compose.is_none() {
+        for cmd in target::install_cmds(os.package_manager, as_root) {
+            run(cmd)?;
+        }
+    }
+    let start = start_engine_cmd(probe);
+    run(if as_root { start } else { crate::bootstrap::through_sudo(start) })?;
+    Ok(done)
+}
+
+/// Starts the engine: systemd, OpenRC, or dockerd in the background.
+pub fn start_engine_cmd(probe: &Probe) -> Cmd {
+    let script = "if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then systemctl enable --now docker; \
+                  elif command -v rc-service >/dev/null 2>&1; then rc-service docker start; \
+                  elif docker info >/dev/null 2>&1; then true; \
+                  else nohup dockerd >/var/log/dockerd.log 2>&1 </dev/null & \
+                  i=0; while [ $i -lt 60 ] && ! docker info >/dev/null 2>&1; do sleep 1; i=$((i+1)); done; fi";
+    let _ = probe;
+    Cmd::new("sh").args(["-c", script])
+}
+
+/// `df -Pk` of the deployment path, or of its nearest existing parent.
+pub fn free_disk_cmd(path: &str) -> Cmd {
+    let script = "p=$1; while [ ! -e \"$p\" ] && [ \"$p\" != / ]; do p=$(dirname \"$p\"); done; df -Pk \"$p\"";
+    Cmd::new("sh").args(["-c", script, "df"]).arg(path)
+}
+
+/// Bytes available from `df -Pk` output.
+pub fn parse_df_available(text: &str) -> Option<u64> {
+    let line = text.lines().nth(1)?;
+    let kib: u64 = line.split_whitespace().nth(3)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+pub fn listening_ports_cmd(os: TargetOs) -> Cmd {
+    match os {
+        TargetOs::Linux => Cmd::new("sh").args(["-c", "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null"]),
+        TargetOs::Macos => Cmd::new("sh").args(["-c", "netstat -an -p tcp 2>/dev/null | grep LISTEN"]),
+    }
+}
+
+/// Listening TCP ports from /proc/net/tcp (Linux) or `netstat -an` (macOS).
+pub fn parse_listening(text: &str, os: TargetOs) -> Vec<u16> {
+    let mut ports: Vec<u16> = match os {
+        TargetOs::Linux => text
+            .lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                (fields.get(3) == Some(&"0A"))
+                    .then(|| fields.get(1)?.rsplit(':').next())?
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+            })
+            .collect(),
+        TargetOs::Macos => {
+            text.lines().filter_map(|line| line.split_whitespace().nth(3)?.rsplit('.').next()?.parse().ok()).collect()
+        }
+    };
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+fn print_machine(report: &MachineReport) {
+    println!("{}", report.machine);
+    match &report.os {
+        Some(os) => println!("  os:        {os}"),
+        None => println!("  os:        unknown"),
+    }
+    if !report.user.is_empty() {
+        println!("  user:      {}", report.user);
+    }
+    if let Some(runtime) = &report.runtime {
+        let engine = runtime.engine.as_ref().map_or("missing".to_string(), |v| v.to_string());
+        let compose = runtime.compose.as_ref().map_or("missing".to_string(), |c| c.to_string());
+        println!("  engine:    {engine}");
+        println!("  compose:   {compose}");
+    }
+    if let Some(paths) = &report.paths {
+        println!("  paths:     {} (logs {})", paths.base, paths.logs);
+    }
+    if let Some(bytes) = report.free_disk_bytes {
+        println!("  free disk: {:.1} GB", bytes as f64 / 1e9);
+    }
+    if !report.ports_in_use.is_empty() {
+        println!("  ports in use: {:?} (a deploy needs them free, or already ours)", report.ports_in_use);
+    }
+    for action in &report.actions {
+        println!("  did:       {action}");
+    }
+    if report.missing.is_empty() {
+        println!("  ok");
+    }
+    for problem in &report.missing {
+        println!("  missing:   {}", problem.replace('\n', "\n             "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn df_output_gives_available_bytes() {
+        let text = "Filesystem     1024-blocks      Used Available Capacity Mounted on\n/dev/vda        263174212  11230000 83886080      12% /\n";
+        assert_eq!(parse_df_available(text), Some(83886080 * 1024));
+        assert_eq!(parse_df_available("garbage"), None);
+    }
+
+    #[test]
+    fn listening_ports_on_linux_and_macos() {
+        let linux = "  sl  local_address rem_address   st\n   0: 00000000:0050 00000000:0000 0A\n   1: 0100007F:1F90 0100007F:D2F0 01\n";
+        assert_eq!(parse_listening(linux, TargetOs::Linux), vec![80]);
+        let macos =
+            "tcp4       0      0  *.443                  *.*                    LISTEN\ntcp6  0 0 *.80 *.* LISTEN\n";
+        assert_eq!(parse_listening(macos, TargetOs::Macos), vec![80, 443]);
+    }
+
+    #[test]
+    fn connectivity_is_a_harmless_echo() {
+        assert_eq!(connectivity_cmd().to_string(), "echo cultivate-connectivity-ok");
+    }
+}
