@@ -137,35 +137,34 @@ fn expand_local_home(path: &str) -> PathBuf {
     }
 }
 
-/// This machine: the tools a deploy from here needs.
+/// This machine: what a target report says, plus the tools a deploy from here needs
+/// (ssh and a key when a host is involved; a runtime to build the images with).
 fn local_report(config: &Config, needs_ssh: bool) -> MachineReport {
-    let mut missing = Vec::new();
+    let mut report =
+        machine_report(config, &Transport::Local, "this machine".into(), false).unwrap_or_else(|err| MachineReport {
+            machine: "this machine".into(),
+            os: None,
+            user: String::new(),
+            runtime: None,
+            paths: None,
+            free_disk_bytes: None,
+            ports_in_use: Vec::new(),
+            missing: vec![format!("{err:#}")],
+            actions: Vec::new(),
+        });
     if needs_ssh && which::which("ssh").is_err() {
-        missing.push("the OpenSSH client (ssh) is missing: `sudo apt-get install openssh-client`".to_string());
+        report.missing.push("the OpenSSH client (ssh) is missing: `sudo apt-get install openssh-client`".to_string());
     }
     if needs_ssh && !has_key_or_agent(config) {
-        missing.push(
+        report.missing.push(
             "no SSH key or agent: create a key with `ssh-keygen -t ed25519`, or start ssh-agent and `ssh-add` one"
                 .into(),
         );
     }
-    let runtime = crate::runtime::Runtime::detect_local(None);
-    if let Err(err) = &runtime {
-        missing.push(format!("{err:#}"));
+    if let Err(err) = crate::runtime::Runtime::detect_local(None) {
+        report.missing.push(format!("{err:#}"));
     }
-    let probe = Transport::Local.output(&target::probe_cmd()).map(|text| Probe::parse(&text)).unwrap_or_default();
-    let os = target::detect_os(&probe).ok();
-    MachineReport {
-        machine: "this machine".into(),
-        user: probe.get("user").to_string(),
-        os,
-        runtime: None,
-        paths: None,
-        free_disk_bytes: None,
-        ports_in_use: Vec::new(),
-        missing,
-        actions: Vec::new(),
-    }
+    report
 }
 
 fn has_key_or_agent(config: &Config) -> bool {

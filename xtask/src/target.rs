@@ -35,6 +35,7 @@ echo "==compose-v2"; docker compose version --short 2>/dev/null
 echo "==compose-v1"; docker-compose version --short 2>/dev/null
 echo "==finch"; finch --version 2>/dev/null
 echo "==finch-vm"; finch vm status 2>/dev/null
+exit 0
 "#;
 
 /// The command that runs the probe.
@@ -168,8 +169,15 @@ pub fn parse_os_release(text: &str) -> BTreeMap<String, String> {
 }
 
 /// A dotted version number, e.g. `20.10.24` from `Docker version 20.10.24+dfsg1, build …`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Version(pub Vec<u32>);
+
+impl Serialize for Version {
+    /// As `"20.10.24"`, the way people write versions.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
 
 impl Version {
     /// The first `N(.N)*` in `text`, ignoring a leading `v`.
