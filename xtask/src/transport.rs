@@ -130,6 +130,8 @@ pub struct Ssh {
     pub identity_file: Option<PathBuf>,
     pub known_hosts_file: Option<PathBuf>,
     pub connect_timeout: Duration,
+    /// One shared connection for the whole run (true), or a new one per command.
+    pub multiplex: bool,
     /// Private directory (0700) holding the ControlMaster socket.
     control_dir: PathBuf,
 }
@@ -228,6 +230,7 @@ impl Ssh {
             identity_file: None,
             known_hosts_file: None,
             connect_timeout: Duration::from_secs(10),
+            multiplex: true,
             control_dir,
         })
     }
@@ -244,14 +247,25 @@ impl Ssh {
             "-o".to_string(),
             format!("ConnectTimeout={}", self.connect_timeout.as_secs().max(1)),
             "-o".to_string(),
-            "ControlMaster=auto".to_string(),
-            "-o".to_string(),
-            format!("ControlPath={}/%C", self.control_dir.display()),
-            "-o".to_string(),
-            "ControlPersist=60".to_string(),
-            "-o".to_string(),
             "ServerAliveInterval=15".to_string(),
         ];
+        if self.multiplex {
+            args.extend([
+                "-o".to_string(),
+                "ControlMaster=auto".to_string(),
+                "-o".to_string(),
+                format!("ControlPath={}/%C", self.control_dir.display()),
+                "-o".to_string(),
+                "ControlPersist=60".to_string(),
+            ]);
+        } else {
+            args.extend([
+                "-o".to_string(),
+                "ControlMaster=no".to_string(),
+                "-o".to_string(),
+                "ControlPath=none".to_string(),
+            ]);
+        }
         if let Some(port) = self.target.port {
             args.extend(["-p".to_string(), port.to_string()]);
         }
@@ -280,6 +294,9 @@ impl Ssh {
 
     /// Ends the shared connection (`ssh -O exit`).
     pub fn close(&self) {
+        if !self.multiplex {
+            return;
+        }
         let _ = Cmd::new("ssh")
             .args(self.options())
             .args(["-O", "exit", "--"])
