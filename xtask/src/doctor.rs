@@ -265,7 +265,7 @@ fn install_runtime(transport: &Transport, os: &OsInfo, probe: &Probe, runtime: &
             bail!(
                 "installing Docker on {transport} needs root, and sudo asks for a password there. \
                  Run as root, allow password-less sudo for this user, or install by hand: {}",
-                target::install_hint(os.package_manager)
+                target::install_hint(os.package_manager, false)
             );
         }
     }
@@ -274,19 +274,33 @@ fn install_runtime(transport: &Transport, os: &OsInfo, probe: &Probe, runtime: &
             run(cmd)?;
         }
     }
-    let start = start_engine_cmd(probe);
+    let start = start_engine_cmd();
     run(if as_root { start } else { crate::bootstrap::through_sudo(start) })?;
+    // The engine's socket is root:docker: a user outside the group cannot use it.
+    // Group membership applies to new logins only, so the shared connection is closed
+    // and the next command logs in afresh.
+    let after = Probe::parse(&transport.output(&target::probe_cmd())?);
+    if !as_root && target::engine_denied(&after) {
+        run(crate::bootstrap::through_sudo(add_to_docker_group_cmd(after.get("user"))))?;
+        transport.close();
+    }
     Ok(done)
 }
 
+/// Adds `user` to the docker group (usermod, or addgroup on Alpine/BusyBox).
+pub fn add_to_docker_group_cmd(user: &str) -> Cmd {
+    Cmd::new("sh")
+        .args(["-c", "usermod -aG docker \"$1\" 2>/dev/null || addgroup \"$1\" docker", "add-to-docker-group"])
+        .arg(user)
+}
+
 /// Starts the engine: systemd, OpenRC, or dockerd in the background.
-pub fn start_engine_cmd(probe: &Probe) -> Cmd {
+pub fn start_engine_cmd() -> Cmd {
     let script = "if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then systemctl enable --now docker; \
                   elif command -v rc-service >/dev/null 2>&1; then rc-service docker start; \
                   elif docker info >/dev/null 2>&1; then true; \
                   else nohup dockerd >/var/log/dockerd.log 2>&1 </dev/null & \
                   i=0; while [ $i -lt 60 ] && ! docker info >/dev/null 2>&1; do sleep 1; i=$((i+1)); done; fi";
-    let _ = probe;
     Cmd::new("sh").args(["-c", script])
 }
 

@@ -31,6 +31,7 @@ echo "==user"; id -un
 echo "==home"; echo "$HOME"
 echo "==docker-client"; docker --version 2>/dev/null
 echo "==docker-server"; docker version --format '{{.Server.Version}}' 2>/dev/null
+echo "==docker-info"; docker info >/dev/null 2>&1 && echo ok || docker info 2>&1 | tail -n 1
 echo "==compose-v2"; docker compose version --short 2>/dev/null
 echo "==compose-v1"; docker-compose version --short 2>/dev/null
 echo "==finch"; finch --version 2>/dev/null
@@ -322,7 +323,7 @@ pub fn check_runtime(os: &OsInfo, probe: &Probe, minimums: &Minimums) -> Runtime
         return RuntimeReport { engine: finch, compose, finch_vm: vm, problems };
     }
 
-    let install = install_hint(os.package_manager);
+    let install = install_hint(os.package_manager, probe.get("uid") == "0");
     let engine = version_of("docker-server").or_else(|| version_of("docker-client"));
     match (&engine, probe.has_command("docker")) {
         (_, false) => problems.push(format!("docker is not installed: {install}")),
@@ -348,6 +349,11 @@ pub fn check_runtime(os: &OsInfo, probe: &Probe, minimums: &Minimums) -> Runtime
         }
     };
     RuntimeReport { engine, compose, finch_vm: None, problems }
+}
+
+/// Whether the engine runs but refuses this user (the socket is root:docker 0660).
+pub fn engine_denied(probe: &Probe) -> bool {
+    probe.get("docker-info").to_ascii_lowercase().contains("permission denied")
 }
 
 /// The shortfall message when `found` is below `minimum` (required and found, Property 22).
@@ -400,8 +406,8 @@ pub fn install_cmds(manager: PackageManager, as_root: bool) -> Vec<Cmd> {
 }
 
 /// One line saying how to install Docker with this package manager.
-pub fn install_hint(manager: PackageManager) -> String {
-    let lines: Vec<String> = install_cmds(manager, false).iter().map(ToString::to_string).collect();
+pub fn install_hint(manager: PackageManager, as_root: bool) -> String {
+    let lines: Vec<String> = install_cmds(manager, as_root).iter().map(ToString::to_string).collect();
     if lines.is_empty() { "see https://docs.docker.com/engine/install/".into() } else { lines.join(" && ") }
 }
 

@@ -60,35 +60,69 @@ impl Transport {
 
     /// Runs `remote` with `input` as its standard input (a stream: nothing is held in
     /// memory or written to a temporary file), returning its output.
-    pub fn output_with_input(&self, remote: &Cmd, input: &mut dyn Read) -> Result<String> {
+    pub fn output_with_input(&self, remote: &Cmd, input: &mut (dyn Read + Send)) -> Result<String> {
+        let mut output = Vec::new();
+        self.stream(remote, Some(input), &mut output)?;
+        Ok(String::from_utf8_lossy(&output).trim_end().to_string())
+    }
+
+    /// Runs `remote`, streaming `input` (if any) to its stdin and its stdout to
+    /// `output` as they flow: for image streams, which never touch a temporary file.
+    /// The error names whichever side failed: the input, the transport, or the command.
+    pub fn stream(&self, remote: &Cmd, input: Option<&mut (dyn Read + Send)>, output: &mut dyn Write) -> Result<u64> {
         let carrier = self.carrier(remote);
         let mut child = std::process::Command::new(&carrier.program)
             .args(&carrier.args)
             .envs(carrier.env.iter().map(|(k, v)| (k, v)))
             .current_dir(carrier.dir.as_deref().unwrap_or(Path::new(".")))
-            .stdin(Stdio::piped())
+            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("could not start `{carrier}`"))?;
-        let mut stdin = child.stdin.take().context("child stdin")?;
-        let copied = std::io::copy(input, &mut stdin);
-        drop(stdin);
-        let output = child.wait_with_output().with_context(|| format!("waiting for `{carrier}`"))?;
+        let stdin = child.stdin.take();
+        let mut stdout = child.stdout.take().context("child stdout")?;
+        let mut stderr = child.stderr.take().context("child stderr")?;
+        let (sent, received, errors) = std::thread::scope(|scope| {
+            let sender = scope.spawn(move || -> std::io::Result<u64> {
+                match (input, stdin) {
+                    (Some(input), Some(mut stdin)) => std::io::copy(input, &mut stdin),
+                    _ => Ok(0),
+                }
+            });
+            let collector = scope.spawn(move || {
+                let mut text = Vec::new();
+                let _ = stderr.read_to_end(&mut text);
+                text
+            });
+            let received = std::io::copy(&mut stdout, output);
+            (sender.join(), received, collector.join())
+        });
+        let status = child.wait().with_context(|| format!("waiting for `{carrier}`"))?;
+        let stderr = String::from_utf8_lossy(&errors.unwrap_or_default()).trim().to_string();
+        let result = Output { status, stdout: Vec::new(), stderr: stderr.clone().into_bytes() };
         if let Transport::Ssh(ssh) = self
-            && let Some(failure) = SshFailure::classify(&output)
+            && let Some(failure) = SshFailure::classify(&result)
         {
-            bail!("{}", failure.message(&ssh.destination()));
+            bail!("{}: {stderr}", failure.message(&ssh.destination()));
         }
-        if !output.status.success() {
-            bail!(
-                "`{remote}` failed on {self} ({}): {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
+        if !status.success() {
+            bail!("`{remote}` failed on {self} ({status}): {stderr}");
         }
-        copied.with_context(|| format!("sending input to `{remote}` on {self}"))?;
-        Ok(String::from_utf8_lossy(&output.stdout).trim_end().to_string())
+        match sent {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => return Err(err).with_context(|| format!("sending input to `{remote}` on {self}")),
+            Err(_) => bail!("the thread sending input to `{remote}` panicked"),
+        }
+        received.with_context(|| format!("reading the output of `{remote}` on {self}"))
+    }
+
+    /// Copies the local file `source` to `path` with `mode`, streamed.
+    pub fn upload_file(&self, source: &Path, path: &str, mode: u32) -> Result<()> {
+        let mut file = std::fs::File::open(source).with_context(|| format!("opening {}", source.display()))?;
+        self.output_with_input(&upload_cmd(path, mode), &mut file)
+            .with_context(|| format!("copying {} to {path} on {self}", source.display()))
+            .map(drop)
     }
 
     /// Writes `bytes` to `path` with `mode`, atomically (a temporary file beside it,
@@ -406,11 +440,6 @@ impl SshFailure {
 /// Writes a shell word list for a remote shell: each word quoted, joined by spaces.
 pub fn remote_line(words: &[&str]) -> String {
     words.iter().map(|word| quote(word)).collect::<Vec<_>>().join(" ")
-}
-
-/// Copies `reader` into `writer`; a helper for streaming through ssh.
-pub fn pump(reader: &mut dyn Read, writer: &mut dyn Write) -> std::io::Result<u64> {
-    std::io::copy(reader, writer)
 }
 
 #[cfg(test)]

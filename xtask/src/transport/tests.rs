@@ -137,3 +137,29 @@ fn ssh_failures_are_named() {
         assert!(expected.message("root@h:22").contains("root@h:22"));
     }
 }
+
+#[test]
+fn streams_flow_both_ways_and_failures_name_their_side() {
+    let input: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut output = Vec::new();
+    let copied = Transport::Local.stream(&Cmd::new("cat"), Some(&mut &input[..]), &mut output).unwrap();
+    assert_eq!(copied, input.len() as u64);
+    assert_eq!(output, input);
+    let mut sink = Vec::new();
+    let message = format!(
+        "{:#}",
+        Transport::Local.stream(&Cmd::new("sh").args(["-c", "echo nope >&2; exit 4"]), None, &mut sink).unwrap_err()
+    );
+    assert!(message.contains("nope") && message.contains("exit status: 4"), "{message}");
+}
+
+#[test]
+fn files_upload_streamed() {
+    let dir = std::env::temp_dir().join(format!("cultivate-upload-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("source"), b"contents").unwrap();
+    let target = dir.join("copy");
+    Transport::Local.upload_file(&dir.join("source"), &target.to_string_lossy(), 0o644).unwrap();
+    assert_eq!(std::fs::read(&target).unwrap(), b"contents");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
