@@ -313,24 +313,9 @@ impl TestHost {
     pub fn ssh(&self, user: &str, command: &str) -> Result<Output> {
         let args = self.ssh_args(user);
         let cmd = Cmd::new(&args[0]).args(args[1..].iter().cloned()).arg(command);
-        let handle = cmd
-            .to_expression()
-            .stdin_null()
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked()
-            .start()
-            .with_context(|| format!("starting `{cmd}`"))?;
-        let deadline = Instant::now() + SSH_LIMIT;
-        loop {
-            if let Some(output) = handle.try_wait()? {
-                return Ok(output.clone());
-            }
-            if Instant::now() >= deadline {
-                let _ = handle.kill();
-                bail!("`{cmd}` did not finish in {SSH_LIMIT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        match cmd.capture_with_timeout(SSH_LIMIT)? {
+            TimedOutput::Finished(output) => Ok(output),
+            TimedOutput::TimedOut => bail!("`{cmd}` did not finish in {SSH_LIMIT:?}"),
         }
     }
 

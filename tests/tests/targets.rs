@@ -295,23 +295,42 @@ fn streams_cross_ssh_intact() {
 
 /// `cargo xtask --config FILE doctor --host NAME …` as a user runs it.
 fn doctor_cli(host: &TestHost, user: &str, extra: &[&str]) -> std::process::Output {
+    doctor_cli_with(host, user, extra, true, &[])
+}
+
+fn doctor_cli_with(
+    host: &TestHost,
+    user: &str,
+    extra: &[&str],
+    with_identity: bool,
+    env: &[(&str, &std::path::Path)],
+) -> std::process::Output {
+    let identity =
+        if with_identity { format!("identity_file = {:?}\n", host.key.display().to_string()) } else { String::new() };
     let config = std::env::temp_dir().join(cultivate_tests::unique("doctor-config"));
     std::fs::write(
         &config,
         format!(
-            "[app]\nname = \"cultivate\"\n[hosts.target]\naddress = \"127.0.0.1\"\nuser = \"{user}\"\nport = {}\nidentity_file = {:?}\n",
+            "[app]\nname = \"cultivate\"\n[hosts.target]\naddress = \"127.0.0.1\"\nuser = \"{user}\"\nport = {}\n{identity}",
             host.ssh_port,
-            host.key.display().to_string()
         ),
     )
     .unwrap();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    // Cargo and rustup find their homes through HOME unless told: keep them put when a
+    // test gives the xtask another HOME.
+    let home = std::env::var("HOME").unwrap_or_default();
+    let cargo_home = std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{home}/.cargo"));
+    let rustup_home = std::env::var("RUSTUP_HOME").unwrap_or_else(|_| format!("{home}/.rustup"));
     let output = std::process::Command::new(cargo)
+        .env("CARGO_HOME", cargo_home)
+        .env("RUSTUP_HOME", rustup_home)
         .args(["run", "-q", "-p", "xtask", "--", "--config"])
         .arg(&config)
         .args(["doctor", "--host", "target"])
         .args(extra)
         .env("CULTIVATE_KNOWN_HOSTS", &host.known_hosts)
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
         .output()
         .unwrap();
     let _ = std::fs::remove_file(&config);
@@ -335,4 +354,27 @@ fn doctor_command_line_reports_and_sets_its_exit_status() {
     let stdout = String::from_utf8_lossy(&missing.stdout);
     assert!(!missing.status.success(), "exit 0 with docker missing: {stdout}");
     assert!(stdout.contains("docker is not installed: dnf install -y docker"), "{stdout}");
+}
+
+#[test]
+fn doctor_checks_local_prerequisites_before_connecting() {
+    require_engine();
+    let host = TestHost::docker();
+    let empty_home = std::env::temp_dir().join(cultivate_tests::unique("empty-home"));
+    std::fs::create_dir_all(&empty_home).unwrap();
+    let before = host.command_log().lines().count();
+    let accepted = host.accepted_connections();
+    let output = doctor_cli_with(
+        host,
+        "root",
+        &[],
+        false,
+        &[("HOME", &empty_home), ("SSH_AUTH_SOCK", std::path::Path::new(""))],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("no SSH key or agent") && stderr.contains("ssh-keygen -t ed25519"), "{stderr}");
+    assert_eq!(host.command_log().lines().count(), before, "a command reached the host");
+    assert_eq!(host.accepted_connections(), accepted, "a connection was made");
+    let _ = std::fs::remove_dir_all(&empty_home);
 }

@@ -85,10 +85,12 @@ impl Cmd {
         self.to_expression().stdout_null().stderr_null().unchecked().run().is_ok_and(|o| o.status.success())
     }
 
-    /// Like [`Cmd::capture`], but kills the command once `limit` has passed.
+    /// Like [`Cmd::capture`], but kills the command once `limit` has passed. Its stdin
+    /// is empty: a command that waited for input would only run out the clock.
     pub fn capture_with_timeout(&self, limit: Duration) -> Result<TimedOutput> {
         let handle = self
             .to_expression()
+            .stdin_null()
             .stdout_capture()
             .stderr_capture()
             .unchecked()

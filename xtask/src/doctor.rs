@@ -58,13 +58,9 @@ pub struct DoctorReport {
 pub fn run(project: &Project, args: &DoctorArgs) -> Result<()> {
     let started = Instant::now();
     let config = Config::load(&project.config_file)?;
-    let report = diagnose(&config, args)?;
-    let report = DoctorReport {
-        ok: report.0.missing.is_empty() && report.1.as_ref().is_none_or(|h| h.missing.is_empty()),
-        local: report.0,
-        host: report.1,
-        seconds: started.elapsed().as_secs_f64(),
-    };
+    let (local, host) = diagnose(&config, args)?;
+    let ok = local.missing.is_empty() && host.as_ref().is_none_or(|h| h.missing.is_empty());
+    let report = DoctorReport { local, host, ok, seconds: started.elapsed().as_secs_f64() };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -81,6 +77,13 @@ pub fn run(project: &Project, args: &DoctorArgs) -> Result<()> {
 
 fn diagnose(config: &Config, args: &DoctorArgs) -> Result<(MachineReport, Option<MachineReport>)> {
     let local = local_report(config, args.host.is_some());
+    // Local prerequisites first: without ssh or a key, no connection is attempted.
+    let blocking: Vec<&String> =
+        local.missing.iter().filter(|m| m.contains("SSH key") || m.contains("(ssh)")).collect();
+    if args.host.is_some() && !blocking.is_empty() {
+        let list: Vec<&str> = blocking.iter().map(|m| m.as_str()).collect();
+        bail!("this machine cannot reach a host yet:\n  - {}", list.join("\n  - "));
+    }
     let host = match &args.host {
         None => None,
         Some(name) => {
