@@ -70,9 +70,11 @@ impl Cmd {
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
     }
 
-    /// Runs the command, capturing stdout and stderr whatever its exit status.
+    /// Runs the command, capturing stdout and stderr whatever its exit status. Its
+    /// stdin is empty: an ssh carrying it would otherwise read the caller's terminal.
     pub fn capture(&self) -> Result<std::process::Output> {
         self.to_expression()
+            .stdin_null()
             .stdout_capture()
             .stderr_capture()
             .unchecked()
