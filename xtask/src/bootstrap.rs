@@ -12,9 +12,6 @@ use anyhow::{Context, Result, bail};
 use crate::command::Cmd;
 use crate::runtime::Runtime;
 
-/// Debian packages giving a Docker engine, Compose v1 and the offline base-image builder.
-pub const DEBIAN_PACKAGES: [&str; 3] = ["docker.io", "docker-compose", "debootstrap"];
-
 /// How long a freshly started engine may take to answer.
 const ENGINE_START_LIMIT: Duration = Duration::from_secs(90);
 
@@ -79,7 +76,13 @@ pub fn through_sudo(cmd: Cmd) -> Cmd {
 }
 
 fn install_missing_tools() -> Result<()> {
-    let wanted = [("docker.io", "dockerd"), ("docker-compose", "docker-compose"), ("debootstrap", "debootstrap")];
+    let wanted = [
+        ("docker.io", "dockerd"),
+        ("docker-compose", "docker-compose"),
+        ("debootstrap", "debootstrap"),
+        // ssh and ssh-keygen: doctor and the tests reach their hosts over SSH.
+        ("openssh-client", "ssh"),
+    ];
     let missing: Vec<&str> =
         wanted.iter().filter(|(_, program)| which::which(program).is_err()).map(|(package, _)| *package).collect();
     if missing.is_empty() {
