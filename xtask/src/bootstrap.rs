@@ -68,6 +68,11 @@ pub fn apt_install_cmds(missing: &[&str], as_root: bool) -> Vec<Cmd> {
     ]
 }
 
+/// Whether this process runs as root.
+pub fn is_root() -> Result<bool> {
+    Ok(Cmd::new("id").arg("-u").output()? == "0")
+}
+
 /// The same command run by `sudo -n` (which fails rather than asking for a password);
 /// the environment is passed as sudo's own `KEY=value` arguments.
 pub fn through_sudo(cmd: Cmd) -> Cmd {
@@ -95,7 +100,7 @@ fn install_missing_tools() -> Result<()> {
             missing.join(", ")
         );
     }
-    let as_root = Cmd::new("id").arg("-u").output()? == "0";
+    let as_root = is_root()?;
     if !as_root && !Cmd::new("sudo").args(["-n", "true"]).succeeds() {
         bail!(
             "installing {} needs root: sudo asks for a password. Run `sudo apt-get install {}` yourself, then again without --install",
@@ -115,8 +120,7 @@ fn start_docker() -> Result<()> {
     if Path::new("/run/systemd/system").exists() {
         eprintln!("starting docker with systemctl");
         let start = Cmd::new("systemctl").args(["start", "docker"]);
-        let as_root = Cmd::new("id").arg("-u").output()? == "0";
-        let start = if as_root { start } else { through_sudo(start) };
+        let start = if is_root()? { start } else { through_sudo(start) };
         return start.output().map(drop);
     }
     // No systemd (containers, CI machines): run dockerd in its own session so it

@@ -46,6 +46,23 @@ pub struct MachineReport {
     pub actions: Vec<String>,
 }
 
+impl MachineReport {
+    /// A machine whose OS could not be told: nothing else is known of it.
+    fn undetected(machine: String, user: String, why: String) -> MachineReport {
+        MachineReport {
+            machine,
+            os: None,
+            user,
+            runtime: None,
+            paths: None,
+            free_disk_bytes: None,
+            ports_in_use: Vec::new(),
+            missing: vec![why],
+            actions: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct DoctorReport {
     pub local: MachineReport,
@@ -143,18 +160,8 @@ fn expand_local_home(path: &str) -> PathBuf {
 /// This machine: what a target report says, plus the tools a deploy from here needs
 /// (ssh and a key when a host is involved; a runtime to build the images with).
 fn local_report(config: &Config, needs_ssh: bool) -> MachineReport {
-    let mut report =
-        machine_report(config, &Transport::Local, "this machine".into(), false).unwrap_or_else(|err| MachineReport {
-            machine: "this machine".into(),
-            os: None,
-            user: String::new(),
-            runtime: None,
-            paths: None,
-            free_disk_bytes: None,
-            ports_in_use: Vec::new(),
-            missing: vec![format!("{err:#}")],
-            actions: Vec::new(),
-        });
+    let mut report = machine_report(config, &Transport::Local, "this machine".into(), false)
+        .unwrap_or_else(|err| MachineReport::undetected("this machine".into(), String::new(), format!("{err:#}")));
     if needs_ssh && which::which("ssh").is_err() {
         report.missing.push("the OpenSSH client (ssh) is missing: `sudo apt-get install openssh-client`".to_string());
     }
@@ -187,20 +194,7 @@ pub fn machine_report(config: &Config, transport: &Transport, name: String, inst
     let mut actions = Vec::new();
     let os = match target::detect_os(&probe) {
         Ok(os) => os,
-        Err(err) => {
-            missing.push(format!("{err:#}"));
-            return Ok(MachineReport {
-                machine: name,
-                os: None,
-                user: probe.get("user").into(),
-                runtime: None,
-                paths: None,
-                free_disk_bytes: None,
-                ports_in_use: Vec::new(),
-                missing,
-                actions,
-            });
-        }
+        Err(err) => return Ok(MachineReport::undetected(name, probe.get("user").into(), format!("{err:#}"))),
     };
     let mut runtime = target::check_runtime(&os, &probe, &config.minimums);
     if install && !runtime.problems.is_empty() {
@@ -282,10 +276,12 @@ fn install_runtime(transport: &Transport, os: &OsInfo, probe: &Probe, runtime: &
     // The engine's socket is root:docker: a user outside the group cannot use it.
     // Group membership applies to new logins only, so the shared connection is closed
     // and the next command logs in afresh.
-    let after = Probe::parse(&transport.output(&target::probe_cmd())?);
-    if !as_root && target::engine_denied(&after) {
-        run(crate::bootstrap::through_sudo(add_to_docker_group_cmd(after.get("user"))))?;
-        transport.close();
+    if !as_root {
+        let after = Probe::parse(&transport.output(&target::probe_cmd())?);
+        if target::engine_denied(&after) {
+            run(crate::bootstrap::through_sudo(add_to_docker_group_cmd(after.get("user"))))?;
+            transport.close();
+        }
     }
     Ok(done)
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::command::{Cmd, quote};
+use crate::command::Cmd;
 
 /// Where commands run.
 #[derive(Debug)]
@@ -42,20 +42,22 @@ impl Transport {
     /// of ssh itself (exit 255) is explained (refused, unreachable, …).
     pub fn output(&self, remote: &Cmd) -> Result<String> {
         let output = self.capture(remote)?;
+        self.check(remote, &output)?;
+        Ok(String::from_utf8_lossy(&output.stdout).trim_end().to_string())
+    }
+
+    /// An error when ssh itself failed (named), or when `remote` exited non-zero.
+    fn check(&self, remote: &Cmd, output: &Output) -> Result<()> {
+        let stderr = String::from_utf8_lossy(&output.stderr);
         if let Transport::Ssh(ssh) = self
-            && let Some(failure) = SshFailure::classify(&output)
+            && let Some(failure) = SshFailure::classify(output)
         {
-            bail!("{}", failure.message(&ssh.destination()));
+            bail!("{}: {}", failure.message(&ssh.destination()), stderr.trim());
         }
         if !output.status.success() {
-            bail!(
-                "`{remote}` failed on {} ({}): {}",
-                self,
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
+            bail!("`{remote}` failed on {self} ({}): {}", output.status, stderr.trim());
         }
-        Ok(String::from_utf8_lossy(&output.stdout).trim_end().to_string())
+        Ok(())
     }
 
     /// Runs `remote` with `input` as its standard input (a stream: nothing is held in
@@ -99,16 +101,7 @@ impl Transport {
             (sender.join(), received, collector.join())
         });
         let status = child.wait().with_context(|| format!("waiting for `{carrier}`"))?;
-        let stderr = String::from_utf8_lossy(&errors.unwrap_or_default()).trim().to_string();
-        let result = Output { status, stdout: Vec::new(), stderr: stderr.clone().into_bytes() };
-        if let Transport::Ssh(ssh) = self
-            && let Some(failure) = SshFailure::classify(&result)
-        {
-            bail!("{}: {stderr}", failure.message(&ssh.destination()));
-        }
-        if !status.success() {
-            bail!("`{remote}` failed on {self} ({status}): {stderr}");
-        }
+        self.check(remote, &Output { status, stdout: Vec::new(), stderr: errors.unwrap_or_default() })?;
         match sent {
             Ok(Ok(_)) => {}
             Ok(Err(err)) => return Err(err).with_context(|| format!("sending input to `{remote}` on {self}")),
@@ -435,11 +428,6 @@ impl SshFailure {
             SshFailure::Other => format!("cannot connect to {destination}: ssh failed"),
         }
     }
-}
-
-/// Writes a shell word list for a remote shell: each word quoted, joined by spaces.
-pub fn remote_line(words: &[&str]) -> String {
-    words.iter().map(|word| quote(word)).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

@@ -128,7 +128,7 @@ fn bootstrap(project: &Project, runtime: &Runtime, suite: &str, stand_in: &str) 
             "the base image must be built offline, but debootstrap is missing: install it with `sudo apt-get install debootstrap`"
         );
     }
-    if Cmd::new("id").arg("-u").output()? != "0" {
+    if !crate::bootstrap::is_root()? {
         bail!(
             "building the base image offline runs debootstrap, which needs root: run `cargo xtask images` as root once (later runs reuse {stand_in})"
         );

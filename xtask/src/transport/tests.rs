@@ -15,6 +15,12 @@ const HOSTILE: [&str; 10] = [
     "*?[glob]~ & | > <",
 ];
 
+/// The line a remote shell receives for these words: a command value's display, which
+/// is what the ssh carrier sends.
+fn remote_line(words: &[&str]) -> String {
+    Cmd::new(words[0]).args(words[1..].iter().copied()).to_string()
+}
+
 /// What a POSIX shell makes of a remote line: each argument on its own, NUL-separated.
 fn through_a_shell(line: &str) -> Vec<String> {
     let output = std::process::Command::new("sh").arg("-c").arg(format!("printf '%s\\0' {line}")).output().unwrap();
