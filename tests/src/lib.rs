@@ -5,6 +5,7 @@
 //! `cultivate.test.pid=<pid>`: removed by its guard when the test ends, by an exit
 //! handler for the shared stack, and swept on the next run if the process was killed.
 
+pub mod browser;
 pub mod hosts;
 use std::path::PathBuf;
 use std::sync::{Mutex, Once, OnceLock};

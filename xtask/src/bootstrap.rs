@@ -87,6 +87,8 @@ fn install_missing_tools() -> Result<()> {
         ("debootstrap", "debootstrap"),
         // ssh and ssh-keygen: doctor and the tests reach their hosts over SSH.
         ("openssh-client", "ssh"),
+        // The frontend tests load the page in headless Chromium, at this path.
+        ("chromium", "/usr/bin/chromium"),
     ];
     let missing: Vec<&str> =
         wanted.iter().filter(|(_, program)| which::which(program).is_err()).map(|(package, _)| *package).collect();

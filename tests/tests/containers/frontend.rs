@@ -344,3 +344,35 @@ fn a_lone_certificate_without_its_key_is_refused_at_start() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("privkey.pem is missing"), "{stderr}");
 }
+
+/// `text` as an HTML serializer writes it inside an element.
+fn html_text(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('\u{a0}', "&nbsp;")
+}
+
+// A real browser runs app.js against the stack: an activity created through nginx is
+// listed on the page, and markup in its title is shown as text, not made an element.
+#[test]
+fn the_page_lists_a_new_activity_in_a_real_browser_with_markup_as_text() {
+    require_engine();
+    let stack = Stack::shared();
+    let title = format!("Browser <b>bold</b> & {}", cultivate_tests::unique("browser"));
+    let body = serde_json::json!({"title": title, "notes": "seen by Chromium"}).to_string();
+    let created =
+        http("POST", &stack.url("/api/v1/activities"), &[("content-type", "application/json")], Some(body.as_bytes()))
+            .unwrap();
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.json()["id"].as_i64().expect("created activity has an id");
+
+    let rendered_title = format!("<h3 class=\"activity-title\">{}</h3>", html_text(&title));
+    let dom = cultivate_tests::browser::rendered_dom_containing(&stack.url("/"), &rendered_title).unwrap();
+    assert!(dom.contains(&format!("data-id=\"{id}\"")), "activity {id} has no list item:\n{dom}");
+    assert!(!dom.contains("<b>bold</b>"), "the title's markup became an element:\n{dom}");
+    assert!(
+        dom.contains("aria-busy=\"false\"") && !dom.contains("id=\"status\" class=\"status status-error\""),
+        "the list did not load:\n{dom}"
+    );
+
+    let deleted = http("DELETE", &stack.url(&format!("/api/v1/activities/{id}")), &[], None).unwrap();
+    assert_eq!(deleted.status, 204);
+}
