@@ -35,7 +35,7 @@ fn main() {
             ssh.multiplex = multiplex;
             let transport = Transport::Ssh(ssh);
             check_connectivity(&transport).expect("connectivity");
-            let report = machine_report(&config, &transport, "bench".into(), false).expect("report");
+            let report = machine_report(&config, &transport, "bench".into(), None, false).expect("report");
             assert!(report.missing.is_empty(), "{:?}", report.missing);
             transport.close();
             times.push(started.elapsed());

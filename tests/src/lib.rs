@@ -6,6 +6,7 @@
 //! handler for the shared stack, and swept on the next run if the process was killed.
 
 pub mod browser;
+pub mod deploy;
 pub mod hosts;
 use std::path::PathBuf;
 use std::sync::{Mutex, Once, OnceLock};

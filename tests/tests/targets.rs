@@ -41,7 +41,7 @@ fn property_16_connectivity_is_checked_before_anything_else() {
     let before = host.command_log().lines().count();
     let transport = ssh_to(host, "root");
     check_connectivity(&transport).unwrap();
-    let report = machine_report(&config(), &transport, "debian host".into(), false).unwrap();
+    let report = machine_report(&config(), &transport, "debian host".into(), None, false).unwrap();
     transport.close();
     assert_eq!(report.os.map(|os| os.id), Some("debian".to_string()));
     let log = host.command_log();
@@ -160,7 +160,7 @@ fn properties_18_19_21_across_os_variants() {
                                 .and_then(|host| {
                                     let transport = ssh_to(&host, "root");
                                     check_connectivity(&transport).map_err(|e| format!("{e:#}"))?;
-                                    let report = machine_report(config, &transport, variant.to_string(), false);
+                                    let report = machine_report(config, &transport, variant.to_string(), None, false);
                                     transport.close();
                                     report.map_err(|e| format!("{e:#}"))
                                 });
@@ -207,7 +207,7 @@ fn property_20_install_uses_the_package_manager_with_sudo_when_not_root() {
         let host = TestHost::start(HostVariant::Os(variant), false).unwrap();
         let transport = ssh_to(&host, user);
         check_connectivity(&transport).unwrap();
-        let report = machine_report(&config, &transport, variant.into(), true).unwrap();
+        let report = machine_report(&config, &transport, variant.into(), None, true).unwrap();
         transport.close();
         assert!(report.missing.is_empty(), "{variant}: still missing {:?}", report.missing);
         let calls = host.package_calls();
@@ -223,7 +223,7 @@ fn property_20_install_uses_the_package_manager_with_sudo_when_not_root() {
     // A user whose sudo wants a password: stop and say so, nothing installed.
     let host = TestHost::start(HostVariant::Os("debian"), false).unwrap();
     let transport = ssh_to(&host, "nosudo");
-    let error = format!("{:#}", machine_report(&config, &transport, "debian".into(), true).unwrap_err());
+    let error = format!("{:#}", machine_report(&config, &transport, "debian".into(), None, true).unwrap_err());
     assert!(error.contains("sudo asks for a password"), "{error}");
     assert!(!host.package_calls().contains("install"), "{}", host.package_calls());
 }
@@ -234,7 +234,7 @@ fn property_22_old_docker_is_reported() {
     require_engine();
     let host = TestHost::start(HostVariant::Os("ubuntu"), true).unwrap();
     let transport = ssh_to(&host, "root");
-    let report = machine_report(&config(), &transport, "old".into(), false).unwrap();
+    let report = machine_report(&config(), &transport, "old".into(), None, false).unwrap();
     let missing = report.missing.join("\n");
     assert!(missing.contains("docker 19.3.0 is too old: 20.10 or newer is required"), "{missing}");
     assert!(missing.contains("docker-compose 1.20.0 is too old: 1.27 or newer is required"), "{missing}");
@@ -249,9 +249,9 @@ fn finch_vm_is_brought_up_or_explained() {
     for (state, expected) in [("Nonexistent", "finch vm init"), ("Stopped", "finch vm start")] {
         let host = TestHost::start(HostVariant::Macos { finch_vm: state, finch: true }, false).unwrap();
         let transport = ssh_to(&host, "ada");
-        let before = machine_report(&config, &transport, "mac".into(), false).unwrap();
+        let before = machine_report(&config, &transport, "mac".into(), None, false).unwrap();
         assert!(before.missing.iter().any(|m| m.contains(expected)), "{state}: {:?}", before.missing);
-        let after = machine_report(&config, &transport, "mac".into(), true).unwrap();
+        let after = machine_report(&config, &transport, "mac".into(), None, true).unwrap();
         transport.close();
         assert!(after.missing.is_empty(), "{state}: {:?}", after.missing);
         assert_eq!(after.actions, vec![expected.to_string()]);
@@ -261,7 +261,7 @@ fn finch_vm_is_brought_up_or_explained() {
     }
     let host = TestHost::start(HostVariant::Macos { finch_vm: "Running", finch: false }, false).unwrap();
     let transport = ssh_to(&host, "ada");
-    let report = machine_report(&config, &transport, "mac".into(), false).unwrap();
+    let report = machine_report(&config, &transport, "mac".into(), None, false).unwrap();
     assert!(report.missing.iter().any(|m| m.contains("brew install --cask finch")), "{:?}", report.missing);
 }
 

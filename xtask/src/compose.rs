@@ -22,6 +22,19 @@ pub const SOCKET_DIR: &str = "/var/run/postgresql";
 pub const DATA_DIR: &str = "/var/lib/postgresql/data";
 pub const CERT_DIR: &str = "/etc/nginx/certs";
 
+/// Each service's health command (compose's healthcheck `test` without `CMD`). Finch
+/// has no healthchecks: the deploy runs these through `exec` there instead.
+pub const HEALTH_COMMANDS: [(&str, &[&str]); 3] = [
+    ("database", &["pg_isready", "-q", "-h", SOCKET_DIR, "-d", "postgres", "-U", "postgres"]),
+    ("backend", &["/usr/local/bin/backend-api", "healthcheck"]),
+    ("frontend", &["curl", "-fsS", "http://127.0.0.1:80/nginx-health"]),
+];
+
+/// The health command of `service` (database, backend or frontend).
+pub fn health_command(service: &str) -> &'static [&'static str] {
+    HEALTH_COMMANDS.iter().find(|(name, _)| *name == service).map(|(_, cmd)| *cmd).unwrap_or(&[])
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ComposeFile {
     pub services: Services,
@@ -195,9 +208,9 @@ pub fn render(input: RenderInput<'_>) -> Rendered {
     let finch = paths.os == TargetOs::Macos;
     let https = config.http.https;
     let health = &config.health;
-    let healthcheck = |test: &[&str]| {
+    let healthcheck = |service: &str| {
         (!finch).then(|| Healthcheck {
-            test: test.iter().map(|s| s.to_string()).collect(),
+            test: std::iter::once("CMD").chain(health_command(service).iter().copied()).map(String::from).collect(),
             interval: format!("{}s", health.interval_seconds),
             timeout: format!("{}s", health.interval_seconds.max(3)),
             retries: health.retries,
@@ -264,8 +277,7 @@ pub fn render(input: RenderInput<'_>) -> Rendered {
     let mut database = base_service(&config.images.database, &config.resources.database);
     database.environment = vec!["POSTGRES_USER=${POSTGRES_USER}".into(), "POSTGRES_DB=${POSTGRES_DB}".into()];
     database.volumes = vec![socket_mount(), data_mount];
-    database.healthcheck =
-        healthcheck(&["CMD", "pg_isready", "-q", "-h", SOCKET_DIR, "-d", "postgres", "-U", "postgres"]);
+    database.healthcheck = healthcheck("database");
 
     let mut backend = base_service(&config.images.backend, &config.resources.backend);
     backend.environment = vec![
@@ -275,7 +287,7 @@ pub fn render(input: RenderInput<'_>) -> Rendered {
     ];
     backend.volumes = vec![socket_mount()];
     backend.depends_on = depends_on("database");
-    backend.healthcheck = healthcheck(&["CMD", "/usr/local/bin/backend-api", "healthcheck"]);
+    backend.healthcheck = healthcheck("backend");
     backend.secrets = secrets.to_vec();
 
     // Frontend: the only service on the edge network and the only one publishing ports.
@@ -294,7 +306,7 @@ pub fn render(input: RenderInput<'_>) -> Rendered {
     }
     frontend.networks.push(EDGE_NETWORK.to_string());
     frontend.depends_on = depends_on("backend");
-    frontend.healthcheck = healthcheck(&["CMD", "curl", "-fsS", "http://127.0.0.1:80/nginx-health"]);
+    frontend.healthcheck = healthcheck("frontend");
 
     let mut volumes = BTreeMap::from([(SOCKET_VOLUME.to_string(), Volume::default())]);
     if paths.os == TargetOs::Macos {

@@ -58,6 +58,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "runtime.log_max_size",
     "runtime.log_max_files",
     "runtime.keep_releases",
+    "runtime.lock_timeout_seconds",
+    "runtime.keep_logs",
     "health.timeout_seconds",
     "health.interval_seconds",
     "health.retries",
@@ -183,6 +185,8 @@ struct RawRuntime {
     log_max_size: Option<String>,
     log_max_files: Option<i64>,
     keep_releases: Option<i64>,
+    lock_timeout_seconds: Option<i64>,
+    keep_logs: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -325,6 +329,10 @@ pub struct Runtime {
     pub log_max_size: String,
     pub log_max_files: u32,
     pub keep_releases: u32,
+    /// A deploy lock older than this whose holder is not known to be alive is stale.
+    pub lock_timeout_seconds: u32,
+    /// How many deploy logs stay under the host's log path.
+    pub keep_logs: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -372,6 +380,8 @@ pub mod defaults {
     pub const LOG_MAX_SIZE: &str = "10m";
     pub const LOG_MAX_FILES: u32 = 5;
     pub const KEEP_RELEASES: u32 = 5;
+    pub const LOCK_TIMEOUT_SECONDS: u32 = 1800;
+    pub const KEEP_LOGS: u32 = 20;
     pub const HEALTH_TIMEOUT_SECONDS: u32 = 180;
     pub const HEALTH_INTERVAL_SECONDS: u32 = 5;
     pub const HEALTH_RETRIES: u32 = 5;
@@ -582,6 +592,12 @@ fn resolve(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, problems: &mut 
         log_max_size: checker.size("runtime.log_max_size", raw.runtime.log_max_size, defaults::LOG_MAX_SIZE),
         log_max_files: checker.positive("runtime.log_max_files", raw.runtime.log_max_files, defaults::LOG_MAX_FILES),
         keep_releases: checker.positive("runtime.keep_releases", raw.runtime.keep_releases, defaults::KEEP_RELEASES),
+        lock_timeout_seconds: checker.positive(
+            "runtime.lock_timeout_seconds",
+            raw.runtime.lock_timeout_seconds,
+            defaults::LOCK_TIMEOUT_SECONDS,
+        ),
+        keep_logs: checker.positive("runtime.keep_logs", raw.runtime.keep_logs, defaults::KEEP_LOGS),
     };
     let health = Health {
         timeout_seconds: checker.positive(

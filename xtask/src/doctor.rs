@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::command::Cmd;
-use crate::config::Config;
+use crate::config::{Config, Host};
 use crate::paths::{DeploymentPaths, TargetOs};
 use crate::project::Project;
 use crate::target::{self, FinchVm, OsInfo, Probe, RuntimeReport};
@@ -38,6 +38,8 @@ pub struct MachineReport {
     pub machine: String,
     pub os: Option<OsInfo>,
     pub user: String,
+    #[serde(skip)]
+    pub uid: String,
     pub runtime: Option<RuntimeReport>,
     pub paths: Option<DeploymentPaths>,
     pub free_disk_bytes: Option<u64>,
@@ -53,6 +55,7 @@ impl MachineReport {
             machine,
             os: None,
             user,
+            uid: String::new(),
             runtime: None,
             paths: None,
             free_disk_bytes: None,
@@ -105,7 +108,8 @@ fn diagnose(config: &Config, args: &DoctorArgs) -> Result<(MachineReport, Option
         None => None,
         Some(name) => {
             let transport = connect(config, name)?;
-            let report = machine_report(config, &transport, transport.to_string(), args.install);
+            let report =
+                machine_report(config, &transport, transport.to_string(), config.hosts.get(name), args.install);
             transport.close();
             Some(report?)
         }
@@ -160,7 +164,7 @@ fn expand_local_home(path: &str) -> PathBuf {
 /// This machine: what a target report says, plus the tools a deploy from here needs
 /// (ssh and a key when a host is involved; a runtime to build the images with).
 fn local_report(config: &Config, needs_ssh: bool) -> MachineReport {
-    let mut report = machine_report(config, &Transport::Local, "this machine".into(), false)
+    let mut report = machine_report(config, &Transport::Local, "this machine".into(), None, false)
         .unwrap_or_else(|err| MachineReport::undetected("this machine".into(), String::new(), format!("{err:#}")));
     if needs_ssh && which::which("ssh").is_err() {
         report.missing.push("the OpenSSH client (ssh) is missing: `sudo apt-get install openssh-client`".to_string());
@@ -188,7 +192,13 @@ fn has_key_or_agent(config: &Config) -> bool {
 }
 
 /// A target: detection, runtime, paths, disk, ports; installs what lacks with `install`.
-pub fn machine_report(config: &Config, transport: &Transport, name: String, install: bool) -> Result<MachineReport> {
+pub fn machine_report(
+    config: &Config,
+    transport: &Transport,
+    name: String,
+    host: Option<&Host>,
+    install: bool,
+) -> Result<MachineReport> {
     let mut probe = Probe::parse(&transport.output(&target::probe_cmd())?);
     let mut missing = Vec::new();
     let mut actions = Vec::new();
@@ -205,7 +215,8 @@ pub fn machine_report(config: &Config, transport: &Transport, name: String, inst
     missing.extend(runtime.problems.iter().cloned());
 
     let user = probe.get("user").to_string();
-    let paths = match DeploymentPaths::resolve(os.os, &user, config, None) {
+    let uid = probe.get("uid").to_string();
+    let paths = match DeploymentPaths::resolve(os.os, &user, config, host) {
         Ok(paths) => Some(paths),
         Err(err) => {
             missing.push(format!("{err:#}"));
@@ -228,6 +239,7 @@ pub fn machine_report(config: &Config, transport: &Transport, name: String, inst
         machine: name,
         os: Some(os),
         user,
+        uid,
         runtime: Some(runtime),
         paths,
         free_disk_bytes,
@@ -319,7 +331,7 @@ pub fn parse_df_available(text: &str) -> Option<u64> {
 pub fn listening_ports_cmd(os: TargetOs) -> Cmd {
     match os {
         TargetOs::Linux => Cmd::new("sh").args(["-c", "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null"]),
-        TargetOs::Macos => Cmd::new("sh").args(["-c", "netstat -an -p tcp 2>/dev/null | grep LISTEN"]),
+        TargetOs::Macos => Cmd::new("sh").args(["-c", "netstat -an -p tcp 2>/dev/null | grep LISTEN; exit 0"]),
     }
 }
 

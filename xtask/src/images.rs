@@ -185,11 +185,7 @@ fn build_service(
     base: &BaseImage,
     service: Service,
 ) -> Result<ImageRecord> {
-    let image = match service {
-        Service::Database => config.images.database.clone(),
-        Service::BackendApi => config.images.backend.clone(),
-        Service::WebFrontend => config.images.frontend.clone(),
-    };
+    let image = image_name(config, service);
     let reference = format!("{image}:{}", build.version);
     // What the tags pointed at before: the same id afterwards means every layer came
     // from the cache and nothing changed.
@@ -198,36 +194,8 @@ fn build_service(
         None => runtime.inspect_image(&format!("{image}:latest"))?.map(|details| details.id),
     };
     let log = logs_dir(project).join(format!("{service}.log"));
-
-    let mut build_args = vec![("BASE_IMAGE".to_string(), base.reference.clone())];
-    let (dockerfile, context, backend_path) = match service {
-        Service::Database | Service::WebFrontend => {
-            let dir = project.path(service.name());
-            (dir.join("Dockerfile"), dir, None)
-        }
-        Service::BackendApi => {
-            let path = backend::prepare(project, runtime, config, args.backend_build, base)?;
-            if path == BackendPath::MultiStage {
-                build_args.push(("BUILDER_IMAGE".to_string(), config.images.builder.clone()));
-            }
-            (project.path(path.dockerfile()), project.root.clone(), Some(path))
-        }
-    };
-
-    let spec = BuildSpec {
-        dockerfile,
-        context,
-        tags: vec![reference.clone(), format!("{image}:latest")],
-        build_args,
-        labels: vec![
-            ("org.opencontainers.image.title".into(), image.clone()),
-            ("org.opencontainers.image.version".into(), build.version.clone()),
-            ("org.opencontainers.image.revision".into(), build.revision.clone()),
-            ("org.opencontainers.image.created".into(), build.created.clone()),
-            ("org.opencontainers.image.base.name".into(), base.requested.clone()),
-        ],
-        no_cache: args.no_cache,
-    };
+    let (spec, backend_path) = build_spec(project, runtime, config, args.backend_build, build, base, service)?;
+    let spec = BuildSpec { no_cache: args.no_cache, ..spec };
 
     let step = Step::start(format!("{service}: building {reference}"));
     let cmd = runtime.build_cmd(&spec);
@@ -254,6 +222,78 @@ fn build_service(
         backend_build: backend_path,
         log: log.to_string_lossy().into_owned(),
     })
+}
+
+/// How one service's image is built: Dockerfile, context, tags, build args and labels.
+/// For the backend this also decides (and for the host-binary path, prepares) how its
+/// binary gets in.
+fn build_spec(
+    project: &Project,
+    runtime: &Runtime,
+    config: &Config,
+    backend_build: BackendBuild,
+    build: &BuildInfo,
+    base: &BaseImage,
+    service: Service,
+) -> Result<(BuildSpec, Option<BackendPath>)> {
+    let image = image_name(config, service);
+    let reference = format!("{image}:{}", build.version);
+    let mut build_args = vec![("BASE_IMAGE".to_string(), base.reference.clone())];
+    let (dockerfile, context, backend_path) = match service {
+        Service::Database | Service::WebFrontend => {
+            let dir = project.path(service.name());
+            (dir.join("Dockerfile"), dir, None)
+        }
+        Service::BackendApi => {
+            let path = backend::prepare(project, runtime, config, backend_build, base)?;
+            if path == BackendPath::MultiStage {
+                build_args.push(("BUILDER_IMAGE".to_string(), config.images.builder.clone()));
+            }
+            (project.path(path.dockerfile()), project.root.clone(), Some(path))
+        }
+    };
+    let spec = BuildSpec {
+        dockerfile,
+        context,
+        tags: vec![reference, format!("{image}:latest")],
+        build_args,
+        labels: vec![
+            ("org.opencontainers.image.title".into(), image.clone()),
+            ("org.opencontainers.image.version".into(), build.version.clone()),
+            ("org.opencontainers.image.revision".into(), build.revision.clone()),
+            ("org.opencontainers.image.created".into(), build.created.clone()),
+            ("org.opencontainers.image.base.name".into(), base.requested.clone()),
+        ],
+        no_cache: false,
+    };
+    Ok((spec, backend_path))
+}
+
+fn image_name(config: &Config, service: Service) -> String {
+    match service {
+        Service::Database => config.images.database.clone(),
+        Service::BackendApi => config.images.backend.clone(),
+        Service::WebFrontend => config.images.frontend.clone(),
+    }
+}
+
+/// For `deploy --build-mode remote`: the base image (made available on this machine,
+/// to be shipped) and each service's build spec, the backend by the host-binary path
+/// (a target has no Rust builder image). Contexts are still local directories.
+pub fn remote_build_specs(
+    project: &Project,
+    runtime: &Runtime,
+    config: &Config,
+    version: &str,
+) -> Result<(BaseImage, Vec<(Service, BuildSpec)>)> {
+    let build = BuildInfo::resolve(project, Some(version))?;
+    let base = base::ensure(project, runtime, &config.images.base)?;
+    let mut specs = Vec::new();
+    for service in Service::ALL {
+        let (spec, _) = build_spec(project, runtime, config, BackendBuild::HostBinary, &build, &base, service)?;
+        specs.push((service, spec));
+    }
+    Ok((base, specs))
 }
 
 fn logs_dir(project: &Project) -> PathBuf {

@@ -9,12 +9,25 @@ pub mod bootstrap;
 pub mod command;
 pub mod compose;
 pub mod config;
+pub mod context;
+pub mod deploy;
+pub mod digest;
 pub mod doctor;
 pub mod images;
+pub mod log;
+pub mod logs;
 pub mod paths;
 pub mod project;
+pub mod release;
+pub mod remote_build;
 pub mod render;
+pub mod rollback;
+pub mod rollout;
 pub mod runtime;
+pub mod session;
+pub mod ship;
+pub mod stack;
+pub mod status;
 pub mod target;
 pub mod transport;
 pub mod verify;
@@ -39,6 +52,14 @@ pub enum Task {
     Images(images::ImagesArgs),
     /// Print the compose file (and env file) a deploy would write for a target OS.
     Render(render::RenderArgs),
+    /// Build, ship and start a release on a host; roll back by itself on failure.
+    Deploy(deploy::DeployArgs),
+    /// Restore an earlier release on a host (the previous one, or --to VERSION).
+    Rollback(rollback::RollbackArgs),
+    /// The current release, the history and each service's health on a host.
+    Status(status::StatusArgs),
+    /// The containers' logs on a host.
+    Logs(logs::LogsArgs),
     /// The pre-merge check: formatting, clippy, images, and every test on a real engine.
     Verify(verify::VerifyArgs),
 }
@@ -53,5 +74,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Task::Images(args) => images::run(&project, &args).map(|_| ()),
         Task::Render(args) => render::run(&project, &args),
         Task::Verify(args) => verify::run(&project, &args),
+        Task::Deploy(args) => deploy::run(&project, &args),
+        Task::Rollback(args) => rollback::run(&project, &args),
+        Task::Status(args) => status::run(&project, &args),
+        Task::Logs(args) => logs::run(&project, &args),
     }
 }

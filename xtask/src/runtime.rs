@@ -91,6 +91,11 @@ impl Runtime {
         self.cmd().args(["image", "inspect", "--format", "{{json .}}", reference])
     }
 
+    /// `save` of one image as a tar stream on stdout.
+    pub fn save_cmd(&self, reference: &str) -> Cmd {
+        self.cmd().args(["save", reference])
+    }
+
     pub fn pull_cmd(&self, reference: &str) -> Cmd {
         self.cmd().args(["pull", reference])
     }
@@ -185,6 +190,8 @@ pub struct ImageDetails {
     pub id: String,
     #[serde(rename = "Size")]
     pub size: u64,
+    #[serde(rename = "RepoTags", default)]
+    pub repo_tags: Option<Vec<String>>,
     #[serde(rename = "RootFS", default)]
     pub rootfs: RootFs,
     #[serde(rename = "Config", default)]

@@ -1,0 +1,183 @@
+//! Helpers for the end-to-end deploy tests: the xtask binary as a user runs it, a
+//! deploy configuration pointing at a test host, and image versions made from the
+//! built images (a changed backend, a broken one) with manifests naming them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result, bail};
+use xtask::images::{Manifest, Service};
+
+use crate::hosts::TestHost;
+use crate::{docker, manifest, project, unique};
+
+/// The xtask binary, built once per test process (`cargo build -p xtask`).
+pub fn xtask_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "xtask"])
+            .current_dir(&project().root)
+            .status()
+            .expect("running cargo build -p xtask");
+        assert!(status.success(), "cargo build -p xtask failed");
+        project().target_dir().join("debug").join("xtask")
+    })
+}
+
+/// A deploy configuration for `host` as `[hosts.e2e]`, with quick health settings and
+/// a short lock timeout so the stale-lock test need not wait long.
+pub struct DeployConfig {
+    pub path: PathBuf,
+    pub known_hosts: PathBuf,
+}
+
+impl DeployConfig {
+    pub fn new(host: &TestHost, extra: &str) -> Result<DeployConfig> {
+        let path = std::env::temp_dir().join(format!("{}.toml", unique("deploy-config")));
+        let text = format!(
+            "[app]\nname = \"cultivate\"\n\
+             [health]\ntimeout_seconds = 120\ninterval_seconds = 1\nretries = 3\nstart_period_seconds = 20\n\
+             [runtime]\nlock_timeout_seconds = 3\nkeep_releases = 4\n\
+             [hosts.e2e]\naddress = \"127.0.0.1\"\nuser = \"root\"\nport = {}\nidentity_file = {:?}\n{extra}",
+            host.ssh_port,
+            host.key.display().to_string()
+        );
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        Ok(DeployConfig { path, known_hosts: host.known_hosts.clone() })
+    }
+
+    /// `xtask --config FILE <args>`, ready to run.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(xtask_binary());
+        command
+            .arg("--config")
+            .arg(&self.path)
+            .args(args)
+            .env("CULTIVATE_KNOWN_HOSTS", &self.known_hosts)
+            .current_dir(&project().root)
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs the xtask to completion (killed after `limit_seconds`).
+    pub fn run(&self, args: &[&str]) -> Result<Ran> {
+        let mut command = self.command(args);
+        let child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().context("starting the xtask")?;
+        wait_bounded(child, 900)
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Result<Child> {
+        self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().context("starting the xtask")
+    }
+}
+
+impl Drop for DeployConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A finished xtask run.
+#[derive(Debug)]
+pub struct Ran {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    pub fn all(&self) -> String {
+        format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
+    }
+
+    /// The MB figure of the summary's "image bytes shipped" line.
+    pub fn shipped_mb(&self) -> Option<f64> {
+        self.stdout
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("image bytes shipped: ")?.strip_suffix(" MB")?.parse().ok())
+    }
+}
+
+/// Waits for `child` at most `limit_seconds`, then kills it.
+pub fn wait_bounded(mut child: Child, limit_seconds: u64) -> Result<Ran> {
+    let mut stdout = child.stdout.take().context("stdout")?;
+    let mut stderr = child.stderr.take().context("stderr")?;
+    let out = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+        text
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(limit_seconds);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("the xtask did not finish in {limit_seconds} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    Ok(Ran {
+        success: status.success(),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
+}
+
+/// A version of the stack derived from the built images: each service's image is
+/// rebuilt `FROM` the built one with the version label (a new image id, the same
+/// layers, as a new commit gives), and the backend additionally with `backend_extra`
+/// Dockerfile lines (a changed backend). Returns the manifest naming them.
+pub fn derived_version(version: &str, backend_extra: &str) -> Result<PathBuf> {
+    let built = manifest();
+    let mut derived: Manifest = built.clone();
+    derived.version = version.to_string();
+    for record in derived.images.iter_mut() {
+        let reference = format!("{}:{version}", record.image);
+        let mut dockerfile = format!("FROM {}\nLABEL org.opencontainers.image.version={version}\n", record.reference);
+        if record.service == Service::BackendApi {
+            dockerfile.push_str(backend_extra);
+        }
+        build_from_stdin(&reference, &dockerfile)?;
+        let inspected = docker(["image", "inspect", "--format", "{{.Id}}", reference.as_str()])?;
+        record.tag = version.to_string();
+        record.reference = reference;
+        record.id = inspected.trim().to_string();
+    }
+    let path = std::env::temp_dir().join(format!("{}.json", unique(&format!("manifest-{version}"))));
+    std::fs::write(&path, serde_json::to_string_pretty(&derived)?)?;
+    Ok(path)
+}
+
+fn build_from_stdin(tag: &str, dockerfile: &str) -> Result<()> {
+    let mut child = Command::new("docker")
+        .args(["build", "--force-rm", "-q", "-t", tag, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting docker build")?;
+    std::io::Write::write_all(&mut child.stdin.take().context("stdin")?, dockerfile.as_bytes())?;
+    let output: Output = child.wait_with_output()?;
+    if !output.status.success() {
+        bail!("docker build of {tag} failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(())
+}
+
+/// The built images' manifest file (what `cargo xtask images` wrote).
+pub fn built_manifest_path() -> PathBuf {
+    std::env::var_os("CULTIVATE_IMAGES_MANIFEST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| xtask::images::latest_manifest_path(&project()))
+}

@@ -1,0 +1,289 @@
+//! End to end: `cargo xtask deploy`, `rollback`, `status` and `logs` over real SSH onto
+//! test hosts that run their own dockerd, serving real HTTP through nginx → backend →
+//! PostgreSQL, checked by a real browser.
+
+use std::time::{Duration, Instant};
+
+use cultivate_tests::deploy::{DeployConfig, Ran, built_manifest_path, derived_version, wait_bounded};
+use cultivate_tests::hosts::{HostVariant, TestHost};
+use cultivate_tests::{get_when_up, http, require_engine};
+
+const BUILT: &str = "built";
+
+fn deploy(config: &DeployConfig, manifest: &std::path::Path) -> Ran {
+    let manifest = manifest.to_string_lossy().into_owned();
+    config.run(&["deploy", "--host", "e2e", "--manifest", &manifest, "--yes"]).expect("running deploy")
+}
+
+fn status(config: &DeployConfig) -> serde_json::Value {
+    let ran = config.run(&["status", "--host", "e2e", "--json"]).expect("running status");
+    assert!(ran.success, "status failed: {}", ran.all());
+    serde_json::from_str(&ran.stdout).unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {}", ran.stdout))
+}
+
+/// The images the running containers use, by service.
+fn running_images(config: &DeployConfig) -> Vec<(String, String)> {
+    let status = status(config);
+    status["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .map(|s| (s["service"].as_str().unwrap().to_string(), s["image"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+fn assert_serves(host: &TestHost, version: &str, config: &DeployConfig) {
+    let status = status(config);
+    assert_eq!(status["current"]["version"], version, "{status:#}");
+    assert_eq!(status["healthy"], true, "{status:#}");
+    for (service, image) in running_images(config) {
+        assert!(image.ends_with(&format!(":{version}")), "{service} runs {image}, not {version}");
+    }
+    let health = get_when_up(&format!("http://127.0.0.1:{}/health", host.http_port), Duration::from_secs(30)).unwrap();
+    assert_eq!(health.status, 200, "{}", health.text());
+}
+
+fn activities(host: &TestHost) -> String {
+    let list = get_when_up(&format!("http://127.0.0.1:{}/api/v1/activities", host.http_port), Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(list.status, 200, "{}", list.text());
+    list.text()
+}
+
+/// Runs `script` on the host (as root, through docker exec).
+fn host_sh(host: &TestHost, script: &str) -> String {
+    let output = host.exec(&["sh", "-c", script]).unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Waits (bounded) until `script` prints something on the host.
+fn wait_on_host(host: &TestHost, script: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while host_sh(host, script).trim().is_empty() {
+        assert!(Instant::now() < deadline, "waited 120 s for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Replaces `gunzip` on the host with a wrapper running `body` first (removed by
+/// `restore_gunzip`). The host's PATH has /usr/local/bin before /usr/bin and /bin.
+fn wrap_gunzip(host: &TestHost, body: &str) {
+    let script = format!("#!/bin/sh\n{body}\nexec /bin/gunzip \"$@\"\n");
+    host_sh(
+        host,
+        &format!(
+            "cat > /usr/local/bin/gunzip <<'EOF'\n{script}EOF\nchmod 755 /usr/local/bin/gunzip; rm -f /tmp/gunzip-started"
+        ),
+    );
+}
+
+fn restore_gunzip(host: &TestHost) {
+    host_sh(host, "rm -f /usr/local/bin/gunzip /tmp/gunzip-started");
+}
+
+#[test]
+fn deploy_upgrade_rollback_and_failures_on_a_fresh_host() {
+    require_engine();
+    let host = TestHost::start(HostVariant::Docker, false).unwrap();
+    let config = DeployConfig::new(&host, "").unwrap();
+    let v1 = built_manifest_path();
+    let v1_version = xtask::images::read_manifest(&v1).unwrap().version;
+
+    // Fresh host → deploy: the frontend answers and a row goes through nginx → backend → PostgreSQL.
+    let first = deploy(&config, &v1);
+    assert!(first.success, "first deploy failed: {}", first.all());
+    assert!(first.stdout.contains(&format!("Cultivate {v1_version} is live on e2e")), "{}", first.all());
+    assert_serves(&host, &v1_version, &config);
+    let title = format!("e2e row {}", cultivate_tests::unique(BUILT));
+    let body = serde_json::json!({"title": title, "notes": "kept across releases"}).to_string();
+    let created = http(
+        "POST",
+        &format!("http://127.0.0.1:{}/api/v1/activities", host.http_port),
+        &[("content-type", "application/json")],
+        Some(body.as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert!(activities(&host).contains(&title));
+
+    // A real browser loads the deployed page and sees the row.
+    let dom =
+        cultivate_tests::browser::rendered_dom_containing(&format!("http://127.0.0.1:{}/", host.http_port), &title)
+            .unwrap();
+    assert!(dom.contains(&title));
+
+    // The deploy log is on the host, every line timestamped (Properties 32, 34).
+    let logs = host_sh(&host, "cat /var/log/cultivate/deploy-*.log");
+    assert!(logs.lines().count() > 5, "{logs}");
+    for line in logs.lines() {
+        assert!(xtask::log::is_log_line(line), "untimestamped line in the host's deploy log: {line:?}");
+    }
+    // Secrets are 0600 on the host; the database publishes no port.
+    let env_mode = host_sh(&host, &format!("stat -c %a /opt/cultivate/releases/{v1_version}/.env"));
+    assert_eq!(env_mode.trim(), "600");
+    let data_owner = host_sh(&host, "stat -c '%u %a' /opt/cultivate/volumes/db_data");
+    assert_eq!(data_owner.trim(), "999 700");
+
+    // A second version with a changed backend: it serves, the row is still there, and
+    // only the backend's new layer (plus two image configs) travels.
+    let v2 = derived_version("e2e-v2", "RUN echo e2e-v2 > /tmp/cultivate-e2e-release\n").unwrap();
+    let second = deploy(&config, &v2);
+    assert!(second.success, "second deploy failed: {}", second.all());
+    assert_serves(&host, "e2e-v2", &config);
+    assert!(activities(&host).contains(&title), "the row is gone after the upgrade");
+    let shipped = second.shipped_mb().expect("the summary names the bytes shipped");
+    assert!(shipped < 1.0, "a backend-only change shipped {shipped} MB: {}", second.all());
+    assert!(second.stderr.contains("layers are on e2e already"), "{}", second.all());
+
+    // Redeploy with nothing changed: no image bytes shipped.
+    let again = deploy(&config, &v2);
+    assert!(again.success, "{}", again.all());
+    assert_eq!(again.shipped_mb(), Some(0.0), "{}", again.all());
+    assert!(again.stderr.contains("no image bytes shipped"), "{}", again.all());
+
+    // `logs` through the same transport.
+    let backend_logs = config.run(&["logs", "--host", "e2e", "--service", "backend", "--lines", "20"]).unwrap();
+    assert!(backend_logs.success && !backend_logs.stdout.trim().is_empty(), "{}", backend_logs.all());
+
+    // rollback → the previous version serves, the row is still there.
+    let rolled = config.run(&["rollback", "--host", "e2e", "--yes"]).unwrap();
+    assert!(rolled.success, "rollback failed: {}", rolled.all());
+    assert_serves(&host, &v1_version, &config);
+    assert!(activities(&host).contains(&title), "the row is gone after the rollback");
+    let history = status(&config)["history"].as_array().unwrap().clone();
+    assert_eq!(history.last().unwrap()["status"], "rolled_back");
+    assert_eq!(history.last().unwrap()["replaced"], "e2e-v2");
+
+    // rollback --to an unknown version → a clear error, nothing changed.
+    let unknown = config.run(&["rollback", "--host", "e2e", "--to", "no-such-version", "--yes"]).unwrap();
+    assert!(!unknown.success);
+    assert!(
+        unknown.stderr.contains("no release \"no-such-version\"") && unknown.stderr.contains("e2e-v2"),
+        "{}",
+        unknown.all()
+    );
+    assert_eq!(status(&config)["history"].as_array().unwrap().len(), history.len());
+    assert_serves(&host, &v1_version, &config);
+
+    // A backend that never becomes healthy → automatic rollback, its logs shown, the
+    // previous version serving.
+    let broken = derived_version(
+        "e2e-broken",
+        "ENTRYPOINT [\"sh\", \"-c\", \"echo cultivate-e2e-broken-backend starting; exec sleep 600\"]\n",
+    )
+    .unwrap();
+    let failed = deploy(&config, &broken);
+    assert!(!failed.success, "a broken backend deployed: {}", failed.all());
+    assert!(failed.stderr.contains("cultivate-e2e-broken-backend starting"), "no backend logs: {}", failed.all());
+    assert!(failed.stderr.contains(&format!("the previous release {v1_version} was restored")), "{}", failed.all());
+    assert_serves(&host, &v1_version, &config);
+    assert!(activities(&host).contains(&title));
+    let saved = host_sh(&host, "cat /opt/cultivate/releases/e2e-broken/failure-*backend*.log");
+    assert!(saved.contains("cultivate-e2e-broken-backend"), "failing logs not saved on the host: {saved}");
+
+    // A corrupted image stream → the load fails, nothing started.
+    let v3 = derived_version("e2e-v3", "RUN head -c 40000000 /dev/urandom > /tmp/e2e-ballast\n").unwrap();
+    let containers_before = host_sh(&host, "docker ps -q --no-trunc | sort");
+    wrap_gunzip(
+        &host,
+        "/bin/gunzip -c | python3 -c 'import sys; d=sys.stdin.buffer.read(); i=len(d)//2; sys.stdout.buffer.write(d[:i] + bytes([d[i]^255]) + d[i+1:])' | gzip -1 -c | exec /bin/gunzip \"$@\"",
+    );
+    let corrupted = deploy(&config, &v3);
+    restore_gunzip(&host);
+    assert!(!corrupted.success, "a corrupted stream deployed: {}", corrupted.all());
+    assert!(corrupted.stderr.contains("e2e-v3"), "{}", corrupted.all());
+    assert_eq!(host_sh(&host, "docker ps -q --no-trunc | sort"), containers_before, "containers changed");
+    assert_serves(&host, &v1_version, &config);
+
+    // The SSH connection cut mid-transfer → the deploy fails, the previous release keeps
+    // serving, a retry succeeds.
+    wrap_gunzip(&host, "touch /tmp/gunzip-started; sleep 5");
+    let child = config.spawn(&["deploy", "--host", "e2e", "--manifest", &v3.to_string_lossy(), "--yes"]).unwrap();
+    wait_on_host(&host, "ls /tmp/gunzip-started 2>/dev/null", "the transfer to start");
+    host_sh(&host, "pkill -f 'sshd: root@' ; true");
+    let cut = wait_bounded(child, 300).unwrap();
+    restore_gunzip(&host);
+    assert!(!cut.success, "a cut connection deployed: {}", cut.all());
+    assert_serves(&host, &v1_version, &config);
+    assert!(activities(&host).contains(&title));
+    let retry = deploy(&config, &v3);
+    assert!(retry.success, "the retry failed: {}", retry.all());
+    assert_serves(&host, "e2e-v3", &config);
+    assert!(activities(&host).contains(&title));
+
+    // Two deploys at once → the second is refused with the holder's details; a deploy
+    // killed mid-way leaves a stale lock the next deploy takes over.
+    wrap_gunzip(&host, "touch /tmp/gunzip-started; sleep 60");
+    let v4 = derived_version("e2e-v4", "RUN head -c 2000000 /dev/urandom > /tmp/e2e-ballast-4\n").unwrap();
+    let mut holder = config.spawn(&["deploy", "--host", "e2e", "--manifest", &v4.to_string_lossy(), "--yes"]).unwrap();
+    wait_on_host(&host, "ls /tmp/gunzip-started 2>/dev/null", "the first deploy to hold the lock");
+    let second_deploy = deploy(&config, &v4);
+    assert!(!second_deploy.success, "two deploys ran at once: {}", second_deploy.all());
+    assert!(
+        second_deploy.stderr.contains("is locked") && second_deploy.stderr.contains(&format!("pid {}", holder.id())),
+        "{}",
+        second_deploy.all()
+    );
+    holder.kill().unwrap();
+    let _ = holder.wait();
+    host_sh(&host, "pkill -f 'sshd: root@' ; true");
+    restore_gunzip(&host);
+    assert!(host_sh(&host, "cat /opt/cultivate/deploy.lock").contains("\"operation\":\"deploy\""), "no stale lock");
+    std::thread::sleep(Duration::from_secs(4)); // past lock_timeout_seconds = 3
+    let takeover = deploy(&config, &v4);
+    assert!(takeover.success, "the stale lock was not taken over: {}", takeover.all());
+    assert!(takeover.stderr.contains("taking over a stale deploy lock"), "{}", takeover.all());
+    assert_serves(&host, "e2e-v4", &config);
+    assert!(activities(&host).contains(&title), "the row is gone at the end");
+    assert!(host_sh(&host, "ls /opt/cultivate/deploy.lock 2>/dev/null").trim().is_empty(), "the lock was left behind");
+}
+
+#[test]
+fn deploy_to_the_simulated_macos_host_uses_finch_and_refuses_paths_outside_its_vm() {
+    require_engine();
+    let host = TestHost::start(HostVariant::Macos { finch_vm: "Running", finch: true }, false).unwrap();
+    let config = DeployConfig::new(&host, "").unwrap();
+    let v1 = built_manifest_path();
+    let version = xtask::images::read_manifest(&v1).unwrap().version;
+
+    // The same deploy with an /opt path is refused before anything is sent.
+    let opt = DeployConfig::new(&host, "deployment_path = \"/opt/cultivate\"\n").unwrap();
+    let refused = deploy(&opt, &v1);
+    assert!(!refused.success, "{}", refused.all());
+    assert!(refused.stderr.contains("/opt/cultivate"), "{}", refused.all());
+    let log = host.command_log();
+    assert!(!log.contains(" load") && !log.contains("upload"), "something was sent: {log}");
+    assert!(host_sh(&host, "ls -d /opt/cultivate 2>/dev/null").trim().is_empty());
+
+    let ran = deploy(&config, &v1);
+    assert!(ran.success, "deploy to the simulated Mac failed: {}", ran.all());
+    assert!(host.finch_calls().contains("finch compose"), "{}", host.finch_calls());
+    let user_home_release = host_sh(&host, &format!("ls -d /Users/*/cultivate/releases/{version}"));
+    assert!(user_home_release.trim().starts_with("/Users/"), "{user_home_release}");
+    let volumes = host_sh(&host, &format!("{} volume ls --format '{{{{.Name}}}}'", host.docker_path()));
+    assert!(volumes.contains("cultivate_db_data") && volumes.contains("cultivate_db_socket"), "{volumes}");
+    let status = status(&config);
+    assert_eq!(status["current"]["version"], version.as_str(), "{status:#}");
+    assert_eq!(status["healthy"], true, "{status:#}");
+    let page = get_when_up(&format!("http://127.0.0.1:{}/", host.http_port), Duration::from_secs(30)).unwrap();
+    assert_eq!(page.status, 200);
+}
+
+#[test]
+fn remote_build_mode_builds_the_images_on_the_host() {
+    require_engine();
+    let host = TestHost::start(HostVariant::Docker, false).unwrap();
+    let config = DeployConfig::new(&host, "").unwrap();
+    let ran = config.run(&["deploy", "--host", "e2e", "--build-mode", "remote", "--yes"]).unwrap();
+    assert!(ran.success, "remote-build deploy failed: {}", ran.all());
+    // The base went over once; each image was built there from its context.
+    assert!(ran.stderr.contains("base: sent"), "{}", ran.all());
+    for service in ["database", "backend-api", "web-frontend"] {
+        assert!(ran.stderr.contains(&format!("{service}: built ")), "{service} not built on the host: {}", ran.all());
+    }
+    assert!(ran.stderr.contains("build: Step 1/"), "the host's build output was not streamed: {}", ran.all());
+    let status = status(&config);
+    assert_eq!(status["healthy"], true, "{status:#}");
+    let page = get_when_up(&format!("http://127.0.0.1:{}/", host.http_port), Duration::from_secs(30)).unwrap();
+    assert_eq!(page.status, 200);
+}

@@ -1,0 +1,342 @@
+//! Release state on a host: where releases live, what `release.json` and the history
+//! (`deployments.json`) hold, and the deploy lock. Everything here is data and the
+//! command lines that read or write it; the tasks run those through a transport.
+//!
+//! Layout under the deployment path:
+//!
+//! ```text
+//! releases/<version>/docker-compose.yml, .env (0600), release.json, certs/, secrets/
+//! current -> releases/<version>       the release that is running
+//! deployments.json                    every deploy and rollback, oldest first
+//! deploy.lock                         held while a deploy or rollback runs
+//! volumes/db_data                     the database (Linux); never under releases/
+//! ```
+
+use std::fmt;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::command::Cmd;
+use crate::images::now_rfc3339;
+use crate::paths::DeploymentPaths;
+
+pub const COMPOSE_FILE: &str = "docker-compose.yml";
+pub const ENV_FILE: &str = ".env";
+pub const STATE_FILE: &str = "release.json";
+pub const HISTORY_FILE: &str = "deployments.json";
+pub const LOCK_FILE: &str = "deploy.lock";
+pub const CURRENT_LINK: &str = "current";
+
+/// Paths of one host's releases.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub base: String,
+    pub releases: String,
+}
+
+impl Layout {
+    pub fn new(paths: &DeploymentPaths) -> Layout {
+        Layout { base: paths.base.clone(), releases: paths.releases.clone() }
+    }
+
+    pub fn release_dir(&self, version: &str) -> String {
+        format!("{}/{version}", self.releases)
+    }
+
+    pub fn release_file(&self, version: &str, name: &str) -> String {
+        format!("{}/{version}/{name}", self.releases)
+    }
+
+    pub fn history(&self) -> String {
+        format!("{}/{HISTORY_FILE}", self.base)
+    }
+
+    pub fn lock(&self) -> String {
+        format!("{}/{LOCK_FILE}", self.base)
+    }
+
+    pub fn current(&self) -> String {
+        format!("{}/{CURRENT_LINK}", self.base)
+    }
+}
+
+/// Where a release stands (design: DeploymentState.status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseStatus {
+    /// Written, not yet started or not yet healthy.
+    Pending,
+    /// Started by a deploy and healthy: it became `current`.
+    Active,
+    /// Started and never healthy; the previous release was restored.
+    Failed,
+    /// Restored by a rollback (manual or automatic) and healthy: it became `current`.
+    RolledBack,
+}
+
+impl ReleaseStatus {
+    /// Whether a release with this status was made `current`.
+    pub fn ran(self) -> bool {
+        matches!(self, ReleaseStatus::Active | ReleaseStatus::RolledBack)
+    }
+}
+
+impl fmt::Display for ReleaseStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReleaseStatus::Pending => "pending",
+            ReleaseStatus::Active => "active",
+            ReleaseStatus::Failed => "failed",
+            ReleaseStatus::RolledBack => "rolled_back",
+        })
+    }
+}
+
+/// One image of a release, as the host holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseImage {
+    pub service: String,
+    /// `name:version`, the reference the compose file names.
+    pub reference: String,
+    /// The image id (config digest) on the host.
+    pub id: String,
+    /// Layer diff_ids, base first.
+    pub layers: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheckResult {
+    pub service: String,
+    /// `healthy` or `unhealthy`.
+    pub status: String,
+    pub timestamp: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// `release.json`, and one entry of the history (design: DeploymentState).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentState {
+    pub version: String,
+    /// RFC 3339, when this entry was written.
+    pub timestamp: String,
+    /// The host's name as the deploy was given it.
+    pub target_host: String,
+    /// Who ran it: `user@machine`.
+    #[serde(default)]
+    pub deployed_by: String,
+    pub images: Vec<ReleaseImage>,
+    /// sha256 of the rendered compose file, env file and deploy.toml.
+    pub configuration_hash: String,
+    pub status: ReleaseStatus,
+    #[serde(default)]
+    pub health_checks: Vec<HealthCheckResult>,
+    /// For a rollback: the release it replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<String>,
+}
+
+/// `deployments.json`: every deploy and rollback on a host, oldest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    pub deployments: Vec<DeploymentState>,
+}
+
+impl History {
+    /// Reads `deployments.json` as `cat` printed it; an empty text is a new host.
+    pub fn parse(text: &str, path: &str) -> Result<History> {
+        if text.trim().is_empty() {
+            return Ok(History::default());
+        }
+        serde_json::from_str(text)
+            .with_context(|| format!("{path} on the host is not a deployment history; move it aside and deploy again"))
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("the history serializes") + "\n"
+    }
+
+    /// The release that was made current last.
+    pub fn current(&self) -> Option<&DeploymentState> {
+        self.deployments.iter().rev().find(|d| d.status.ran())
+    }
+
+    /// The release to roll back to: the named one if it ran, else the last release
+    /// that ran before the current one (with another version), among `existing`
+    /// release directories.
+    pub fn rollback_target(&self, to: Option<&str>, existing: &[String]) -> Result<&DeploymentState> {
+        let current = self.current().map(|d| d.version.as_str());
+        let listing = || {
+            if existing.is_empty() { "none".to_string() } else { existing.join(", ") }
+        };
+        if let Some(version) = to {
+            if Some(version) == current {
+                bail!("{version} is already the current release; releases on the host: {}", listing());
+            }
+            return self
+                .deployments
+                .iter()
+                .rev()
+                .find(|d| d.version == version && d.status.ran() && existing.contains(&d.version))
+                .with_context(|| {
+                    format!(
+                        "there is no release {version:?} that ran on the host to roll back to; releases on the \
+                         host: {}",
+                        listing()
+                    )
+                });
+        }
+        self.deployments
+            .iter()
+            .rev()
+            .find(|d| d.status.ran() && Some(d.version.as_str()) != current && existing.contains(&d.version))
+            .with_context(|| {
+                format!(
+                    "there is no earlier release to roll back to (current: {}); releases on the host: {}",
+                    current.unwrap_or("none"),
+                    listing()
+                )
+            })
+    }
+
+    /// Versions beyond the newest `keep` that ran, minus `protect`: their release
+    /// directories can go. Failed releases go first; the current release never does.
+    pub fn prunable(&self, existing: &[String], keep: usize, protect: &[&str]) -> Vec<String> {
+        let mut kept: Vec<&str> = Vec::new();
+        for entry in self.deployments.iter().rev() {
+            if entry.status.ran() && !kept.contains(&entry.version.as_str()) && kept.len() < keep {
+                kept.push(&entry.version);
+            }
+        }
+        existing
+            .iter()
+            .filter(|v| !kept.contains(&v.as_str()) && !protect.contains(&v.as_str()))
+            .filter(|v| self.deployments.iter().any(|d| &d.version == *v))
+            .cloned()
+            .collect()
+    }
+}
+
+/// `deploy.lock`: who holds the host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockHolder {
+    /// `user@machine` that took it.
+    pub who: String,
+    /// RFC 3339.
+    pub since: String,
+    pub pid: u32,
+    /// The machine the holder runs on.
+    pub origin: String,
+    pub version: String,
+    /// deploy or rollback.
+    pub operation: String,
+}
+
+impl LockHolder {
+    pub fn new(operation: &str, version: &str) -> LockHolder {
+        let origin = crate::project::host_name();
+        LockHolder {
+            who: format!("{}@{origin}", local_user()),
+            since: now_rfc3339(),
+            pid: std::process::id(),
+            origin,
+            version: version.to_string(),
+            operation: operation.to_string(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("the lock serializes") + "\n"
+    }
+
+    /// How long ago the lock was taken, by the clock of this machine.
+    pub fn age_seconds(&self) -> Option<i64> {
+        let since = time::OffsetDateTime::parse(&self.since, &time::format_description::well_known::Rfc3339).ok()?;
+        Some((time::OffsetDateTime::now_utc() - since).whole_seconds())
+    }
+
+    /// Whether the holder is known to be alive: only when it runs on this machine can
+    /// its process be checked.
+    pub fn alive_here(&self) -> Option<bool> {
+        (self.origin == crate::project::host_name())
+            .then(|| Cmd::new("kill").args(["-0", &self.pid.to_string()]).succeeds())
+    }
+
+    /// Stale: older than `timeout_seconds`, and its process not alive (when that can be
+    /// checked; a holder on another machine is judged by age alone).
+    pub fn is_stale(&self, timeout_seconds: u32) -> bool {
+        let old = self.age_seconds().is_none_or(|age| age > i64::from(timeout_seconds));
+        old && self.alive_here() != Some(true)
+    }
+}
+
+impl fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} by {} (pid {} on {}) since {}, version {}",
+            self.operation, self.who, self.pid, self.origin, self.since, self.version
+        )
+    }
+}
+
+fn local_user() -> String {
+    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".to_string())
+}
+
+/// Creates `path` from stdin only if it does not exist (O_EXCL through `set -C`): the
+/// one atomic step that takes the lock. Exits 3 when the lock is held.
+pub fn take_lock_cmd(path: &str) -> Cmd {
+    let script = "mkdir -p \"$(dirname \"$1\")\" || exit 1; \
+                  if ( set -C; cat > \"$1\" ) 2>/dev/null; then exit 0; fi; \
+                  test -e \"$1\" && exit 3; exit 1";
+    Cmd::new("sh").args(["-c", script, "take-lock"]).arg(path)
+}
+
+/// Moves a stale lock aside (`mv` is atomic: of two takers only one moves it).
+pub fn retire_lock_cmd(path: &str, holder_pid: u32) -> Cmd {
+    Cmd::new("mv").arg(path).arg(format!("{path}.stale.{holder_pid}"))
+}
+
+/// Releases the lock if it is still ours (the pid and origin match what we wrote).
+pub fn release_lock_cmd(path: &str, ours: &LockHolder) -> Cmd {
+    let script = "grep -q \"$2\" \"$1\" 2>/dev/null && rm -f \"$1\"; exit 0";
+    let marker = format!("\"pid\":{},\"origin\":{}", ours.pid, serde_json::to_string(&ours.origin).unwrap_or_default());
+    Cmd::new("sh").args(["-c", script, "release-lock"]).arg(path).arg(marker)
+}
+
+/// Prints a file, or nothing when it does not exist.
+pub fn read_cmd(path: &str) -> Cmd {
+    Cmd::new("sh").args(["-c", "cat \"$1\" 2>/dev/null; exit 0", "read"]).arg(path)
+}
+
+/// Lists the release directories, one version per line.
+pub fn list_releases_cmd(layout: &Layout) -> Cmd {
+    Cmd::new("sh")
+        .args([
+            "-c",
+            "cd \"$1\" 2>/dev/null || exit 0; for d in *; do [ -d \"$d\" ] && echo \"$d\"; done; exit 0",
+            "ls",
+        ])
+        .arg(&layout.releases)
+}
+
+/// Points `current` at a release (a new symlink renamed over the old one: atomic).
+pub fn point_current_cmd(layout: &Layout, version: &str) -> Cmd {
+    let script = "ln -sfn \"$2\" \"$1.new\" && mv -fT \"$1.new\" \"$1\" 2>/dev/null || \
+                  { rm -f \"$1\"; mv -f \"$1.new\" \"$1\"; }";
+    Cmd::new("sh").args(["-c", script, "point-current"]).arg(layout.current()).arg(layout.release_dir(version))
+}
+
+/// Removes release directories (never the volumes, which live outside releases/).
+pub fn remove_releases_cmd(layout: &Layout, versions: &[String]) -> Cmd {
+    let mut cmd = Cmd::new("rm").arg("-rf").arg("--");
+    for version in versions {
+        cmd = cmd.arg(layout.release_dir(version));
+    }
+    cmd
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,131 @@
+//! `cargo xtask rollback --host NAME [--to VERSION]`: restores the previous active
+//! release (or the named one) from what the host kept: its compose file, env file and
+//! images. Started, verified healthy (Properties 30, 31) and recorded as `rolled_back`.
+//! The data volume is never touched.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::config::Config;
+use crate::log::Log;
+use crate::project::Project;
+use crate::release::{self, DeploymentState, Layout, ReleaseStatus};
+use crate::rollout::{self, Lock};
+use crate::session::{Effect, HostArgs, Session};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub target: HostArgs,
+    /// The release to restore (default: the one that ran before the current one).
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<String>,
+    /// Print every command that would change the host, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Log every command with its output.
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Answer yes to the confirmation.
+    #[arg(long, short)]
+    pub yes: bool,
+}
+
+pub fn run(project: &Project, args: &RollbackArgs) -> Result<()> {
+    let log = Log::new(args.verbose);
+    let started = Instant::now();
+    let config = Config::load(&project.config_file)?;
+    if let Some(version) = &args.to {
+        crate::images::validate_tag(version).context("--to")?;
+    }
+    let session = Session::open(&config, &args.target, false, args.dry_run, &log)?;
+    let result = match Lock::take(&session, &config, "rollback", args.to.as_deref().unwrap_or("previous")) {
+        Ok(lock) => {
+            let result = restore(&config, args, &session);
+            drop(lock);
+            result
+        }
+        Err(err) => Err(err),
+    };
+    let version = result.as_ref().map(|v| v.clone()).unwrap_or_else(|_| "none".to_string());
+    match &result {
+        Ok(version) => log.info(format!(
+            "{} serves {version} again, healthy, after {:.1} s",
+            session.name,
+            started.elapsed().as_secs_f64()
+        )),
+        Err(err) => log.error(format!("rollback on {} failed: {err:#}", session.name)),
+    }
+    rollout::save_log(&session, &config, "rollback", &version);
+    session.close();
+    result.map(|version| println!("Rolled back {} to {version}", args.target.name()))
+}
+
+fn restore(config: &Config, args: &RollbackArgs, session: &Session) -> Result<String> {
+    let layout = Layout::new(&session.paths);
+    let stack = rollout::stack(session, config);
+    let history = rollout::read_history(session, &layout)?;
+    let existing = rollout::existing_releases(session, &layout)?;
+    let target = history.rollback_target(args.to.as_deref(), &existing)?.clone();
+    let current = history.current().map(|c| c.version.clone());
+    let images_missing: Vec<&str> = target
+        .images
+        .iter()
+        .filter(|image| {
+            let cmd = session.runtime_cmd(["image", "inspect", "--format", "{{.Id}}", image.reference.as_str()]);
+            !matches!(session.try_run(Effect::Read, &cmd), Ok((true, _, _)))
+        })
+        .map(|image| image.reference.as_str())
+        .collect();
+    if !images_missing.is_empty() {
+        bail!(
+            "release {} cannot be restored on {}: its images {} are gone from the host. Deploy that version again \
+             instead; nothing was changed.",
+            target.version,
+            session.name,
+            images_missing.join(", ")
+        );
+    }
+    if !args.yes && !args.dry_run {
+        crate::session::confirm(&format!(
+            "Roll {} back from {} to {} (deployed {})?",
+            session.name,
+            current.as_deref().unwrap_or("nothing"),
+            target.version,
+            target.timestamp
+        ))?;
+    }
+    session.log.info(format!(
+        "rolling {} back from {} to {}",
+        session.name,
+        current.as_deref().unwrap_or("nothing"),
+        target.version
+    ));
+    match rollout::start_and_wait(session, &stack, config, &layout.release_dir(&target.version))? {
+        Ok(health) => {
+            session.run(Effect::Change, &release::point_current_cmd(&layout, &target.version))?;
+            let entry = DeploymentState {
+                status: ReleaseStatus::RolledBack,
+                timestamp: crate::images::now_rfc3339(),
+                health_checks: health,
+                replaced: current,
+                ..target.clone()
+            };
+            rollout::record(session, &layout, &entry)?;
+            Ok(target.version)
+        }
+        Err(failure) => {
+            rollout::report_failure(session, &layout.release_dir(&target.version), &failure);
+            // Put back what was running; the data volume was never touched.
+            if let Some(current) = &current {
+                session.log.warn(format!("restarting {current}, which was running before"));
+                match rollout::start_and_wait(session, &stack, config, &layout.release_dir(current))? {
+                    Ok(_) => bail!("{}; {current} is running again", failure.reason),
+                    Err(second) => bail!("{}; restarting {current} failed too: {}", failure.reason, second.reason),
+                }
+            }
+            bail!("{}", failure.reason)
+        }
+    }
+}
