@@ -118,6 +118,20 @@ fn deploy_upgrade_rollback_and_failures_on_a_fresh_host() {
     for line in logs.lines() {
         assert!(xtask::log::is_log_line(line), "untimestamped line in the host's deploy log: {line:?}");
     }
+    // --dry-run prints what it would change and changes nothing; --verbose adds each
+    // command (Property 35), which a normal run does not show.
+    let history_before = status(&config)["history"].as_array().unwrap().len();
+    let containers_before = host_sh(&host, "docker ps -q --no-trunc | sort");
+    let dry = config
+        .run(&["deploy", "--host", "e2e", "--manifest", &v1.to_string_lossy(), "--dry-run", "--verbose"])
+        .unwrap();
+    assert!(dry.success, "{}", dry.all());
+    assert!(dry.stdout.contains("[e2e] would run: ") && dry.stdout.contains("up --detach"), "{}", dry.all());
+    assert!(dry.stderr.contains(" DEBUG $ "), "--verbose shows no commands: {}", dry.all());
+    assert!(!first.stderr.contains(" DEBUG "), "a normal run shows debug lines: {}", first.all());
+    assert_eq!(status(&config)["history"].as_array().unwrap().len(), history_before, "--dry-run changed the history");
+    assert_eq!(host_sh(&host, "docker ps -q --no-trunc | sort"), containers_before, "--dry-run changed containers");
+
     // Secrets are 0600 on the host; the database publishes no port.
     let env_mode = host_sh(&host, &format!("stat -c %a /opt/cultivate/releases/{v1_version}/.env"));
     assert_eq!(env_mode.trim(), "600");
@@ -181,17 +195,34 @@ fn deploy_upgrade_rollback_and_failures_on_a_fresh_host() {
     let saved = host_sh(&host, "cat /opt/cultivate/releases/e2e-broken/failure-*backend*.log");
     assert!(saved.contains("cultivate-e2e-broken-backend"), "failing logs not saved on the host: {saved}");
 
-    // A corrupted image stream → the load fails, nothing started.
+    // A corrupted image stream (the backend's, the only large one) → the load fails,
+    // nothing started.
     let v3 = derived_version("e2e-v3", "RUN head -c 40000000 /dev/urandom > /tmp/e2e-ballast\n").unwrap();
     let containers_before = host_sh(&host, "docker ps -q --no-trunc | sort");
     wrap_gunzip(
         &host,
-        "/bin/gunzip -c | python3 -c 'import sys; d=sys.stdin.buffer.read(); i=len(d)//2; sys.stdout.buffer.write(d[:i] + bytes([d[i]^255]) + d[i+1:])' | gzip -1 -c | exec /bin/gunzip \"$@\"",
+        "/bin/gunzip -c | python3 -c 'import sys; d=sys.stdin.buffer.read(); i=len(d)//2; big=len(d)>1000000; sys.stdout.buffer.write(d[:i] + bytes([d[i]^(255 if big else 0)]) + d[i+1:])' | gzip -1 -c | exec /bin/gunzip \"$@\"",
     );
     let corrupted = deploy(&config, &v3);
     restore_gunzip(&host);
     assert!(!corrupted.success, "a corrupted stream deployed: {}", corrupted.all());
-    assert!(corrupted.stderr.contains("e2e-v3"), "{}", corrupted.all());
+    assert!(corrupted.stderr.contains("loading cultivate-backend-api:e2e-v3"), "{}", corrupted.all());
+    assert_eq!(host_sh(&host, "docker ps -q --no-trunc | sort"), containers_before, "containers changed");
+    assert_serves(&host, &v1_version, &config);
+
+    // A load that "succeeds" with another image under the tag → verification fails
+    // (Property 20), nothing started.
+    let swapped_version = derived_version("e2e-swapped", "RUN echo swapped > /tmp/cultivate-e2e-release\n").unwrap();
+    let swap = format!(
+        "#!/bin/sh\nif [ \"$1\" = load ]; then /usr/bin/docker \"$@\" || exit 1; \
+         /usr/bin/docker tag cultivate-database:{v1_version} cultivate-backend-api:e2e-swapped; exit 0; fi\n\
+         exec /usr/bin/docker \"$@\"\n"
+    );
+    host_sh(&host, &format!("cat > /usr/local/bin/docker <<'EOF'\n{swap}EOF\nchmod 755 /usr/local/bin/docker"));
+    let swapped = deploy(&config, &swapped_version);
+    host_sh(&host, "rm -f /usr/local/bin/docker");
+    assert!(!swapped.success, "a swapped image deployed: {}", swapped.all());
+    assert!(swapped.stderr.contains("is not the image built here"), "{}", swapped.all());
     assert_eq!(host_sh(&host, "docker ps -q --no-trunc | sort"), containers_before, "containers changed");
     assert_serves(&host, &v1_version, &config);
 
@@ -274,6 +305,15 @@ fn remote_build_mode_builds_the_images_on_the_host() {
     require_engine();
     let host = TestHost::start(HostVariant::Docker, false).unwrap();
     let config = DeployConfig::new(&host, "").unwrap();
+
+    // A port taken by something else stops the deploy before anything is sent.
+    host_sh(&host, "setsid python3 -m http.server 80 >/dev/null 2>&1 < /dev/null & sleep 1");
+    let refused = config.run(&["deploy", "--host", "e2e", "--build-mode", "remote", "--yes"]).unwrap();
+    host_sh(&host, "pkill -f 'http.server 80'; true");
+    assert!(!refused.success, "{}", refused.all());
+    assert!(refused.stderr.contains("port 80 on e2e is in use"), "{}", refused.all());
+    assert!(host_sh(&host, "docker images -q").trim().is_empty(), "images were sent before the port check");
+
     let ran = config.run(&["deploy", "--host", "e2e", "--build-mode", "remote", "--yes"]).unwrap();
     assert!(ran.success, "remote-build deploy failed: {}", ran.all());
     // The base went over once; each image was built there from its context.

@@ -22,7 +22,7 @@ pub fn ensure_local_engine(install: bool) -> Result<(Runtime, String)> {
         && let Ok(version) = runtime.ensure_engine()
     {
         if install {
-            install_missing_tools()?;
+            install_missing_tools(ENGINE_TOOLS)?;
         }
         return Ok((runtime, version));
     }
@@ -31,7 +31,7 @@ pub fn ensure_local_engine(install: bool) -> Result<(Runtime, String)> {
         let version = runtime.ensure_engine().context("or pass --install to install and start Docker here")?;
         return Ok((runtime, version));
     }
-    install_missing_tools()?;
+    install_missing_tools(ENGINE_TOOLS)?;
     // Some packagings start the engine on install; start it only if it is still silent.
     if !Runtime::detect_local(Some(crate::runtime::RuntimeKind::Docker)).is_ok_and(|r| r.ensure_engine().is_ok()) {
         start_docker()?;
@@ -80,16 +80,22 @@ pub fn through_sudo(cmd: Cmd) -> Cmd {
     Cmd::new("sudo").arg("-n").args(env).arg(cmd.program).args(cmd.args)
 }
 
-fn install_missing_tools() -> Result<()> {
-    let wanted = [
-        ("docker.io", "dockerd"),
-        ("docker-compose", "docker-compose"),
-        ("debootstrap", "debootstrap"),
-        // ssh and ssh-keygen: doctor and the tests reach their hosts over SSH.
-        ("openssh-client", "ssh"),
-        // The frontend tests load the page in headless Chromium, at this path.
-        ("chromium", "/usr/bin/chromium"),
-    ];
+/// (package, program it provides) for building and shipping.
+const ENGINE_TOOLS: &[(&str, &str)] = &[
+    ("docker.io", "dockerd"),
+    ("docker-compose", "docker-compose"),
+    ("debootstrap", "debootstrap"),
+    // ssh and ssh-keygen: deploy, doctor and the tests reach their hosts over SSH.
+    ("openssh-client", "ssh"),
+];
+
+/// What only the tests need: the frontend and deploy tests load the page in headless
+/// Chromium, at this path.
+pub const TEST_TOOLS: &[(&str, &str)] = &[("chromium", "/usr/bin/chromium")];
+
+/// Installs (with apt, on Debian and Ubuntu) the packages of `wanted` whose program is
+/// missing.
+pub fn install_missing_tools(wanted: &[(&str, &str)]) -> Result<()> {
     let missing: Vec<&str> =
         wanted.iter().filter(|(_, program)| which::which(program).is_err()).map(|(package, _)| *package).collect();
     if missing.is_empty() {
@@ -110,7 +116,7 @@ fn install_missing_tools() -> Result<()> {
             missing.join(" ")
         );
     }
-    eprintln!("installing {}", missing.join(", "));
+    crate::log::say(format!("installing {}", missing.join(", ")));
     for cmd in apt_install_cmds(&missing, as_root) {
         let log = std::env::temp_dir().join("cultivate-apt.log");
         cmd.run_logged(&log).with_context(|| format!("installing {}", missing.join(" ")))?;
@@ -120,7 +126,7 @@ fn install_missing_tools() -> Result<()> {
 
 fn start_docker() -> Result<()> {
     if Path::new("/run/systemd/system").exists() {
-        eprintln!("starting docker with systemctl");
+        crate::log::say("starting docker with systemctl");
         let start = Cmd::new("systemctl").args(["start", "docker"]);
         let start = if is_root()? { start } else { through_sudo(start) };
         return start.output().map(drop);
@@ -128,7 +134,7 @@ fn start_docker() -> Result<()> {
     // No systemd (containers, CI machines): run dockerd in its own session so it
     // outlives this process, logging to a file.
     let log_path = Path::new("/var/log/dockerd.log");
-    eprintln!("starting dockerd (log: {})", log_path.display());
+    crate::log::say(format!("starting dockerd (log: {})", log_path.display()));
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)

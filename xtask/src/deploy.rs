@@ -121,6 +121,7 @@ pub fn run(project: &Project, args: &DeployArgs) -> Result<()> {
         Err(err) => Err(err),
     };
     match &result {
+        Ok(_) if args.dry_run => log.info(format!("dry run of the deploy of {version} to {} done", session.name)),
         Ok(_) => log.info(format!(
             "deploy of {version} to {} done in {:.1} s",
             session.name,
@@ -131,7 +132,14 @@ pub fn run(project: &Project, args: &DeployArgs) -> Result<()> {
     rollout::save_log(&session, &config, "deploy", &version);
     session.close();
     let summary = result?;
-    print_summary(&session, &config, &version, &summary, &phases);
+    if args.dry_run {
+        println!(
+            "\nDry run: nothing was changed on {}. The commands above are what a deploy of {version} would run.",
+            session.name
+        );
+    } else {
+        print_summary(&session, &config, &version, &summary, &phases);
+    }
     Ok(())
 }
 
@@ -177,7 +185,10 @@ fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<S
 
     // 7. The release, complete before anything starts (Property 22).
     let history = rollout::read_history(session, &layout)?;
-    let previous = history.current().filter(|p| p.version != version).cloned();
+    // The release to fall back to: the last one that ran with another version (a
+    // redeploy of the current version falls back past itself).
+    let previous = history.deployments.iter().rev().find(|d| d.status.ran() && d.version != version).cloned();
+    let redeploy_of_current = history.current().is_some_and(|c| c.version == version);
     let state = phases.time("release", || write_release(inputs, session, &layout, &images))?;
 
     // 8. Start and wait for health.
@@ -239,6 +250,11 @@ fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<S
                         }
                     }
                 }
+                None if redeploy_of_current => bail!(
+                    "{}; {version} was redeployed over itself and there is no other release to go back to: its \
+                     containers are left as they are for inspection (`cargo xtask logs`). The data volume is untouched.",
+                    failure.reason
+                ),
                 None => {
                     log.warn("no previous release to restore: stopping the failed one (the data volume is kept)");
                     session.run(Effect::Change, &stack.down_cmd(&release_dir))?;
@@ -517,7 +533,9 @@ fn write_release(
         .run(Effect::Read, &Cmd::new("sh").args(["-c", check.as_str(), "check-release"]).arg(&dir))
         .with_context(|| format!("the release {dir} on {} is incomplete; nothing was started", session.name))
         .or_else(|err| if session.dry_run { Ok(String::new()) } else { Err(err) })?;
-    session.log.info(format!("release {version} written to {dir} ({} files)", files.len()));
+    if !session.dry_run {
+        session.log.info(format!("release {version} written to {dir} ({} files)", files.len()));
+    }
     Ok(state)
 }
 
@@ -527,7 +545,7 @@ fn ensure_data_dir(session: &Session, images: &[ReleaseImage]) -> Result<()> {
     let volumes = &session.paths.volumes;
     let data = format!("{volumes}/{}", crate::compose::DATA_VOLUME);
     let (exists, _, _) = session.try_run(Effect::Read, &Cmd::new("test").args(["-d", &data]))?;
-    if exists && !session.dry_run {
+    if exists {
         return Ok(());
     }
     let database = images.iter().find(|i| i.service == "database").context("no database image in the release")?;
@@ -551,6 +569,9 @@ fn ensure_data_dir(session: &Session, images: &[ReleaseImage]) -> Result<()> {
     ]);
     session.run(Effect::Change, &Cmd::new("mkdir").args(["-p", volumes]))?;
     session.run(Effect::Change, &cmd).context("creating the database's data directory")?;
+    if session.dry_run {
+        return Ok(());
+    }
     session.log.info(format!("created the database's data directory {data} (owner uid 999, mode 0700)"));
     Ok(())
 }
@@ -608,7 +629,7 @@ fn print_summary(session: &Session, config: &Config, version: &str, summary: &Su
         let short = id.trim_start_matches("sha256:");
         println!("  {service:<14} {reference:<44} {}", &short[..12.min(short.len())]);
     }
-    println!("\n  image bytes shipped: {:.1} MB", summary.sent_bytes as f64 / 1e6);
+    println!("\n  image bytes shipped: {:.2} MB", summary.sent_bytes as f64 / 1e6);
     let total: f64 = phases.0.iter().map(|(_, s)| s).sum();
     let times: Vec<String> = phases.0.iter().map(|(name, s)| format!("{name} {s:.1} s")).collect();
     println!("  time: {} (total {total:.1} s)", times.join(", "));

@@ -104,7 +104,10 @@ pub fn run(project: &Project, args: &ImagesArgs) -> Result<Manifest> {
         _ => bootstrap::ensure_local_engine(args.install)?,
     };
     let build = BuildInfo::resolve(project, args.version.as_deref())?;
-    eprintln!("Building Cultivate images {} with {} (engine {engine_version})", build.version, runtime.kind);
+    crate::log::say(format!(
+        "Building Cultivate images {} with {} (engine {engine_version})",
+        build.version, runtime.kind
+    ));
 
     let requested_base = args.base_image.clone().unwrap_or_else(|| config.images.base.clone());
     let base = base::ensure(project, &runtime, &requested_base)?;
@@ -124,8 +127,8 @@ pub fn run(project: &Project, args: &ImagesArgs) -> Result<Manifest> {
     let previous = if versioned.exists() { versioned } else { latest_manifest_path(project) };
     let manifest = manifest.merged_with_previous(&previous);
     let written = manifest.write(project)?;
-    eprintln!("\n{}", manifest.summary_table());
-    eprintln!("Total {:.1}s; manifest {}", started.elapsed().as_secs_f64(), written.display());
+    crate::log::say(format!("\n{}", manifest.summary_table()));
+    crate::log::say(format!("Total {:.1}s; manifest {}", started.elapsed().as_secs_f64(), written.display()));
     Ok(manifest)
 }
 

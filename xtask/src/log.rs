@@ -79,6 +79,15 @@ impl Log {
     }
 }
 
+/// A line for the operator outside a task's [`Log`] (the images task, the engine
+/// bootstrap): timestamped and levelled like every other line.
+pub fn say(message: impl AsRef<str>) {
+    let stamp = now_rfc3339();
+    for text in message.as_ref().trim_matches('\n').lines() {
+        eprintln!("{}", format_line(&stamp, Level::Info, text));
+    }
+}
+
 pub fn format_line(stamp: &str, level: Level, text: &str) -> String {
     format!("{stamp} {level:<5} {text}")
 }

@@ -282,7 +282,10 @@ impl fmt::Display for LockHolder {
 }
 
 fn local_user() -> String {
-    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".to_string())
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .or_else(|_| Cmd::new("id").arg("-un").output())
+        .unwrap_or_else(|_| "unknown".to_string())
 }
 
 /// Creates `path` from stdin only if it does not exist (O_EXCL through `set -C`): the

@@ -105,7 +105,7 @@ pub fn start_and_wait(
     }
     let limit = Duration::from_secs(config.health.timeout_seconds.into());
     let mut last = Vec::new();
-    let outcome = with_backoff(limit, Duration::from_millis(500), Duration::from_secs(5), || {
+    let outcome = with_backoff(limit, Duration::from_millis(250), Duration::from_secs(2), || {
         let containers = read_containers(session, stack)?;
         let health = evaluate(session, stack, &containers)?;
         last = containers;

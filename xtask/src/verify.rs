@@ -11,7 +11,8 @@ use crate::project::Project;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct VerifyArgs {
-    /// On Debian/Ubuntu, install and start Docker (and debootstrap) when missing.
+    /// On Debian/Ubuntu, install and start Docker (with debootstrap, the OpenSSH
+    /// client and, for the browser tests, Chromium) when missing.
     #[arg(long)]
     pub install: bool,
 }
@@ -32,6 +33,9 @@ pub fn run(project: &Project, args: &VerifyArgs) -> Result<()> {
     let (runtime, engine) =
         bootstrap::ensure_local_engine(args.install).context("the container tests need a running container engine")?;
     eprintln!("{} engine {engine}", runtime.kind);
+    if args.install {
+        bootstrap::install_missing_tools(bootstrap::TEST_TOOLS)?;
+    }
 
     section("cargo xtask images");
     let manifest = images::run(project, &ImagesArgs::default())?;

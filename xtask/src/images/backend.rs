@@ -77,7 +77,9 @@ pub fn choose_path(
         BackendBuild::Auto => match builder_available() {
             Ok(()) => Ok(BackendPath::MultiStage),
             Err(why) if host_is_linux => {
-                eprintln!("  builder image unavailable ({why}); compiling backend-api on this machine instead");
+                crate::log::say(format!(
+                    "  builder image unavailable ({why}); compiling backend-api on this machine instead"
+                ));
                 Ok(BackendPath::HostBinary)
             }
             Err(why) => bail!(
@@ -98,7 +100,7 @@ pub fn prepare(
 ) -> Result<BackendPath> {
     let builder = &config.images.builder;
     let path = choose_path(requested, cfg!(target_os = "linux"), || builder_available(runtime, builder))?;
-    eprintln!("  backend-api: {path}");
+    crate::log::say(format!("  backend-api: {path}"));
     if path == BackendPath::HostBinary {
         let step = Step::start("backend-api: cargo build --release".to_string());
         let log = project.state_dir().join("logs").join("images").join("backend-api-cargo.log");
@@ -155,10 +157,10 @@ fn check_glibc(project: &Project, runtime: &Runtime, base: &BaseImage) -> Result
             available.1
         );
     }
-    eprintln!(
+    crate::log::say(format!(
         "  glibc: binary needs {}.{}, base image {} has {}.{}",
         needed.0, needed.1, base.reference, available.0, available.1
-    );
+    ));
     Ok(())
 }
 

@@ -71,7 +71,9 @@ pub fn ensure(project: &Project, runtime: &Runtime, requested: &str) -> Result<B
         return Ok(found(&stand_in, BaseOrigin::BootstrapCached));
     }
     drop(step);
-    eprintln!("  {requested} cannot be pulled ({pull_failure}); building {stand_in} from the Debian mirror");
+    crate::log::say(format!(
+        "  {requested} cannot be pulled ({pull_failure}); building {stand_in} from the Debian mirror"
+    ));
     bootstrap(project, runtime, &suite, &stand_in)?;
     Ok(found(&stand_in, BaseOrigin::Bootstrapped))
 }

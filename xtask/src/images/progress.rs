@@ -20,7 +20,7 @@ impl Step {
         bar.set_message(label.clone());
         bar.enable_steady_tick(Duration::from_millis(120));
         if bar.is_hidden() {
-            eprintln!("… {label}");
+            crate::log::say(format!("… {label}"));
         }
         Step { bar, label, started: Instant::now() }
     }
@@ -31,7 +31,7 @@ impl Step {
 
     pub fn finish(self, outcome: &str) {
         self.bar.finish_and_clear();
-        eprintln!("✓ {}: {outcome} ({:.1}s)", self.label, self.elapsed_seconds());
+        crate::log::say(format!("✓ {}: {outcome} ({:.1}s)", self.label, self.elapsed_seconds()));
     }
 }
 

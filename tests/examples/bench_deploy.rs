@@ -1,0 +1,184 @@
+//! Benchmark: `cargo xtask deploy` and `rollback` against the naive path a user would
+//! script — `docker save | gzip | ssh 'gunzip | docker load'` of all three images, then
+//! `docker-compose up -d` and a wait for health — in the same run, each on a fresh test
+//! host of its own.
+//!
+//!     cargo run -p cultivate-tests --example bench_deploy
+//!
+//! Needs a Docker engine and the images (`cargo xtask images`). Prints one table: wall
+//! time and bytes over the wire for a first deploy, a redeploy with nothing changed, a
+//! deploy changing only the backend, and a rollback to the previous release (time until
+//! healthy).
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cultivate_tests::deploy::{DeployConfig, built_manifest_path, derived_version};
+use cultivate_tests::hosts::{HostVariant, TestHost};
+use xtask::compose::{RenderInput, render};
+use xtask::config::Config;
+use xtask::images::{Manifest, read_manifest};
+use xtask::paths::{DeploymentPaths, TargetOs};
+
+struct Row {
+    step: &'static str,
+    ours: (f64, f64),
+    naive: (f64, f64),
+}
+
+fn main() {
+    cultivate_tests::require_engine();
+    let v1 = built_manifest_path();
+    let v2 = derived_version("bench-v2", "RUN echo bench-v2 > /tmp/cultivate-bench-release\n").expect("v2 images");
+    let manifests = [read_manifest(&v1).expect("v1 manifest"), read_manifest(&v2).expect("v2 manifest")];
+
+    let ours_host = TestHost::start(HostVariant::Docker, false).expect("test host");
+    let naive_host = TestHost::start(HostVariant::Docker, false).expect("test host");
+    let config = DeployConfig::new(&ours_host, "").expect("config");
+    let naive = Naive::new(&naive_host);
+
+    let mut rows = Vec::new();
+    let mut measure = |step: &'static str, ours: &mut dyn FnMut() -> f64, naive: &mut dyn FnMut() -> f64| {
+        eprintln!("== {step}");
+        let started = Instant::now();
+        let ours_bytes = ours();
+        let ours_time = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let naive_bytes = naive();
+        let naive_time = started.elapsed().as_secs_f64();
+        rows.push(Row { step, ours: (ours_time, ours_bytes), naive: (naive_time, naive_bytes) });
+    };
+    let deploy = |manifest: &Path| -> f64 {
+        let ran = config
+            .run(&["deploy", "--host", "e2e", "--manifest", &manifest.to_string_lossy(), "--yes"])
+            .expect("deploy");
+        assert!(ran.success, "deploy failed: {}", ran.all());
+        if let Some(times) = ran.stdout.lines().find(|l| l.trim_start().starts_with("time:")) {
+            eprintln!("   xtask {}", times.trim());
+        }
+        ran.shipped_mb().expect("shipped bytes in the summary")
+    };
+    measure("first deploy", &mut || deploy(&v1), &mut || naive.deploy(&manifests[0]));
+    measure("redeploy, nothing changed", &mut || deploy(&v1), &mut || naive.deploy(&manifests[0]));
+    measure("deploy, backend changed", &mut || deploy(&v2), &mut || naive.deploy(&manifests[1]));
+    measure(
+        "rollback to previous (until healthy)",
+        &mut || {
+            let ran = config.run(&["rollback", "--host", "e2e", "--yes"]).expect("rollback");
+            assert!(ran.success, "rollback failed: {}", ran.all());
+            0.0
+        },
+        &mut || naive.up(&manifests[0]),
+    );
+
+    println!("\nDeploy to a test host over SSH on loopback (2 cores); MB = compressed bytes over the wire\n");
+    println!("{:<38} {:>12} {:>10} {:>12} {:>10}", "step", "xtask time", "xtask MB", "naive time", "naive MB");
+    for row in &rows {
+        println!(
+            "{:<38} {:>11.1}s {:>10.2} {:>11.1}s {:>10.2}",
+            row.step, row.ours.0, row.ours.1, row.naive.0, row.naive.1
+        );
+    }
+}
+
+/// The deploy.sh a user would write: ship all three images, write the compose file,
+/// `docker-compose up -d`, poll until healthy.
+struct Naive<'a> {
+    host: &'a TestHost,
+    config: Config,
+}
+
+impl<'a> Naive<'a> {
+    fn new(host: &'a TestHost) -> Naive<'a> {
+        let config = Config::parse(
+            "[app]\nname = \"naive\"\n[health]\nstart_period_seconds = 20\ninterval_seconds = 1\n",
+            "bench",
+            &|_| None,
+        )
+        .expect("config");
+        Naive { host, config }
+    }
+
+    fn ssh(&self, command: &str, input: Option<&[u8]>) -> String {
+        let args = self.host.ssh_args("root");
+        let mut child = Command::new(&args[0])
+            .args(&args[1..])
+            .arg(command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("ssh");
+        let mut stdin = child.stdin.take().expect("stdin");
+        if let Some(input) = input {
+            stdin.write_all(input).expect("writing to ssh");
+        }
+        drop(stdin);
+        let output = child.wait_with_output().expect("ssh");
+        assert!(output.status.success(), "`{command}` failed on the naive host");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Ships every image, then starts the stack; returns MB sent.
+    fn deploy(&self, manifest: &Manifest) -> f64 {
+        let mut sent = 0u64;
+        for image in &manifest.images {
+            let mut save = Command::new("sh")
+                .args(["-c", "docker save \"$1\" | gzip", "save", &image.reference])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("docker save | gzip");
+            let args = self.host.ssh_args("root");
+            let mut ssh = Command::new(&args[0])
+                .args(&args[1..])
+                .arg("gunzip | docker load")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("ssh");
+            let mut input = save.stdout.take().expect("stdout");
+            let mut output = ssh.stdin.take().expect("stdin");
+            let mut buffer = vec![0; 1 << 16];
+            loop {
+                let n = input.read(&mut buffer).expect("reading the image stream");
+                if n == 0 {
+                    break;
+                }
+                output.write_all(&buffer[..n]).expect("writing to ssh");
+                sent += n as u64;
+            }
+            drop(output);
+            assert!(save.wait().expect("save").success() && ssh.wait().expect("ssh").success(), "naive ship failed");
+        }
+        self.up(manifest);
+        sent as f64 / 1e6
+    }
+
+    /// Writes the compose file for `manifest`'s version and brings it up, until healthy.
+    fn up(&self, manifest: &Manifest) -> f64 {
+        let paths = DeploymentPaths::resolve(TargetOs::Linux, "root", &self.config, None).expect("paths");
+        let paths = DeploymentPaths { base: "/opt/naive".into(), volumes: "/opt/naive/volumes".into(), ..paths };
+        let rendered =
+            render(RenderInput { config: &self.config, paths: &paths, version: &manifest.version, secrets: &[] });
+        let mut env = rendered.env.clone();
+        for (key, value) in env.vars.iter_mut() {
+            if key == "DEPLOYMENT_PATH" {
+                *value = "/opt/naive".into();
+            }
+        }
+        self.ssh("mkdir -p /opt/naive/volumes/db_data && chown 999:999 /opt/naive/volumes/db_data && chmod 700 /opt/naive/volumes/db_data && cat > /opt/naive/docker-compose.yml", Some(rendered.compose_yaml().as_bytes()));
+        self.ssh("cat > /opt/naive/.env", Some(env.render().as_bytes()));
+        self.ssh("cd /opt/naive && docker-compose -p naive up -d >/dev/null 2>&1", None);
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let check = "docker inspect --format '{{.State.Health.Status}}' $(docker ps -q --filter label=com.docker.compose.project=naive)";
+        loop {
+            let states = self.ssh(check, None);
+            if states.lines().count() == 3 && states.lines().all(|s| s.trim() == "healthy") {
+                return 0.0;
+            }
+            assert!(Instant::now() < deadline, "the naive stack never became healthy: {states}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
