@@ -134,6 +134,21 @@ impl Cmd {
         Ok(())
     }
 
+    /// Starts the command with stdout and stderr piped to the caller, to be read as
+    /// streams (stdin empty when `input` is false, else piped too).
+    pub fn spawn_piped(&self, input: bool) -> Result<std::process::Child> {
+        use std::process::Stdio;
+        std::process::Command::new(&self.program)
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(self.dir.as_deref().unwrap_or(Path::new(".")))
+            .stdin(if input { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("could not start `{self}`"))
+    }
+
     /// Runs the command with the terminal as its stdin, stdout and stderr.
     pub fn run_inherited(&self) -> Result<()> {
         let status =

@@ -23,7 +23,7 @@ use crate::log::Log;
 use crate::paths::TargetOs;
 use crate::project::Project;
 use crate::release::{self, DeploymentState, Layout, ReleaseImage, ReleaseStatus};
-use crate::rollout::{self, Lock};
+use crate::rollout;
 use crate::runtime::Runtime;
 use crate::session::{Effect, HostArgs, Session};
 use crate::ship::{self, Inventory, LocalImage, Plan};
@@ -102,35 +102,25 @@ pub fn run(project: &Project, args: &DeployArgs) -> Result<()> {
 
     // 2. Connect and check the target.
     let session = phases.time("connect", || Session::open(&config, &args.target, args.install, args.dry_run, &log))?;
-    // 3. The lock, released when it goes out of scope.
-    let result = match Lock::take(&session, &config, "deploy", &version) {
-        Ok(lock) => {
-            let inputs = Inputs {
-                project,
-                args,
-                config: &config,
-                local_runtime: &local_runtime,
-                version: &version,
-                secrets: &secrets,
-                certs: &certs,
-            };
-            let result = pipeline(&inputs, &session, &mut phases);
-            drop(lock);
-            result
-        }
-        Err(err) => Err(err),
+    // 3. The lock, held for the rest of the deploy.
+    let result = rollout::with_lock(&session, &config, "deploy", &version, || {
+        let inputs = Inputs {
+            project,
+            args,
+            config: &config,
+            local_runtime: &local_runtime,
+            version: &version,
+            secrets: &secrets,
+            certs: &certs,
+        };
+        pipeline(&inputs, &session, &mut phases)
+    });
+    let done = if args.dry_run {
+        format!("dry run of the deploy of {version} to {} done", session.name)
+    } else {
+        format!("deploy of {version} to {} done in {:.1} s", session.name, started.elapsed().as_secs_f64())
     };
-    match &result {
-        Ok(_) if args.dry_run => log.info(format!("dry run of the deploy of {version} to {} done", session.name)),
-        Ok(_) => log.info(format!(
-            "deploy of {version} to {} done in {:.1} s",
-            session.name,
-            started.elapsed().as_secs_f64()
-        )),
-        Err(err) => log.error(format!("deploy of {version} to {} failed: {err:#}", session.name)),
-    }
-    rollout::save_log(&session, &config, "deploy", &version);
-    session.close();
+    rollout::conclude(&session, &config, "deploy", &version, &result, &done);
     let summary = result?;
     if args.dry_run {
         println!(
@@ -178,9 +168,8 @@ fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<S
             let local: Vec<LocalImage> = local_images_of(&manifest, local_runtime)?;
             phases.time("ship", || ship_all(project, session, local_runtime, &local))?
         }
-        BuildMode::Remote => {
-            phases.time("remote build", || remote_build(project, config, session, local_runtime, version))?
-        }
+        BuildMode::Remote => phases
+            .time("remote build", || crate::remote_build::run(project, config, session, local_runtime, version))?,
     };
 
     // 7. The release, complete before anything starts (Property 22).
@@ -390,21 +379,14 @@ fn ship_all(
         );
     }
     let mut sent = 0;
+    let cache = ship::layer_cache_dir(&project.state_dir());
     for (image, plan) in images.iter().zip(&plans) {
         match plan {
-            Plan::Present { tag } => {
-                if *tag {
-                    session.run(Effect::Change, &ship::tag_cmd(session.runtime, &image.id, &image.reference))?;
-                }
-                ship::verify(session, image, None)?;
+            Plan::Present { .. } => {
+                ship::deliver(session, local_runtime, image, plan, &cache)?;
                 log.info(format!("{}: {} is on {} already, not sent", image.service, image.reference, session.name));
             }
             Plan::Send { skip } => {
-                let layer_paths = if skip.is_empty() {
-                    Default::default()
-                } else {
-                    ship::layer_paths(local_runtime, image, &ship::layer_cache_dir(&project.state_dir()))?
-                };
                 log.info(format!(
                     "{}: sending {} ({} of {} layers are on {} already)",
                     image.service,
@@ -413,7 +395,7 @@ fn ship_all(
                     image.layers.len(),
                     session.name
                 ));
-                let shipped = ship::send(session, local_runtime, image, skip, &layer_paths)?;
+                let shipped = ship::deliver(session, local_runtime, image, plan, &cache)?;
                 sent += shipped.sent_bytes;
                 log.info(format!(
                     "{}: sent {:.1} MB compressed ({:.1} MB saved) in {:.1} s, {:.1} MB/s; verified",
@@ -439,17 +421,6 @@ fn ship_all(
         })
         .collect();
     Ok((release_images, sent))
-}
-
-/// `--build-mode remote`: each image is built on the host from its build context.
-fn remote_build(
-    project: &Project,
-    config: &Config,
-    session: &Session,
-    local_runtime: &Runtime,
-    version: &str,
-) -> Result<(Vec<ReleaseImage>, u64)> {
-    crate::remote_build::run(project, config, session, local_runtime, version)
 }
 
 /// Writes `releases/<version>/` (step 7) and checks every file is there.

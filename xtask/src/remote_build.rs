@@ -13,7 +13,7 @@ use crate::project::Project;
 use crate::release::ReleaseImage;
 use crate::runtime::{BuildSpec, ImageDetails, Runtime, RuntimeKind};
 use crate::session::{Effect, Session};
-use crate::ship::{self, Inventory, LocalImage, Plan};
+use crate::ship::{self, Inventory, LocalImage};
 
 /// Builds every image on the target; returns the release's images and the bytes sent
 /// (the base image, if shipped, and the contexts).
@@ -92,25 +92,12 @@ fn ship_base(project: &Project, session: &Session, local: &Runtime, reference: &
         layers: details.rootfs.layers,
         size_bytes: details.size,
     };
-    let inventory = Inventory::read(session)?;
-    match ship::plan(&image, &inventory) {
-        Plan::Present { tag } => {
-            if tag {
-                session.run(Effect::Change, &ship::tag_cmd(session.runtime, &image.id, reference))?;
-            }
-            Ok(0)
-        }
-        Plan::Send { skip } => {
-            let paths = if skip.is_empty() {
-                Default::default()
-            } else {
-                ship::layer_paths(local, &image, &ship::layer_cache_dir(&project.state_dir()))?
-            };
-            let shipped = ship::send(session, local, &image, &skip, &paths)?;
-            session.log.info(format!("base: sent {reference}, {:.1} MB", shipped.sent_bytes as f64 / 1e6));
-            Ok(shipped.sent_bytes)
-        }
+    let plan = ship::plan(&image, &Inventory::read(session)?);
+    let shipped = ship::deliver(session, local, &image, &plan, &ship::layer_cache_dir(&project.state_dir()))?;
+    if shipped.sent_bytes > 0 {
+        session.log.info(format!("base: sent {reference}, {:.1} MB", shipped.sent_bytes as f64 / 1e6));
     }
+    Ok(shipped.sent_bytes)
 }
 
 fn inspect(session: &Session, reference: &str) -> Result<ImageDetails> {

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::log::Log;
 use crate::project::Project;
 use crate::release::{self, DeploymentState, Layout, ReleaseStatus};
-use crate::rollout::{self, Lock};
+use crate::rollout;
 use crate::session::{Effect, HostArgs, Session};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -40,25 +40,12 @@ pub fn run(project: &Project, args: &RollbackArgs) -> Result<()> {
         crate::images::validate_tag(version).context("--to")?;
     }
     let session = Session::open(&config, &args.target, false, args.dry_run, &log)?;
-    let result = match Lock::take(&session, &config, "rollback", args.to.as_deref().unwrap_or("previous")) {
-        Ok(lock) => {
-            let result = restore(&config, args, &session);
-            drop(lock);
-            result
-        }
-        Err(err) => Err(err),
-    };
+    let holder = args.to.as_deref().unwrap_or("previous");
+    let result = rollout::with_lock(&session, &config, "rollback", holder, || restore(&config, args, &session));
     let version = result.as_ref().map(|v| v.clone()).unwrap_or_else(|_| "none".to_string());
-    match &result {
-        Ok(version) => log.info(format!(
-            "{} serves {version} again, healthy, after {:.1} s",
-            session.name,
-            started.elapsed().as_secs_f64()
-        )),
-        Err(err) => log.error(format!("rollback on {} failed: {err:#}", session.name)),
-    }
-    rollout::save_log(&session, &config, "rollback", &version);
-    session.close();
+    let done =
+        format!("{} serves {version} again, healthy, after {:.1} s", session.name, started.elapsed().as_secs_f64());
+    rollout::conclude(&session, &config, "rollback", &version, &result, &done);
     result.map(|version| println!("Rolled back {} to {version}", args.target.name()))
 }
 

@@ -77,6 +77,20 @@ impl Drop for Lock<'_, '_> {
     }
 }
 
+/// Runs `work` holding the deploy lock, released however `work` ends.
+pub fn with_lock<T>(
+    session: &Session,
+    config: &Config,
+    operation: &str,
+    version: &str,
+    work: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let lock = Lock::take(session, config, operation, version)?;
+    let result = work();
+    drop(lock);
+    result
+}
+
 /// Why a release did not become healthy, with the failing containers' logs.
 #[derive(Debug)]
 pub struct StartFailure {
@@ -249,6 +263,17 @@ pub fn existing_releases(session: &Session, layout: &Layout) -> Result<Vec<Strin
 /// The stack for this session and configuration.
 pub fn stack(session: &Session, config: &Config) -> Stack {
     Stack { compose: session.compose.clone(), runtime: session.runtime, project: config.app.name.clone() }
+}
+
+/// Ends a host task: logs how it went (`done` on success), writes the log on the host
+/// and closes the connection.
+pub fn conclude<T>(session: &Session, config: &Config, operation: &str, version: &str, result: &Result<T>, done: &str) {
+    match result {
+        Ok(_) => session.log.info(done),
+        Err(err) => session.log.error(format!("{operation} of {version} on {} failed: {err:#}", session.name)),
+    }
+    save_log(session, config, operation, version);
+    session.close();
 }
 
 /// Writes the task's log under the host's log path and keeps the newest

@@ -13,7 +13,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -118,6 +117,31 @@ pub fn plan(image: &LocalImage, inventory: &Inventory) -> Plan {
     Plan::Send { skip }
 }
 
+/// Carries out `plan` for `image`: tags it when the target holds it under another
+/// name, or sends it (learning the save stream's layer files first when layers are
+/// left out). Either way the target's image is verified.
+pub fn deliver(
+    session: &Session,
+    local: &Runtime,
+    image: &LocalImage,
+    plan: &Plan,
+    cache_dir: &Path,
+) -> Result<Shipped> {
+    match plan {
+        Plan::Present { tag } => {
+            if *tag {
+                session.run(Effect::Change, &tag_cmd(session.runtime, &image.id, &image.reference))?;
+            }
+            verify(session, image, None)?;
+            Ok(Shipped::default())
+        }
+        Plan::Send { skip } => {
+            let layer_paths = if skip.is_empty() { BTreeMap::new() } else { layer_paths(local, image, cache_dir)? };
+            send(session, local, image, skip, &layer_paths)
+        }
+    }
+}
+
 /// The bytes a plan will send, roughly: the image's size less the skipped layers'
 /// share, for the progress bar and the disk check.
 pub fn estimated_bytes(image: &LocalImage, plan: &Plan) -> u64 {
@@ -181,13 +205,7 @@ pub fn send(
     let bar = progress_bar(&image.service, estimated_bytes(image, &Plan::Send { skip: skip.clone() }));
     let saved = Arc::new(AtomicU64::new(0));
     let sent = Arc::new(AtomicU64::new(0));
-    let mut save = Command::new(&save_cmd.program)
-        .args(&save_cmd.args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("could not start `{save_cmd}`"))?;
+    let mut save = save_cmd.spawn_piped(false)?;
     let save_out = save.stdout.take().context("save stdout")?;
     let mut save_err = save.stderr.take().context("save stderr")?;
     let (mut reader, writer) = std::io::pipe().context("creating a pipe")?;
@@ -358,13 +376,7 @@ pub fn layer_paths(local: &Runtime, image: &LocalImage, cache_dir: &Path) -> Res
         return Ok(map);
     }
     let save_cmd = local.save_cmd(&image.reference);
-    let mut save = Command::new(&save_cmd.program)
-        .args(&save_cmd.args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("could not start `{save_cmd}`"))?;
+    let mut save = save_cmd.spawn_piped(false)?;
     let stdout = save.stdout.take().context("save stdout")?;
     let mut archive = tar::Archive::new(stdout);
     let mut map = BTreeMap::new();

@@ -10,7 +10,7 @@
 use std::fmt;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -73,15 +73,7 @@ impl Transport {
     /// The error names whichever side failed: the input, the transport, or the command.
     pub fn stream(&self, remote: &Cmd, input: Option<&mut (dyn Read + Send)>, output: &mut dyn Write) -> Result<u64> {
         let carrier = self.carrier(remote);
-        let mut child = std::process::Command::new(&carrier.program)
-            .args(&carrier.args)
-            .envs(carrier.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(carrier.dir.as_deref().unwrap_or(Path::new(".")))
-            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("could not start `{carrier}`"))?;
+        let mut child = carrier.spawn_piped(input.is_some())?;
         let stdin = child.stdin.take();
         let mut stdout = child.stdout.take().context("child stdout")?;
         let mut stderr = child.stderr.take().context("child stderr")?;
