@@ -40,7 +40,7 @@ impl DeployConfig {
         let text = format!(
             "[app]\nname = \"cultivate\"\n\
              [health]\ntimeout_seconds = 120\ninterval_seconds = 1\nretries = 3\nstart_period_seconds = 20\n\
-             [runtime]\nlock_timeout_seconds = 3\nkeep_releases = 4\n\
+             [runtime]\nlock_timeout_seconds = 3\nkeep_releases = 4\nkeep_logs = 6\n\
              [hosts.e2e]\naddress = \"127.0.0.1\"\nuser = \"root\"\nport = {}\nidentity_file = {:?}\n{extra}",
             host.ssh_port,
             host.key.display().to_string()

@@ -267,6 +267,14 @@ fn deploy_upgrade_rollback_and_failures_on_a_fresh_host() {
     assert_serves(&host, "e2e-v4", &config);
     assert!(activities(&host).contains(&title), "the row is gone at the end");
     assert!(host_sh(&host, "ls /opt/cultivate/deploy.lock 2>/dev/null").trim().is_empty(), "the lock was left behind");
+
+    // Old deploy logs are pruned to `[runtime] keep_logs` (6 here; this test ran more
+    // than a dozen deploys and rollbacks); old releases to `keep_releases` (4).
+    let logs = host_sh(&host, "ls /var/log/cultivate/*.log | wc -l").trim().parse::<usize>().unwrap();
+    assert_eq!(logs, 6, "{}", host_sh(&host, "ls -l /var/log/cultivate"));
+    let releases = host_sh(&host, "ls /opt/cultivate/releases");
+    assert!(releases.lines().count() <= 5, "releases not pruned: {releases}");
+    assert!(releases.contains("e2e-v4") && releases.contains("e2e-v3"), "{releases}");
 }
 
 #[test]
@@ -313,6 +321,21 @@ fn remote_build_mode_builds_the_images_on_the_host() {
     assert!(!refused.success, "{}", refused.all());
     assert!(refused.stderr.contains("port 80 on e2e is in use"), "{}", refused.all());
     assert!(host_sh(&host, "docker images -q").trim().is_empty(), "images were sent before the port check");
+
+    // A first deploy that never gets healthy: its stack is stopped, the database's data
+    // kept, and the error says so.
+    let broken = derived_version(
+        "e2e-first-broken",
+        "ENTRYPOINT [\"sh\", \"-c\", \"echo cultivate-e2e-first-broken starting; exec sleep 600\"]\n",
+    )
+    .unwrap();
+    let failed = deploy(&config, &broken);
+    assert!(!failed.success, "{}", failed.all());
+    assert!(failed.stderr.contains("this was the first deploy on e2e"), "{}", failed.all());
+    assert!(failed.stderr.contains("cultivate-e2e-first-broken starting"), "{}", failed.all());
+    assert!(host_sh(&host, "docker ps -q").trim().is_empty(), "the failed stack still runs");
+    let kept = host_sh(&host, "cat /opt/cultivate/volumes/db_data/pgdata/PG_VERSION");
+    assert_eq!(kept.trim(), "15", "the database's data was not kept");
 
     let ran = config.run(&["deploy", "--host", "e2e", "--build-mode", "remote", "--yes"]).unwrap();
     assert!(ran.success, "remote-build deploy failed: {}", ran.all());

@@ -15,6 +15,9 @@ use crate::target::ComposeCommand;
 /// The label compose puts on every container of a project.
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
 pub const SERVICE_LABEL: &str = "com.docker.compose.service";
+/// Restarts after which a container that is restarting again counts as crashing in a
+/// loop (a healthy container that restarted long ago does not).
+pub const CRASH_LOOP_RESTARTS: u32 = 3;
 /// The services a healthy stack has, in start order.
 pub const SERVICES: [&str; 3] = ["database", "backend", "frontend"];
 
@@ -82,6 +85,8 @@ impl Stack {
 struct Inspected {
     #[serde(rename = "Name")]
     name: String,
+    #[serde(rename = "RestartCount", default)]
+    restart_count: u32,
     #[serde(rename = "Config")]
     config: InspectedConfig,
     #[serde(rename = "State")]
@@ -149,12 +154,17 @@ pub struct ContainerState {
     pub health_output: Option<String>,
     /// Host ports the container publishes.
     pub host_ports: Vec<u16>,
+    /// How often the engine restarted it (its restart policy).
+    pub restart_count: u32,
 }
 
 impl ContainerState {
-    /// Failed for good: exited, dead, or reported unhealthy.
+    /// Failed for good: exited, dead, reported unhealthy, or crashing in a loop under
+    /// its restart policy.
     pub fn has_failed(&self) -> bool {
-        matches!(self.status.as_str(), "exited" | "dead") || self.health.as_deref() == Some("unhealthy")
+        matches!(self.status.as_str(), "exited" | "dead")
+            || self.health.as_deref() == Some("unhealthy")
+            || (self.status == "restarting" && self.restart_count >= CRASH_LOOP_RESTARTS)
     }
 }
 
@@ -190,6 +200,7 @@ pub fn parse_containers(json: &str) -> Result<Vec<ContainerState>> {
                     .and_then(|h| h.log.as_ref()?.last().map(|p| p.output.trim().to_string())),
                 health: c.state.health.map(|h| h.status).filter(|s| !s.is_empty()),
                 host_ports,
+                restart_count: c.restart_count,
             }
         })
         .collect();
@@ -234,7 +245,7 @@ mod tests {
           {"Name":"/cultivate_frontend_1","Config":{"Image":"cultivate-web-frontend:v1","Labels":{"com.docker.compose.service":"frontend"}},
            "State":{"Status":"running","ExitCode":0,"Health":{"Status":"healthy","Log":[{"Output":"ok\n"}]}},
            "NetworkSettings":{"Ports":{"80/tcp":[{"HostIp":"0.0.0.0","HostPort":"8080"},{"HostIp":"::","HostPort":"8080"}],"443/tcp":null}}},
-          {"Name":"/cultivate_database_1","Config":{"Image":"cultivate-database:v1","Labels":{"com.docker.compose.service":"database"}},
+          {"Name":"/cultivate_database_1","RestartCount":0,"Config":{"Image":"cultivate-database:v1","Labels":{"com.docker.compose.service":"database"}},
            "State":{"Status":"exited","ExitCode":1},"NetworkSettings":{"Ports":{}}}
         ]"#;
         let containers = parse_containers(json).unwrap();
@@ -246,6 +257,8 @@ mod tests {
         assert_eq!(containers[1].health_output.as_deref(), Some("ok"));
         assert_eq!(containers[1].host_ports, vec![8080]);
         assert!(parse_containers("[]").unwrap().is_empty());
+        let looping = r#"[{"Name":"/b","RestartCount":3,"Config":{"Image":"x"},"State":{"Status":"restarting"}}]"#;
+        assert!(parse_containers(looping).unwrap()[0].has_failed());
         assert!(parse_containers("not json").is_err());
     }
 }
