@@ -35,13 +35,19 @@ pub struct DeployConfig {
 }
 
 impl DeployConfig {
-    pub fn new(host: &TestHost, extra: &str) -> Result<DeployConfig> {
+    /// `host_extra` goes into `[hosts.e2e]`.
+    pub fn new(host: &TestHost, host_extra: &str) -> Result<DeployConfig> {
+        DeployConfig::with_sections(host, host_extra, "")
+    }
+
+    /// With `sections` (whole tables, e.g. `[http]`) added to the file.
+    pub fn with_sections(host: &TestHost, host_extra: &str, sections: &str) -> Result<DeployConfig> {
         let path = std::env::temp_dir().join(format!("{}.toml", unique("deploy-config")));
         let text = format!(
             "[app]\nname = \"cultivate\"\n\
              [health]\ntimeout_seconds = 120\ninterval_seconds = 1\nretries = 3\nstart_period_seconds = 20\n\
-             [runtime]\nlock_timeout_seconds = 3\nkeep_releases = 4\nkeep_logs = 6\n\
-             [hosts.e2e]\naddress = \"127.0.0.1\"\nuser = \"root\"\nport = {}\nidentity_file = {:?}\n{extra}",
+             [runtime]\nlock_timeout_seconds = 3\nkeep_releases = 4\nkeep_logs = 6\n{sections}\n\
+             [hosts.e2e]\naddress = \"127.0.0.1\"\nuser = \"root\"\nport = {}\nidentity_file = {:?}\n{host_extra}",
             host.ssh_port,
             host.key.display().to_string()
         );

@@ -113,6 +113,8 @@ pub struct TestHost {
     pub ssh_port: u16,
     /// 127.0.0.1 port published for the host's port 80 (docker and macos variants), else 0.
     pub http_port: u16,
+    /// The same for the host's port 443.
+    pub https_port: u16,
     /// Private key (ed25519, one per test process, mode 0600) every host user accepts.
     pub key: PathBuf,
     /// A known_hosts file holding this host's key for `[127.0.0.1]:ssh_port`.
@@ -176,6 +178,8 @@ impl TestHost {
                     &format!("{}:/var/lib/docker", volume.name),
                     "-p",
                     "127.0.0.1::80",
+                    "-p",
+                    "127.0.0.1::443",
                 ]
                 .map(String::from),
             );
@@ -199,6 +203,7 @@ impl TestHost {
             container: name.clone(),
             ssh_port: 0,
             http_port: 0,
+            https_port: 0,
             key: keys.key.clone(),
             known_hosts: keys.dir.join(format!("known_hosts-{name}")),
             variant,
@@ -214,6 +219,7 @@ impl TestHost {
         self.ssh_port = published_port(&self.container, 22)?;
         if self.variant.runs_dockerd() {
             self.http_port = published_port(&self.container, 80)?;
+            self.https_port = published_port(&self.container, 443)?;
         }
 
         // sshd listening means the entrypoint has written the host keys and users.

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use cultivate_tests::deploy::{DeployConfig, Ran, built_manifest_path, derived_version, wait_bounded};
 use cultivate_tests::hosts::{HostVariant, TestHost};
-use cultivate_tests::{get_when_up, http, require_engine};
+use cultivate_tests::{get, get_when_up, http, require_engine};
+
+#[path = "support/tls.rs"]
+mod tls;
 
 const BUILT: &str = "built";
 
@@ -345,8 +348,28 @@ fn remote_build_mode_builds_the_images_on_the_host() {
         assert!(ran.stderr.contains(&format!("{service}: built ")), "{service} not built on the host: {}", ran.all());
     }
     assert!(ran.stderr.contains("build: Step 1/"), "the host's build output was not streamed: {}", ran.all());
-    let status = status(&config);
-    assert_eq!(status["healthy"], true, "{status:#}");
+    let serving = status(&config);
+    assert_eq!(serving["healthy"], true, "{serving:#}");
     let page = get_when_up(&format!("http://127.0.0.1:{}/", host.http_port), Duration::from_secs(30)).unwrap();
     assert_eq!(page.status, 200);
+
+    // HTTPS with certificates given: the release carries them (the key 0600, owned by
+    // nginx's uid 101), HTTPS answers with HSTS, HTTP redirects.
+    let certificates = tls::TestCertificates::generate();
+    let https = DeployConfig::with_sections(
+        &host,
+        "",
+        &format!("[http]\nhttps = true\ncert_path = {:?}\n", certificates.dir.display().to_string()),
+    )
+    .unwrap();
+    let ran = https.run(&["deploy", "--host", "e2e", "--build-mode", "remote", "--yes"]).unwrap();
+    assert!(ran.success, "HTTPS deploy failed: {}", ran.all());
+    let version = status(&https)["current"]["version"].as_str().unwrap().to_string();
+    let key = host_sh(&host, &format!("stat -c '%u %a' /opt/cultivate/releases/{version}/certs/privkey.pem"));
+    assert_eq!(key.trim(), "101 600");
+    let (_, head) = tls::https_get(host.https_port, &certificates.ca_der, &rustls::version::TLS13).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("strict-transport-security"), "{head}");
+    let redirect = get(&format!("http://127.0.0.1:{}/", host.http_port)).unwrap();
+    assert_eq!(redirect.status, 301, "{}", redirect.text());
 }

@@ -460,18 +460,15 @@ fn write_release(
             files.push(format!("certs/{name}"));
         }
     }
-    // Files the containers read as their own users: the backend (uid 1001) its
-    // secrets, nginx (uid 101) the key. They stay 0600, owned by those users.
-    if session.is_root() {
-        let mut chown = Cmd::new("sh").args(["-c", "cd \"$1\" && { [ ! -d secrets ] || chown -R 1001:1001 secrets; } && { [ ! -f certs/privkey.pem ] || chown 101:101 certs/privkey.pem; }", "chown"]);
-        chown = chown.arg(&dir);
-        session.run(Effect::Change, &chown)?;
-    } else if !secrets.is_empty() || certs.is_some() {
-        session.log.warn(format!(
-            "{} logs in as {}, not root: the secrets and the TLS key stay owned by that user, and the containers \
-             (uids 1001 and 101) may not read them",
-            session.name, session.user
-        ));
+    if certs.is_some() || !secrets.is_empty() {
+        session.run(Effect::Change, &container_access_cmd(&dir, session.is_root()))?;
+        if !session.is_root() {
+            session.log.warn(format!(
+                "{} logs in as {}, not root: the secrets and the TLS key stay owned by that user, and the \
+                 containers (uids 1001 and 101) may not read them",
+                session.name, session.user
+            ));
+        }
     }
     if session.os == TargetOs::Linux {
         ensure_data_dir(session, images)?;
@@ -508,6 +505,20 @@ fn write_release(
         session.log.info(format!("release {version} written to {dir} ({} files)", files.len()));
     }
     Ok(state)
+}
+
+/// Lets the containers read their files while those stay 0600: nginx (uid 101) enters
+/// the certificate directory and owns the key; the backend's user (uid 1001) owns the
+/// secrets. Changing owners needs root.
+pub fn container_access_cmd(release_dir: &str, as_root: bool) -> Cmd {
+    let mut script = String::from("cd \"$1\" || exit 1; [ ! -d certs ] || chmod 755 certs");
+    if as_root {
+        script.push_str(
+            "; [ ! -d secrets ] || chown -R 1001:1001 secrets; \
+             [ ! -f certs/privkey.pem ] || chown 101:101 certs/privkey.pem",
+        );
+    }
+    Cmd::new("sh").args(["-c", script.as_str(), "container-access"]).arg(release_dir)
 }
 
 /// The database's data directory on a Linux host, owned by postgres (uid 999) with

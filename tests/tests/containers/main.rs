@@ -6,3 +6,5 @@ mod backend;
 mod database;
 mod frontend;
 mod secrets;
+#[path = "../support/tls.rs"]
+mod tls;
