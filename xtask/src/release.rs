@@ -297,9 +297,13 @@ pub fn take_lock_cmd(path: &str) -> Cmd {
     Cmd::new("sh").args(["-c", script, "take-lock"]).arg(path)
 }
 
-/// Moves a stale lock aside (`mv` is atomic: of two takers only one moves it).
+/// Moves a stale lock aside and deletes it (`mv` is atomic: of two takers only one
+/// moves it; the other fails).
 pub fn retire_lock_cmd(path: &str, holder_pid: u32) -> Cmd {
-    Cmd::new("mv").arg(path).arg(format!("{path}.stale.{holder_pid}"))
+    Cmd::new("sh")
+        .args(["-c", "mv \"$1\" \"$2\" && rm -f \"$2\"", "retire-lock"])
+        .arg(path)
+        .arg(format!("{path}.stale.{holder_pid}"))
 }
 
 /// Releases the lock if it is still ours (the pid and origin match what we wrote).
