@@ -193,8 +193,8 @@ fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<S
                 timestamp: crate::images::now_rfc3339(),
                 ..state
             };
-            rollout::record(session, &layout, &entry)?;
-            prune(session, config, &layout, version);
+            let history = rollout::record(session, &layout, &entry)?;
+            prune(session, config, &layout, &history, version);
             Ok(Summary {
                 images: images.iter().map(|i| (i.service.clone(), i.reference.clone(), i.id.clone())).collect(),
                 sent_bytes,
@@ -560,9 +560,8 @@ fn ensure_data_dir(session: &Session, images: &[ReleaseImage]) -> Result<()> {
 
 /// Removes releases beyond `[runtime] keep_releases`, with their images when no kept
 /// release uses them. Failures only warn: the deploy itself succeeded.
-fn prune(session: &Session, config: &Config, layout: &Layout, version: &str) {
+fn prune(session: &Session, config: &Config, layout: &Layout, history: &release::History, version: &str) {
     let result = (|| -> Result<()> {
-        let history = rollout::read_history(session, layout)?;
         let existing = rollout::existing_releases(session, layout)?;
         let prunable = history.prunable(&existing, config.runtime.keep_releases as usize, &[version]);
         if prunable.is_empty() {

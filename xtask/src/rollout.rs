@@ -242,11 +242,13 @@ pub fn read_history(session: &Session, layout: &Layout) -> Result<History> {
 }
 
 /// Appends `entry` to the history and writes the release's own `release.json`.
-pub fn record(session: &Session, layout: &Layout, entry: &DeploymentState) -> Result<()> {
+/// Returns the history as written.
+pub fn record(session: &Session, layout: &Layout, entry: &DeploymentState) -> Result<History> {
     let mut history = read_history(session, layout)?;
     history.deployments.push(entry.clone());
     session.upload(history.to_json().as_bytes(), &layout.history(), 0o644)?;
-    write_state(session, layout, entry)
+    write_state(session, layout, entry)?;
+    Ok(history)
 }
 
 pub fn write_state(session: &Session, layout: &Layout, entry: &DeploymentState) -> Result<()> {

@@ -136,11 +136,7 @@ impl<'a> Session<'a> {
         let stdout = String::from_utf8_lossy(&output.stdout).trim_end().to_string();
         let stderr = String::from_utf8_lossy(&output.stderr).trim_end().to_string();
         self.log.debug(format!("exit {}: {}{}", output.status, abbreviate(&stdout), abbreviate(&stderr)));
-        if let Transport::Ssh(ssh) = &self.transport
-            && let Some(failure) = crate::transport::SshFailure::classify(&output)
-        {
-            bail!("{}: {stderr}", failure.message(&ssh.destination()));
-        }
+        self.transport.check_reached(&output)?;
         Ok((output.status.success(), stdout, stderr))
     }
 

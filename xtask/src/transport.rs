@@ -48,14 +48,21 @@ impl Transport {
 
     /// An error when ssh itself failed (named), or when `remote` exited non-zero.
     fn check(&self, remote: &Cmd, output: &Output) -> Result<()> {
+        self.check_reached(output)?;
         let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            bail!("`{remote}` failed on {self} ({}): {}", output.status, stderr.trim());
+        }
+        Ok(())
+    }
+
+    /// An error (named) when ssh itself failed, so the command never ran on the target;
+    /// the command's own exit status is left to the caller.
+    pub fn check_reached(&self, output: &Output) -> Result<()> {
         if let Transport::Ssh(ssh) = self
             && let Some(failure) = SshFailure::classify(output)
         {
-            bail!("{}: {}", failure.message(&ssh.destination()), stderr.trim());
-        }
-        if !output.status.success() {
-            bail!("`{remote}` failed on {self} ({}): {}", output.status, stderr.trim());
+            bail!("{}: {}", failure.message(&ssh.destination()), String::from_utf8_lossy(&output.stderr).trim());
         }
         Ok(())
     }
