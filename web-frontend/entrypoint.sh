@@ -8,6 +8,10 @@
 #   HTTPS_PUBLIC_PORT=$HTTPS_PORT   port used in the HTTP->HTTPS redirect (":443" omitted)
 #   BACKEND_HOST=backend    backend-api host name (resolved at request time)
 #   BACKEND_PORT=3000       backend-api port
+#   SERVER_NAMES=localhost  space-separated host names (DNS names or IPv4 addresses) the
+#                           HTTP->HTTPS redirect may point to: a request whose Host (port
+#                           left out) is one of them is redirected to it, any other Host to
+#                           the FIRST one (never to a client-supplied name). Empty = localhost.
 # Certificates: /etc/nginx/certs/fullchain.pem and /etc/nginx/certs/privkey.pem
 # (mount read-only; both present = HTTPS on, neither = HTTP only, one = error).
 set -eu
@@ -26,6 +30,7 @@ HTTPS_PORT="${HTTPS_PORT:-443}"
 HTTPS_PUBLIC_PORT="${HTTPS_PUBLIC_PORT:-$HTTPS_PORT}"
 BACKEND_HOST="${BACKEND_HOST:-backend}"
 BACKEND_PORT="${BACKEND_PORT:-3000}"
+SERVER_NAMES="${SERVER_NAMES:-}"
 
 # A TCP port: decimal integer 1-65535, no sign, no leading zero.
 validate_port() {
@@ -48,6 +53,70 @@ validate_port BACKEND_PORT "$BACKEND_PORT"
 case "$BACKEND_HOST" in
     '' | *[!A-Za-z0-9.-]* | [.-]* | *[.-]) die "BACKEND_HOST must be a host name or IPv4 address (got '$BACKEND_HOST')" ;;
 esac
+
+# One SERVER_NAMES entry: a DNS name (labels of letters, digits and hyphens, 1-63
+# characters, no hyphen at either end, 253 characters in all, no trailing dot) or an
+# IPv4 address (four decimal numbers 0-255 without leading zeros).
+validate_server_name() {
+    name=$1
+    why=
+    case "$name" in
+        *[!A-Za-z0-9.-]*) why="only letters, digits, dots and hyphens are allowed" ;;
+        .* | *. | *..*) why="empty label (leading, trailing or doubled dot)" ;;
+    esac
+    if [ -z "$why" ] && [ "${#name}" -gt 253 ]; then
+        why="longer than 253 characters"
+    fi
+    if [ -z "$why" ]; then
+        saved_ifs=$IFS
+        IFS=.
+        # shellcheck disable=SC2086 # split on dots; no glob characters left at this point
+        set -- $name
+        IFS=$saved_ifs
+        case "$name" in
+            *[!0-9.]*)
+                for label in "$@"; do
+                    case "$label" in
+                        -* | *-) why="label '$label' starts or ends with a hyphen" ;;
+                    esac
+                    if [ "${#label}" -gt 63 ]; then
+                        why="label longer than 63 characters"
+                    fi
+                done ;;
+            *)
+                # Digits and dots only: it must be an IPv4 address.
+                if [ "$#" -ne 4 ]; then
+                    why="not an IPv4 address (4 numbers expected)"
+                fi
+                for part in "$@"; do
+                    case "$part" in
+                        0?*) why="not an IPv4 address (leading zero in '$part')" ;;
+                    esac
+                    if [ "${#part}" -gt 3 ] || [ "$part" -gt 255 ]; then
+                        why="not an IPv4 address ('$part' is above 255)"
+                    fi
+                done ;;
+        esac
+    fi
+    if [ -n "$why" ]; then
+        die "SERVER_NAMES must be a space-separated list of DNS names or IPv4 addresses: '$name' is not one: $why (SERVER_NAMES='$SERVER_NAMES')"
+    fi
+}
+
+# SERVER_NAMES: validated, lowercased (as nginx's $host), duplicates dropped.
+REDIRECT_NAMES=
+set -f   # no pathname expansion while splitting the list
+for name in $SERVER_NAMES; do
+    validate_server_name "$name"
+    name=$(printf '%s' "$name" | tr 'A-Z' 'a-z')
+    case " $REDIRECT_NAMES " in
+        *" $name "*) ;;
+        *) REDIRECT_NAMES="${REDIRECT_NAMES:+$REDIRECT_NAMES }$name" ;;
+    esac
+done
+set +f
+REDIRECT_NAMES=${REDIRECT_NAMES:-localhost}
+REDIRECT_DEFAULT=${REDIRECT_NAMES%% *}
 
 # DNS resolver for the backend name: first nameserver in /etc/resolv.conf
 # (127.0.0.11 on Docker user-defined networks). nginx does not read /etc/hosts for
@@ -126,6 +195,16 @@ render() {
     fi
 }
 
+# The redirect's map entries (http-redirect-server.conf.template): any Host -> the first
+# name, each configured name -> itself. The leading backslash keeps a name such as
+# "default" or "include" from being read as a map keyword.
+{
+    printf 'default %s;\n' "$REDIRECT_DEFAULT"
+    for name in $REDIRECT_NAMES; do
+        printf '\\%s %s;\n' "$name" "$name"
+    done
+} > "$CONF_DIR/redirect-hosts.conf"
+
 HEADERS_HTTP="$TEMPLATE_DIR/security-headers.conf"
 HEADERS_HTTPS="$TEMPLATE_DIR/security-headers-https.conf"
 
@@ -134,7 +213,7 @@ if [ "$TLS" = on ]; then
     render app-locations.conf.template "$CONF_DIR/app-locations-https.conf" "$HEADERS_HTTPS"
     render https-server.conf.template "$CONF_DIR/servers/https.conf" "$HEADERS_HTTPS"
     render http-redirect-server.conf.template "$CONF_DIR/servers/http.conf" "$HEADERS_HTTP"
-    log "HTTPS on port $HTTPS_PORT (redirects to https://<host>$HTTPS_PORT_SUFFIX), HTTP on port $HTTP_PORT redirects; backend http://$BACKEND_HOST:$BACKEND_PORT via resolver $RESOLVER"
+    log "HTTPS on port $HTTPS_PORT, HTTP on port $HTTP_PORT redirects to https://<name>$HTTPS_PORT_SUFFIX for server names '$REDIRECT_NAMES' (others to $REDIRECT_DEFAULT); backend http://$BACKEND_HOST:$BACKEND_PORT via resolver $RESOLVER"
 else
     render app-locations.conf.template "$CONF_DIR/app-locations.conf" "$HEADERS_HTTP"
     render http-server.conf.template "$CONF_DIR/servers/http.conf" "$HEADERS_HTTP"

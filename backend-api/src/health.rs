@@ -1,9 +1,19 @@
 //! Liveness and readiness endpoints.
 //!
+//! Public (nginx proxies exactly these three paths to the internet), status only: the
+//! body never says *why* a check failed, since database and migration errors name
+//! hosts, roles, sockets and SQL. The reason goes to the log instead.
+//!
 //! - `/health/live`: the process serves HTTP. Never touches the database, so an
 //!   orchestrator does not restart the API because PostgreSQL is down.
 //! - `/health/ready`: the API can do its job (database answers, schema migrated).
-//! - `/health`: the same checks in a more descriptive body, for people and dashboards.
+//! - `/health`: the same checks, for people and dashboards.
+//!
+//! Internal (nginx answers 404 for it; reachable on the container network, e.g. from
+//! the frontend container with `curl http://backend:3000/health/details`, and by the
+//! container's own HEALTHCHECK, whose output `docker inspect` keeps):
+//!
+//! - `/health/details`: the readiness checks with their reason when failing.
 
 use std::time::Duration;
 
@@ -11,6 +21,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
+use tracing::warn;
 
 use crate::db::{self, MigrationState};
 use crate::error::describe;
@@ -19,6 +30,9 @@ use crate::routes::AppState;
 /// A health check answers within this time whatever the database does.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The internal endpoint with the failure reason; nginx never proxies it.
+pub const DETAILS_PATH: &str = "/health/details";
+
 type HealthResponse = (StatusCode, Json<Value>);
 
 pub async fn live() -> HealthResponse {
@@ -26,17 +40,31 @@ pub async fn live() -> HealthResponse {
 }
 
 pub async fn ready(State(state): State<AppState>) -> HealthResponse {
-    match check(&state).await {
+    match check_logged(&state, "/health/ready").await {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
-        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not_ready", "reason": reason }))),
+        Err(_reason) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not_ready" }))),
     }
 }
 
 pub async fn overall(State(state): State<AppState>) -> HealthResponse {
-    match check(&state).await {
+    match check_logged(&state, "/health").await {
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ok" }))),
+        Err(_reason) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable" }))),
+    }
+}
+
+/// Internal only: the checks of `/health` with what failed.
+pub async fn details(State(state): State<AppState>) -> HealthResponse {
+    match check_logged(&state, DETAILS_PATH).await {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ok", "database": "ok", "migrations": "applied" }))),
         Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "reason": reason }))),
     }
+}
+
+/// [`check`], logging the reason of a failure (the only place a public caller's
+/// failure is explained).
+async fn check_logged(state: &AppState, path: &str) -> Result<(), String> {
+    check(state).await.inspect_err(|reason| warn!(path, reason = %reason, "health check failed"))
 }
 
 /// Ok when a pooled connection answers `SELECT 1` and migrations have been applied;

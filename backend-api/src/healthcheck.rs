@@ -1,7 +1,9 @@
 //! `backend-api healthcheck`: the container's HEALTHCHECK command.
 //!
 //! The runtime image has no curl or wget, so the binary probes itself: one HTTP/1.1
-//! `GET /health/ready` to 127.0.0.1:$PORT over a plain `TcpStream`. Exit status 0 means
+//! `GET /health/details` to 127.0.0.1:$PORT over a plain `TcpStream`: the readiness
+//! checks of `/health/ready`, with the reason when failing, which Docker then keeps in
+//! `docker inspect` (the public endpoints say only the status). Exit status 0 means
 //! healthy and 1 unhealthy; Docker reserves 2, so it is never used here.
 
 use std::env::VarError;
@@ -15,7 +17,7 @@ use crate::config;
 /// The whole probe, connect to last byte, stays within this (HEALTHCHECK --timeout is 4s).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
-const PROBE_PATH: &str = "/health/ready";
+const PROBE_PATH: &str = crate::health::DETAILS_PATH;
 
 /// Responses are tiny; anything longer is cut, as it is only printed.
 const MAX_RESPONSE_BYTES: usize = 8 * 1024;
@@ -141,7 +143,7 @@ mod tests {
         assert_eq!(outcome.status_line, "HTTP/1.1 200 OK");
         assert_eq!(outcome.body, "{\"status\":\"ready\"}");
         let request = server.join().unwrap();
-        assert!(request.starts_with("GET /health/ready HTTP/1.1\r\n"), "{request}");
+        assert!(request.starts_with("GET /health/details HTTP/1.1\r\n"), "{request}");
         assert!(request.contains("\r\nConnection: close\r\n"), "{request}");
     }
 

@@ -23,7 +23,7 @@ const EXIT_USAGE: u8 = 2;
 const USAGE: &str = "usage: backend-api [healthcheck]
 
   (no command)   serve the API on 0.0.0.0:$PORT
-  healthcheck    GET http://127.0.0.1:$PORT/health/ready; exit 0 if 200, else 1
+  healthcheck    GET http://127.0.0.1:$PORT/health/details; exit 0 if 200, else 1
 
 environment: DATABASE_URL, PORT (default 3000), APP_ENV (default production)";
 

@@ -31,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::overall))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
+        .route(health::DETAILS_PATH, get(health::details))
         .route(activities::COLLECTION_PATH, get(activities::list).post(activities::create))
         .route(activities::ITEM_PATH, get(activities::fetch).delete(activities::delete))
         // Applies to the routes above, so it must come after them.
@@ -111,21 +112,37 @@ mod tests {
         assert_eq!(body, json!({ "status": "live" }));
     }
 
+    /// The database error as the pool reports it names the socket path: a public
+    /// health body must not carry it, nor any other reason.
+    fn assert_status_only(path: &str, body: &Value, expected_status: &str) {
+        assert_eq!(body, &json!({ "status": expected_status }), "{path}: the public body says more than a status");
+        let text = body.to_string();
+        for leak in ["nonexistent", "cultivate-test-socket", "database", "reason", "unreachable", "migrations"] {
+            assert!(!text.contains(leak), "{path}: public body leaks {leak:?}: {text}");
+        }
+    }
+
     #[tokio::test]
-    async fn health_explains_an_unreachable_database() {
+    async fn public_health_hides_why_the_database_is_unreachable() {
         let (status, body, _) = send(get_request("/health")).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(body["status"], "unavailable");
-        let reason = body["reason"].as_str().unwrap();
-        assert!(reason.starts_with("database unreachable: "), "{reason}");
+        assert_status_only("/health", &body, "unavailable");
     }
 
     #[tokio::test]
     async fn readiness_fails_while_the_database_is_unreachable() {
         let (status, body, _) = send(get_request("/health/ready")).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(body["status"], "not_ready");
-        assert!(body["reason"].as_str().unwrap().contains("database"));
+        assert_status_only("/health/ready", &body, "not_ready");
+    }
+
+    #[tokio::test]
+    async fn health_details_explain_an_unreachable_database() {
+        let (status, body, _) = send(get_request(health::DETAILS_PATH)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["status"], "unavailable");
+        let reason = body["reason"].as_str().unwrap();
+        assert!(reason.starts_with("database unreachable: "), "{reason}");
     }
 
     #[tokio::test]

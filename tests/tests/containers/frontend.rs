@@ -1,9 +1,10 @@
 //! The frontend image: static assets, ports from the environment, HTTPS only with
 //! certificates, security headers, an unprivileged nginx.
 
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cultivate_tests::{
     Resource, Stack, exec, get, get_when_up, http, image, listening_tcp_ports, project, published_port, require_engine,
@@ -233,7 +234,8 @@ fn property_3_https_with_a_generated_certificate() {
     let http_port = published_port(&container.name, 80).unwrap();
     let redirect = get(&format!("http://127.0.0.1:{http_port}/some/page?x=1")).unwrap();
     assert_eq!(redirect.status, 301);
-    assert_eq!(redirect.header("location"), Some(format!("https://127.0.0.1:{https_port}/some/page?x=1").as_str()));
+    // Host 127.0.0.1 is not among the server names (SERVER_NAMES unset: localhost).
+    assert_eq!(redirect.header("location"), Some(format!("https://localhost:{https_port}/some/page?x=1").as_str()));
     let mut listening = listening_tcp_ports(&container.name).unwrap();
     listening.sort();
     assert_eq!(listening, vec![80, 443]);
@@ -277,6 +279,160 @@ fn a_lone_certificate_without_its_key_is_refused_at_start() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("privkey.pem is missing"), "{stderr}");
+}
+
+/// `GET path` on 127.0.0.1:`port` with the given `Host` header (a raw request, so the
+/// header is exactly what a forging client sends). Returns the status and Location.
+fn get_with_host(port: u16, path: &str, host: &str) -> (u16, Option<String>) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response);
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    let status = head.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("{text}"));
+    let location = head
+        .lines()
+        .find_map(|line| line.split_once(':').filter(|(name, _)| name.eq_ignore_ascii_case("location")))
+        .map(|(_, value)| value.trim().to_string());
+    (status, location)
+}
+
+/// A frontend with the test certificates (HTTPS on) and `env`, its HTTP port published.
+fn https_frontend(certificates: &TestCertificates, purpose: &str, env: &[&str]) -> (Resource, u16) {
+    let mut args = vec!["-v".to_string(), format!("{}:/etc/nginx/certs:ro", certificates.dir.display())];
+    for variable in env {
+        args.extend(["-e".to_string(), variable.to_string()]);
+    }
+    args.extend(strings(&["-p", "127.0.0.1::80", &image(Service::WebFrontend)]));
+    let container = Resource::container(purpose, &args).unwrap();
+    wait_healthy(&container.name, Duration::from_secs(60)).unwrap();
+    let port = published_port(&container.name, 80).unwrap();
+    (container, port)
+}
+
+// Issue 9 item 12: the HTTP→HTTPS redirect goes to a configured server name only; a
+// forged Host header is not echoed into the Location.
+#[test]
+fn http_redirect_goes_only_to_configured_server_names() {
+    require_engine();
+    let certificates = TestCertificates::generate();
+
+    let (configured, port) = https_frontend(
+        &certificates,
+        "redirect-names",
+        &["SERVER_NAMES=app.example.org 127.0.0.1 www.example.org", "HTTPS_PUBLIC_PORT=8443"],
+    );
+    let cases = [
+        ("evil.example", "https://app.example.org:8443/p?q=1"),
+        ("evil.example:8443", "https://app.example.org:8443/p?q=1"),
+        ("app.example.org.evil.example", "https://app.example.org:8443/p?q=1"),
+        ("www.example.org", "https://www.example.org:8443/p?q=1"),
+        ("WWW.Example.ORG:80", "https://www.example.org:8443/p?q=1"),
+        (&format!("127.0.0.1:{port}"), "https://127.0.0.1:8443/p?q=1"),
+        ("app.example.org", "https://app.example.org:8443/p?q=1"),
+    ];
+    for (host, expected) in cases {
+        let (status, location) = get_with_host(port, "/p?q=1", host);
+        assert_eq!(status, 301, "Host {host}");
+        assert_eq!(location.as_deref(), Some(expected), "Host {host}");
+    }
+    drop(configured);
+
+    // Unset: localhost, and the default port 443 is left out.
+    let (_default, port) = https_frontend(&certificates, "redirect-default", &[]);
+    for host in ["evil.example", "localhost", "127.0.0.1"] {
+        let (status, location) = get_with_host(port, "/x", host);
+        assert_eq!(status, 301, "Host {host}");
+        assert_eq!(location.as_deref(), Some("https://localhost/x"), "Host {host}");
+    }
+}
+
+#[test]
+fn a_bad_server_name_is_refused_at_start() {
+    require_engine();
+    let certificates = TestCertificates::generate();
+    for (names, named) in [
+        ("app.example.org evil.example/x", "'evil.example/x'"),
+        ("a..b", "'a..b'"),
+        ("10.0.0.256", "'10.0.0.256'"),
+        ("*", "'*'"),
+        ("-bad.example", "'-bad.example'"),
+    ] {
+        // With and without HTTPS: the value is checked either way. The command `true`
+        // replaces nginx once the configuration is rendered, so nothing keeps running.
+        for with_certificates in [true, false] {
+            let mut args = strings(&["run", "--rm", "-e", &format!("SERVER_NAMES={names}")]);
+            if with_certificates {
+                args.extend(["-v".to_string(), format!("{}:/etc/nginx/certs:ro", certificates.dir.display())]);
+            }
+            args.extend([image(Service::WebFrontend), "true".to_string()]);
+            let output = cultivate_tests::docker_capture(args).unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(!output.status.success(), "SERVER_NAMES={names:?} accepted: {stderr}");
+            assert!(
+                stderr.contains("SERVER_NAMES must be a space-separated list of DNS names or IPv4 addresses")
+                    && stderr.contains(named),
+                "SERVER_NAMES={names:?}: unclear message {stderr}"
+            );
+        }
+    }
+}
+
+// Issue 9 item 11: the public health paths are rate-limited per client; a monitor
+// polling every 100 ms is never refused, a flood gets JSON 429s.
+#[test]
+fn health_bursts_beyond_the_limit_get_a_json_429() {
+    require_engine();
+    let stack = Stack::shared();
+    // A frontend of its own (the limit is per nginx and client address), in front of the
+    // shared backend.
+    let frontend = Resource::container(
+        "health-limit",
+        &strings(&["--network", &stack.network, "-p", "127.0.0.1::80", &image(Service::WebFrontend)]),
+    )
+    .unwrap();
+    wait_healthy(&frontend.name, Duration::from_secs(60)).unwrap();
+    let port = published_port(&frontend.name, 80).unwrap();
+    let url = format!("http://127.0.0.1:{port}/health");
+
+    // Polling every 100 ms for 3 s, with a short burst of 5 in the middle.
+    for round in 0..30 {
+        let burst = if round == 15 { 5 } else { 1 };
+        for _ in 0..burst {
+            let response = get(&url).unwrap();
+            assert_eq!(response.status, 200, "poll {round}: {}", response.text());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A flood: 8 clients, 40 requests each at most, stopping at the first 429.
+    let started = Instant::now();
+    let refused = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    for _ in 0..40 {
+                        if started.elapsed() > Duration::from_secs(60) {
+                            break;
+                        }
+                        let response = get(&url).unwrap();
+                        if response.status == 429 {
+                            return Some(response);
+                        }
+                        assert_eq!(response.status, 200, "{}", response.text());
+                    }
+                    None
+                })
+            })
+            .collect();
+        clients.into_iter().filter_map(|client| client.join().unwrap()).next()
+    });
+    let refused = refused.expect("320 requests to /health as fast as possible were never refused with 429");
+    assert!(refused.header("content-type").unwrap_or_default().starts_with("application/json"));
+    assert_eq!(refused.json(), serde_json::json!({"error": "too many requests"}));
+    assert_eq!(refused.header("x-frame-options"), Some("DENY"));
 }
 
 /// `text` as an HTML serializer writes it inside an element.
