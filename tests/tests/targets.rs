@@ -2,10 +2,14 @@
 //! their own sshd (and dockerd where needed), reached on loopback ports.
 
 use std::net::TcpListener;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use cultivate_tests::deploy::xtask_binary;
 use cultivate_tests::hosts::{HostVariant, TestHost};
-use cultivate_tests::require_engine;
+use cultivate_tests::{project, require_engine};
 use xtask::command::Cmd;
 use xtask::config::Config;
 use xtask::doctor::{check_connectivity, connectivity_cmd, machine_report};
@@ -294,48 +298,86 @@ fn streams_cross_ssh_intact() {
     transport.close();
 }
 
-/// `cargo xtask --config FILE doctor --host NAME …` as a user runs it.
-fn doctor_cli(host: &TestHost, user: &str, extra: &[&str]) -> std::process::Output {
-    doctor_cli_with(host, user, extra, true, &[])
+/// `xtask --config FILE doctor --host target …` as a user runs it, with the test host's
+/// address, port and key in `[hosts.target]`.
+fn doctor_cli(host: &TestHost, user: &str, extra: &[&str]) -> Output {
+    let table = format!(
+        "address = \"127.0.0.1\"\nuser = \"{user}\"\nport = {}\nidentity_file = {:?}\n",
+        host.ssh_port,
+        host.key.display().to_string()
+    );
+    doctor_with(host, &table, extra, None)
 }
 
-fn doctor_cli_with(
-    host: &TestHost,
-    user: &str,
-    extra: &[&str],
-    with_identity: bool,
-    env: &[(&str, &std::path::Path)],
-) -> std::process::Output {
-    let identity =
-        if with_identity { format!("identity_file = {:?}\n", host.key.display().to_string()) } else { String::new() };
+/// The xtask's doctor with `table` as `[hosts.target]`. With `fake_home`, it runs in a
+/// mount namespace of its own where that directory stands for this user's home (OpenSSH
+/// reads ~/.ssh from the passwd entry, whatever $HOME says), without an agent: the real
+/// home is never touched.
+fn doctor_with(host: &TestHost, table: &str, extra: &[&str], fake_home: Option<&Path>) -> Output {
     let config = std::env::temp_dir().join(cultivate_tests::unique("doctor-config"));
-    std::fs::write(
-        &config,
-        format!(
-            "[app]\nname = \"cultivate\"\n[hosts.target]\naddress = \"127.0.0.1\"\nuser = \"{user}\"\nport = {}\n{identity}",
-            host.ssh_port,
-        ),
-    )
-    .unwrap();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    // Cargo and rustup find their homes through HOME unless told: keep them put when a
-    // test gives the xtask another HOME.
-    let home = std::env::var("HOME").unwrap_or_default();
-    let cargo_home = std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{home}/.cargo"));
-    let rustup_home = std::env::var("RUSTUP_HOME").unwrap_or_else(|_| format!("{home}/.rustup"));
-    let output = std::process::Command::new(cargo)
-        .env("CARGO_HOME", cargo_home)
-        .env("RUSTUP_HOME", rustup_home)
-        .args(["run", "-q", "-p", "xtask", "--", "--config"])
+    std::fs::write(&config, format!("[app]\nname = \"cultivate\"\n[hosts.target]\n{table}")).unwrap();
+    let binary = xtask_binary();
+    let mut command = match fake_home {
+        None => Command::new(binary),
+        Some(fake_home) => {
+            let mut command = Command::new("unshare");
+            command
+                .args(["--mount", "--propagation", "private", "sh", "-c"])
+                .arg("mount --bind \"$1\" \"$2\" && shift 2 && exec \"$@\"")
+                .arg("sh")
+                .arg(fake_home)
+                .arg(passwd_home())
+                .arg(binary)
+                .env_remove("SSH_AUTH_SOCK");
+            command
+        }
+    };
+    let output = command
+        .arg("--config")
         .arg(&config)
         .args(["doctor", "--host", "target"])
         .args(extra)
         .env("CULTIVATE_KNOWN_HOSTS", &host.known_hosts)
-        .envs(env.iter().map(|(k, v)| (*k, *v)))
+        .current_dir(&project().root)
+        .stdin(Stdio::null())
         .output()
         .unwrap();
     let _ = std::fs::remove_file(&config);
     output
+}
+
+/// This user's home as OpenSSH finds it: the passwd entry's, not $HOME.
+fn passwd_home() -> PathBuf {
+    // SAFETY: getpwuid's record is read at once, on this thread, and copied out.
+    let home = unsafe {
+        let entry = libc::getpwuid(libc::getuid());
+        assert!(!entry.is_null(), "no passwd entry for this user");
+        std::ffi::CStr::from_ptr((*entry).pw_dir).to_string_lossy().into_owned()
+    };
+    PathBuf::from(home)
+}
+
+/// A directory to stand for the home: `.ssh/` (0700) holding `config` (0600) when
+/// given, and no key.
+fn fake_home(ssh_config: Option<&str>) -> PathBuf {
+    let home = std::env::temp_dir().join(cultivate_tests::unique("fake-home"));
+    std::fs::DirBuilder::new().mode(0o700).recursive(true).create(home.join(".ssh")).unwrap();
+    if let Some(text) = ssh_config {
+        let path = home.join(".ssh/config");
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    home
+}
+
+fn json_report(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}); stdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
 }
 
 #[test]
@@ -357,26 +399,90 @@ fn doctor_command_line_reports_and_sets_its_exit_status() {
     assert!(stdout.contains("docker is not installed: dnf install -y docker"), "{stdout}");
 }
 
+// Issue 9 (3, 4): a host that is an alias in ~/.ssh/config, with its own HostName, Port
+// and IdentityFile there, is reached the way plain `ssh cultivate-alias` reaches it: no
+// `-p 22` forced, no refusal for want of ~/.ssh/id_* or an agent.
 #[test]
-fn doctor_checks_local_prerequisites_before_connecting() {
+fn an_ssh_config_alias_with_its_own_port_and_key_is_reached() {
+    require_engine();
+    let host = &TestHost::start(HostVariant::Os("debian"), false).unwrap();
+    let home = fake_home(Some(&format!(
+        "Host cultivate-alias\n    HostName 127.0.0.1\n    Port {}\n    User root\n    IdentityFile {}\n    IdentitiesOnly yes\n",
+        host.ssh_port,
+        host.key.display()
+    )));
+    let output = doctor_with(host, "address = \"cultivate-alias\"\nuser = \"root\"\n", &["--json"], Some(&home));
+    let report = json_report(&output);
+    assert_eq!(report["host"]["machine"], "root@cultivate-alias", "{report}");
+    assert_eq!(report["host"]["os"]["id"], "debian", "{report}");
+    assert_eq!(report["host"]["user"], "root", "{report}");
+    let log = host.command_log();
+    assert!(log.lines().next().is_some_and(|l| l.ends_with(&connectivity_cmd().to_string())), "{log}");
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+// Issue 9 (3): `address = "host:port"` without `port` uses that port.
+#[test]
+fn an_address_with_its_port_reaches_the_host() {
+    require_engine();
+    let host = &TestHost::start(HostVariant::Os("debian"), false).unwrap();
+    let table = format!(
+        "address = \"127.0.0.1:{}\"\nuser = \"root\"\nidentity_file = {:?}\n",
+        host.ssh_port,
+        host.key.display().to_string()
+    );
+    let report = json_report(&doctor_with(host, &table, &["--json"], None));
+    assert_eq!(report["host"]["machine"], format!("root@127.0.0.1:{}", host.ssh_port), "{report}");
+    assert_eq!(report["host"]["os"]["id"], "debian", "{report}");
+
+    // A different `port` as well: refused before any connection, naming both keys.
+    let before = host.command_log().lines().count();
+    let output = doctor_with(host, &format!("{table}port = 22\n"), &[], None);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("hosts.target.address") && stderr.contains("hosts.target.port"), "{stderr}");
+    assert_eq!(host.command_log().lines().count(), before, "a command reached the host");
+}
+
+// Issue 9 (4): with no key anywhere (no ~/.ssh/id_*, no agent, no identity_file) the
+// login fails, and the error names the fixes; nothing runs on the host.
+#[test]
+fn doctor_without_any_key_names_the_fix() {
     require_engine();
     // A host of its own: the shared one sees the other tests' connections.
     let host = &TestHost::start(HostVariant::Os("debian"), false).unwrap();
-    let empty_home = std::env::temp_dir().join(cultivate_tests::unique("empty-home"));
-    std::fs::create_dir_all(&empty_home).unwrap();
+    let home = fake_home(None);
     let before = host.command_log().lines().count();
     let accepted = host.accepted_connections();
-    let output = doctor_cli_with(
-        host,
-        "root",
-        &[],
-        false,
-        &[("HOME", &empty_home), ("SSH_AUTH_SOCK", std::path::Path::new(""))],
-    );
+    let table = format!("address = \"127.0.0.1\"\nuser = \"root\"\nport = {}\n", host.ssh_port);
+    let output = doctor_with(host, &table, &[], Some(&home));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains("no SSH key or agent") && stderr.contains("ssh-keygen -t ed25519"), "{stderr}");
+    for fix in ["authentication failed", "no SSH key", "ssh-keygen -t ed25519", "ssh-add", "identity_file"] {
+        assert!(stderr.contains(fix), "{fix} missing from {stderr}");
+    }
     assert_eq!(host.command_log().lines().count(), before, "a command reached the host");
-    assert_eq!(host.accepted_connections(), accepted, "a connection was made");
-    let _ = std::fs::remove_dir_all(&empty_home);
+    assert_eq!(host.accepted_connections(), accepted, "a login was accepted");
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+// Issue 9 (6): `~` in the paths is the home the target reports ($HOME), not a guess
+// from the user's name.
+#[test]
+fn tilde_paths_use_the_home_the_target_reports() {
+    require_engine();
+    let host = &TestHost::start(HostVariant::Os("debian"), false).unwrap();
+    let moved = host.exec(&["usermod", "--move-home", "--home", "/srv/deploy-home", "deploy"]).unwrap();
+    assert!(moved.status.success(), "{}", String::from_utf8_lossy(&moved.stderr));
+    let config = Config::parse(
+        "[app]\nname = \"cultivate\"\n[paths]\ndeployment = \"~/cultivate\"\nlogs = \"~/logs\"\n",
+        "test",
+        &|_| None,
+    )
+    .unwrap();
+    let transport = ssh_to(host, "deploy");
+    let report = machine_report(&config, &transport, "moved home".into(), None, false).unwrap();
+    transport.close();
+    let paths = report.paths.unwrap_or_else(|| panic!("no paths: {:?}", report.missing));
+    assert_eq!((paths.base.as_str(), paths.logs.as_str()), ("/srv/deploy-home/cultivate", "/srv/deploy-home/logs"));
 }

@@ -97,9 +97,10 @@ pub fn run(project: &Project, args: &DoctorArgs) -> Result<()> {
 
 fn diagnose(config: &Config, args: &DoctorArgs) -> Result<(MachineReport, Option<MachineReport>)> {
     let local = local_report(config, args.host.is_some());
-    // Local prerequisites first: without ssh or a key, no connection is attempted.
-    let blocking: Vec<&String> =
-        local.missing.iter().filter(|m| m.contains("SSH key") || m.contains("(ssh)")).collect();
+    // Local prerequisites first: without ssh, no connection is attempted. Keys are
+    // OpenSSH's business (~/.ssh/config, the agent, identity_file): a login that fails
+    // for want of one is explained from what ssh would offer (see `transport`).
+    let blocking: Vec<&String> = local.missing.iter().filter(|m| m.contains("(ssh)")).collect();
     if args.host.is_some() && !blocking.is_empty() {
         let list: Vec<&str> = blocking.iter().map(|m| m.as_str()).collect();
         bail!("this machine cannot reach a host yet:\n  - {}", list.join("\n  - "));
@@ -120,12 +121,7 @@ fn diagnose(config: &Config, args: &DoctorArgs) -> Result<(MachineReport, Option
 /// The transport for `--host`: a configured host's table, else `[user@]host[:port]`.
 pub fn connect(config: &Config, name: &str) -> Result<Transport> {
     let (target, identity) = match config.hosts.get(name) {
-        Some(host) => {
-            let target = SshTarget::parse(&format!("{}@{}", host.user, host.address))
-                .with_context(|| format!("[hosts.{name}] in the configuration"))?;
-            let target = SshTarget { port: Some(host.port), ..target };
-            (target, host.identity_file.as_deref().map(expand_local_home))
-        }
+        Some(host) => (host_target(name, host)?, host.identity_file.as_deref().map(expand_local_home)),
         None => (SshTarget::parse(name)?, None),
     };
     let mut ssh = Ssh::new(target)?;
@@ -137,6 +133,23 @@ pub fn connect(config: &Config, name: &str) -> Result<Transport> {
     let transport = Transport::Ssh(ssh);
     check_connectivity(&transport)?;
     Ok(transport)
+}
+
+/// The SSH target of `[hosts.NAME]`: its user, its address, and a port only when one
+/// is configured (`port`, or `address` as `host:port`), so an alias's `Port` in
+/// ~/.ssh/config applies. A port in both places must agree.
+pub fn host_target(name: &str, host: &Host) -> Result<SshTarget> {
+    let target = SshTarget::parse(&format!("{}@{}", host.user, host.address))
+        .with_context(|| format!("[hosts.{name}] in the configuration"))?;
+    let port = match (target.port, host.port) {
+        (Some(in_address), Some(configured)) if in_address != configured => bail!(
+            "`hosts.{name}.address` = {:?} names port {in_address} but `hosts.{name}.port` = {configured}: \
+             give the port in one place, or make them agree",
+            host.address
+        ),
+        (in_address, configured) => configured.or(in_address),
+    };
+    Ok(SshTarget { port, ..target })
 }
 
 /// The first remote command of every run (Property 16): does the host answer at all?
@@ -162,33 +175,17 @@ fn expand_local_home(path: &str) -> PathBuf {
 }
 
 /// This machine: what a target report says, plus the tools a deploy from here needs
-/// (ssh and a key when a host is involved; a runtime to build the images with).
+/// (ssh when a host is involved; a runtime to build the images with).
 fn local_report(config: &Config, needs_ssh: bool) -> MachineReport {
     let mut report = machine_report(config, &Transport::Local, "this machine".into(), None, false)
         .unwrap_or_else(|err| MachineReport::undetected("this machine".into(), String::new(), format!("{err:#}")));
     if needs_ssh && which::which("ssh").is_err() {
         report.missing.push("the OpenSSH client (ssh) is missing: `sudo apt-get install openssh-client`".to_string());
     }
-    if needs_ssh && !has_key_or_agent(config) {
-        report.missing.push(
-            "no SSH key or agent: create a key with `ssh-keygen -t ed25519`, or start ssh-agent and `ssh-add` one"
-                .into(),
-        );
-    }
     if let Err(err) = crate::runtime::Runtime::detect_local(None) {
         report.missing.push(format!("{err:#}"));
     }
     report
-}
-
-fn has_key_or_agent(config: &Config) -> bool {
-    let agent = std::env::var_os("SSH_AUTH_SOCK").is_some() && Cmd::new("ssh-add").arg("-l").succeeds();
-    let home_keys = std::env::var_os("HOME").is_some_and(|home| {
-        ["id_ed25519", "id_ecdsa", "id_rsa"].iter().any(|key| Path::new(&home).join(".ssh").join(key).is_file())
-    });
-    let configured =
-        config.hosts.values().filter_map(|h| h.identity_file.as_deref()).any(|f| expand_local_home(f).is_file());
-    agent || home_keys || configured
 }
 
 /// A target: detection, runtime, paths, disk, ports; installs what lacks with `install`.
@@ -216,7 +213,7 @@ pub fn machine_report(
 
     let user = probe.get("user").to_string();
     let uid = probe.get("uid").to_string();
-    let paths = match DeploymentPaths::resolve(os.os, &user, config, host) {
+    let paths = match deployment_paths(os.os, &probe, config, host) {
         Ok(paths) => Some(paths),
         Err(err) => {
             missing.push(format!("{err:#}"));
@@ -247,6 +244,21 @@ pub fn machine_report(
         missing,
         actions,
     })
+}
+
+/// The deployment paths of a probed target: `~` is the home the target reported
+/// (`$HOME`); only when it reported none is the home guessed from the user's name, with
+/// a warning.
+pub fn deployment_paths(os: TargetOs, probe: &Probe, config: &Config, host: Option<&Host>) -> Result<DeploymentPaths> {
+    let user = probe.get("user");
+    let home = probe.home();
+    if home.is_none() {
+        eprintln!(
+            "warning: the target did not report $HOME for {user:?}; assuming {}",
+            crate::paths::home_of(os, user)
+        );
+    }
+    DeploymentPaths::resolve_with_home(os, user, home, config, host)
 }
 
 /// Installs Docker + Compose with the package manager, starts the engine; on macOS
@@ -409,6 +421,104 @@ mod tests {
         let macos =
             "tcp4       0      0  *.443                  *.*                    LISTEN\ntcp6  0 0 *.80 *.* LISTEN\n";
         assert_eq!(parse_listening(macos, TargetOs::Macos), vec![80, 443]);
+    }
+
+    fn config(text: &str) -> Config {
+        Config::parse(&format!("[app]\nname = \"x\"\n{text}"), "test", &|_| None).unwrap()
+    }
+
+    #[test]
+    fn paths_use_the_home_the_probe_reported() {
+        let config = config("[paths]\ndeployment = \"~/cultivate\"\n");
+        let probe = Probe::parse("==user\ndeploy\n==home\n/var/lib/deploy\n==docker-client\n");
+        let paths = deployment_paths(TargetOs::Linux, &probe, &config, None).unwrap();
+        assert_eq!(paths.base, "/var/lib/deploy/cultivate");
+        // No $HOME from the probe: the guess from the user's name.
+        let probe = Probe::parse("==user\ndeploy\n==home\n\n");
+        assert_eq!(deployment_paths(TargetOs::Linux, &probe, &config, None).unwrap().base, "/home/deploy/cultivate");
+    }
+
+    /// `[hosts.web]` with these lines, as the configuration gives it.
+    fn host(lines: &str) -> Result<Host> {
+        let text = format!("[app]\nname = \"x\"\n[hosts.web]\nuser = \"deploy\"\n{lines}");
+        let config = Config::parse(&text, "test", &|_| None).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(config.hosts["web"].clone())
+    }
+
+    fn options_for(lines: &str) -> Result<Vec<String>> {
+        let target = host_target("web", &host(lines)?)?;
+        Ok(Ssh::new(target)?.options())
+    }
+
+    fn port_option(options: &[String]) -> Option<&str> {
+        options.iter().position(|o| o == "-p").map(|at| options[at + 1].as_str())
+    }
+
+    #[test]
+    fn no_port_option_without_a_configured_port() {
+        // An alias whose Port is in ~/.ssh/config: ssh must be left to read it.
+        let options = options_for("address = \"my-alias\"\n").unwrap();
+        assert_eq!(port_option(&options), None, "{options:?}");
+        assert!(!options.iter().any(|o| o.to_ascii_lowercase().starts_with("port")), "{options:?}");
+        assert_eq!(host("address = \"my-alias\"\n").unwrap().port, None);
+    }
+
+    #[test]
+    fn a_configured_port_is_passed() {
+        let options = options_for("address = \"203.0.113.7\"\nport = 2200\n").unwrap();
+        assert_eq!(port_option(&options), Some("2200"));
+        let options = options_for("address = \"203.0.113.7:2200\"\nport = 2200\n").unwrap();
+        assert_eq!(port_option(&options), Some("2200"));
+    }
+
+    #[test]
+    fn a_port_in_the_address_is_used() {
+        let target = host_target("web", &host("address = \"h.example:2222\"\n").unwrap()).unwrap();
+        assert_eq!((target.host.as_str(), target.port), ("h.example", Some(2222)));
+        let target = host_target("web", &host("address = \"[2001:db8::1]:2222\"\n").unwrap()).unwrap();
+        assert_eq!((target.host.as_str(), target.port), ("2001:db8::1", Some(2222)));
+        let target = host_target("web", &host("address = \"2001:db8::1\"\n").unwrap()).unwrap();
+        assert_eq!((target.host.as_str(), target.port), ("2001:db8::1", None));
+        assert_eq!(port_option(&options_for("address = \"h.example:2222\"\n").unwrap()), Some("2222"));
+    }
+
+    #[test]
+    fn conflicting_ports_are_refused_naming_both_keys() {
+        let message = format!("{:#}", host("address = \"h.example:2222\"\nport = 22\n").unwrap_err());
+        assert!(message.contains("hosts.web.address") && message.contains("hosts.web.port"), "{message}");
+        // A host built by hand (not through the file's checks) is refused as well.
+        let mut built = host("address = \"h.example\"\n").unwrap();
+        built.address = "h.example:2222".into();
+        built.port = Some(22);
+        let message = format!("{:#}", host_target("web", &built).unwrap_err());
+        assert!(message.contains("hosts.web.address") && message.contains("hosts.web.port"), "{message}");
+        for bad in ["h.example:0", "h.example:x", "[::1", "h;reboot"] {
+            let message = format!("{:#}", host(&format!("address = {bad:?}\n")).unwrap_err());
+            assert!(message.contains("hosts.web.address"), "{bad}: {message}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, failure_persistence: None, ..Default::default() })]
+
+        #[test]
+        fn the_port_option_is_exactly_the_configured_port(
+            name in "[a-z][a-z0-9-]{0,12}",
+            in_address in proptest::option::of(1u16..),
+            in_port in proptest::option::of(1u16..),
+        ) {
+            let address = match in_address { Some(p) => format!("{name}:{p}"), None => name.clone() };
+            let port_line = in_port.map(|p| format!("port = {p}\n")).unwrap_or_default();
+            let outcome = options_for(&format!("address = {address:?}\n{port_line}"));
+            match (in_address, in_port) {
+                (Some(a), Some(p)) if a != p => proptest::prop_assert!(outcome.is_err()),
+                (a, p) => {
+                    let options = outcome.unwrap();
+                    let expected = p.or(a).map(|p| p.to_string());
+                    proptest::prop_assert_eq!(port_option(&options).map(str::to_string), expected);
+                }
+            }
+        }
     }
 
     #[test]

@@ -42,11 +42,30 @@ pub struct DeploymentPaths {
 }
 
 impl DeploymentPaths {
-    /// The paths for `os`, logged in as `user`, with the configuration's overrides.
-    /// Precedence: environment variable, then the host's table, then `[paths]`, then
-    /// the OS default.
+    /// The paths for `os`, logged in as `user`, with the home directory guessed from
+    /// the user's name ([`home_of`]): for `render`, which has no target to ask. A real
+    /// target uses [`DeploymentPaths::resolve_with_home`] with the home it reported.
     pub fn resolve(os: TargetOs, user: &str, config: &Config, host: Option<&Host>) -> Result<DeploymentPaths> {
-        let home = home_of(os, user);
+        DeploymentPaths::resolve_with_home(os, user, None, config, host)
+    }
+
+    /// The paths for `os`, logged in as `user` whose home is `home` (the target's
+    /// `$HOME`; `None` falls back to the guess of [`home_of`]), with the configuration's
+    /// overrides. Precedence: environment variable, then the host's table, then
+    /// `[paths]`, then the OS default. `~` in a path is that home.
+    pub fn resolve_with_home(
+        os: TargetOs,
+        user: &str,
+        home: Option<&str>,
+        config: &Config,
+        host: Option<&Host>,
+    ) -> Result<DeploymentPaths> {
+        // Only an absolute path is a home; `/` stays `/`, `/x/` becomes `/x`.
+        let home = home.filter(|home| home.starts_with('/')).map(|home| match home.trim_end_matches('/') {
+            "" => "/",
+            trimmed => trimmed,
+        });
+        let home = home.map_or_else(|| home_of(os, user), str::to_string);
         let chosen = |setting: &crate::config::PathSetting, from_host: Option<&str>| {
             setting.pick(from_host).map(|path| expand_home(path, &home))
         };
@@ -77,7 +96,10 @@ impl DeploymentPaths {
     }
 }
 
-/// The user's home directory on the target.
+/// A guess at the user's home directory on the target from its name alone
+/// (`/Users/<user>`, `/root`, `/home/<user>`): right on most systems, wrong wherever
+/// homes live elsewhere. Used only when the target's own `$HOME` is not known (`render`
+/// without a host, or a probe that printed none).
 pub fn home_of(os: TargetOs, user: &str) -> String {
     match (os, user) {
         (TargetOs::Macos, _) => format!("/Users/{user}"),
@@ -129,6 +151,31 @@ mod tests {
         assert_eq!(expand_home("/opt/x", "/root"), "/opt/x");
         assert_eq!(expand_home("~bob/x", "/root"), "~bob/x");
         assert_eq!(home_of(TargetOs::Linux, "deploy"), "/home/deploy");
+    }
+
+    fn config(text: &str) -> Config {
+        Config::parse(&format!("[app]\nname = \"x\"\n{text}"), "test", &|_| None).unwrap()
+    }
+
+    #[test]
+    fn the_targets_own_home_is_used_and_the_guess_only_without_one() {
+        let config = config("[paths]\ndeployment = \"~/apps/cultivate\"\nlogs = \"~\"\n");
+        let paths =
+            DeploymentPaths::resolve_with_home(TargetOs::Linux, "deploy", Some("/srv/homes/deploy/"), &config, None)
+                .unwrap();
+        assert_eq!(
+            (paths.base.as_str(), paths.logs.as_str()),
+            ("/srv/homes/deploy/apps/cultivate", "/srv/homes/deploy")
+        );
+        for nothing in [None, Some(""), Some("relative/home")] {
+            let guessed =
+                DeploymentPaths::resolve_with_home(TargetOs::Linux, "deploy", nothing, &config, None).unwrap();
+            assert_eq!(guessed.base, "/home/deploy/apps/cultivate", "{nothing:?}");
+        }
+        let mac =
+            DeploymentPaths::resolve_with_home(TargetOs::Macos, "ada", Some("/Users/Ada Lovelace"), &config, None)
+                .unwrap();
+        assert_eq!(mac.base, "/Users/Ada Lovelace/apps/cultivate");
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub fn run(project: &Project, args: &RenderArgs) -> Result<()> {
             .context("no image version to pin: pass --version V, or build the images first (cargo xtask images)")?,
     };
     crate::images::validate_tag(&version)?;
+    // No target is asked: `~` is the home guessed from the user's name (/root,
+    // /home/NAME, /Users/NAME). A deploy uses the $HOME the target reports instead.
     let paths = DeploymentPaths::resolve(os, &user, &config, host)?;
     let secrets = secret_names(project)?;
     let rendered =

@@ -67,6 +67,11 @@ impl Probe {
         self.sections.get(name).map(|s| s.trim()).unwrap_or("")
     }
 
+    /// The login user's `$HOME` on the target, when the probe printed an absolute path.
+    pub fn home(&self) -> Option<&str> {
+        Some(self.get("home")).filter(|home| home.starts_with('/'))
+    }
+
     pub fn has_command(&self, command: &str) -> bool {
         self.get("commands").lines().any(|line| line.trim() == command)
     }

@@ -5,7 +5,12 @@
 //! tests can assert it and `--dry-run` can print it.
 //!
 //! One multiplexed SSH connection serves a whole run: ControlMaster with its socket in
-//! a private temporary directory and a short ControlPersist.
+//! a private directory with a short path (a Unix socket path holds at most 103 bytes on
+//! macOS) and a short ControlPersist.
+//!
+//! Keys are OpenSSH's business: ~/.ssh/config, the agent and `identity_file` all apply,
+//! and nothing is refused in advance. When a login fails, `ssh -G` tells which keys ssh
+//! would have offered, so a machine with none at all is told how to make one.
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -62,7 +67,15 @@ impl Transport {
         if let Transport::Ssh(ssh) = self
             && let Some(failure) = SshFailure::classify(output)
         {
-            bail!("{}: {}", failure.message(&ssh.destination()), String::from_utf8_lossy(&output.stderr).trim());
+            let mut message =
+                format!("{}: {}", failure.message(&ssh.destination()), String::from_utf8_lossy(&output.stderr).trim());
+            if failure == SshFailure::AuthenticationFailed
+                && let KeyOffer::Nothing { tried } = ssh.key_offer()
+            {
+                message.push('\n');
+                message.push_str(&no_key_message(&tried));
+            }
+            bail!("{message}");
         }
         Ok(())
     }
@@ -144,8 +157,12 @@ impl fmt::Display for Transport {
 
 /// The remote command that stores its standard input at `path` with `mode`.
 pub fn upload_cmd(path: &str, mode: u32) -> Cmd {
+    // The temporary file is created fresh (`set -C`: never one that is there already,
+    // nor through a symlink) and removed if the upload fails, so a failed upload
+    // leaves nothing behind and removes nothing it did not create.
     let script = "set -e; umask 077; dir=$(dirname \"$1\"); mkdir -p \"$dir\"; \
-                  tmp=\"$1.upload.$$\"; cat > \"$tmp\"; chmod \"$2\" \"$tmp\"; mv -f \"$tmp\" \"$1\"";
+                  tmp=\"$1.upload.$$\"; (set -C; : > \"$tmp\"); trap 'rm -f -- \"$tmp\"' EXIT; \
+                  cat >> \"$tmp\"; chmod \"$2\" \"$tmp\"; mv -f \"$tmp\" \"$1\"; trap - EXIT";
     Cmd::new("sh").args(["-c", script, "upload"]).arg(path).arg(format!("{mode:o}"))
 }
 
@@ -158,7 +175,7 @@ pub struct Ssh {
     pub connect_timeout: Duration,
     /// One shared connection for the whole run (true), or a new one per command.
     pub multiplex: bool,
-    /// Private directory (0700) holding the ControlMaster socket.
+    /// Private directory (0700, short path) holding the ControlMaster socket.
     control_dir: PathBuf,
 }
 
@@ -248,9 +265,15 @@ impl fmt::Display for SshTarget {
 }
 
 impl Ssh {
-    /// A connection to `target`; the control socket lives in a new private directory.
+    /// A connection to `target`; the control socket lives in a new private directory
+    /// with a short path (see [`control_base`]).
     pub fn new(target: SshTarget) -> Result<Ssh> {
-        let control_dir = private_temp_dir("cultivate-ssh")?;
+        Ssh::new_in(target, &std::env::temp_dir())
+    }
+
+    /// As [`Ssh::new`], with `temp_dir` standing for the temporary directory.
+    fn new_in(target: SshTarget, temp_dir: &Path) -> Result<Ssh> {
+        let control_dir = private_control_dir(temp_dir)?;
         Ok(Ssh {
             target,
             identity_file: None,
@@ -318,9 +341,22 @@ impl Ssh {
         Cmd::new("ssh").args(self.options()).arg("--").arg(self.target.host.as_str()).arg(remote_line)
     }
 
-    /// Ends the shared connection (`ssh -O exit`).
+    /// What ssh would offer to log in with (`ssh -G` with this connection's options):
+    /// [`KeyOffer::Something`] whenever that cannot be told.
+    pub fn key_offer(&self) -> KeyOffer {
+        let settings = Cmd::new("ssh").arg("-G").args(self.options()).arg("--").arg(self.target.host.as_str());
+        let text = match settings.capture_with_timeout(Duration::from_secs(10)) {
+            Ok(crate::command::TimedOutput::Finished(output)) if output.status.success() => {
+                String::from_utf8_lossy(&output.stdout).into_owned()
+            }
+            _ => return KeyOffer::Something,
+        };
+        key_offer(&text, std::env::home_dir().as_deref(), &agent_has_keys)
+    }
+
+    /// Ends the shared connection (`ssh -O exit`), if one was made.
     pub fn close(&self) {
-        if !self.multiplex {
+        if !self.multiplex || std::fs::read_dir(&self.control_dir).is_ok_and(|mut entries| entries.next().is_none()) {
             return;
         }
         let _ = Cmd::new("ssh")
@@ -338,20 +374,151 @@ impl Drop for Ssh {
     }
 }
 
-/// A new directory only this user can enter.
-fn private_temp_dir(prefix: &str) -> Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let base = std::env::temp_dir();
+/// The longest Unix socket path, with its terminating NUL (`sun_path`: 104 bytes on
+/// macOS and the BSDs, 108 on Linux).
+pub const SOCKET_PATH_LIMIT: usize = 104;
+/// What `%C` becomes: a SHA-1 in hex.
+const CONTROL_NAME_LEN: usize = 40;
+/// While it sets the master up, ssh binds `<ControlPath>.<16 random characters>`, then
+/// renames it (OpenSSH mux.c): the longest path it creates.
+const MASTER_TEMP_SUFFIX_LEN: usize = 17;
+const CONTROL_DIR_PREFIX: &str = "cultivate-";
+/// Random characters after the prefix.
+const CONTROL_DIR_RANDOM_LEN: usize = 8;
+
+/// The longest socket path ssh creates for `ControlPath=<dir>/%C`, NUL not counted.
+pub fn longest_control_socket(dir: &Path) -> usize {
+    dir.as_os_str().len() + 1 + CONTROL_NAME_LEN + MASTER_TEMP_SUFFIX_LEN
+}
+
+/// Where the control directory goes: the temporary directory when its socket paths fit
+/// the limit, else `/tmp` (macOS's TMPDIR, /var/folders/…/T/, is too long).
+pub fn control_base(temp_dir: &Path) -> PathBuf {
+    let name = "x".repeat(CONTROL_DIR_PREFIX.len() + CONTROL_DIR_RANDOM_LEN);
+    if temp_dir.is_absolute() && longest_control_socket(&temp_dir.join(name)) < SOCKET_PATH_LIMIT {
+        temp_dir.to_path_buf()
+    } else {
+        PathBuf::from("/tmp")
+    }
+}
+
+/// A new directory only this user can enter, under [`control_base`], with a short
+/// random name. mkdir(2) creates it with mode 0700 or fails on anything already there
+/// (a directory or a symlink someone else made): nothing existing is ever used.
+/// `Drop for Ssh` removes it.
+fn private_control_dir(temp_dir: &Path) -> Result<PathBuf> {
+    use std::hash::{BuildHasher, Hasher};
+    let base = control_base(temp_dir);
     for attempt in 0..100u32 {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-        let dir = base.join(format!("{prefix}-{}-{nanos}-{attempt}", std::process::id()));
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        let mut hasher = std::hash::RandomState::new().build_hasher();
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        hasher.write_u128(nanos);
+        hasher.write_u32(std::process::id());
+        hasher.write_u32(attempt);
+        let random = format!("{:016x}", hasher.finish());
+        let dir = base.join(format!("{CONTROL_DIR_PREFIX}{}", &random[..CONTROL_DIR_RANDOM_LEN]));
+        match create_private_dir(&dir) {
             Ok(()) => return Ok(dir),
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(err) => return Err(err).with_context(|| format!("creating {}", dir.display())),
         }
     }
     bail!("could not create a private directory under {}", base.display())
+}
+
+/// mkdir(2) with mode 0700: fails if `dir` exists in any form, symlinks included.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().mode(0o700).create(dir)
+}
+
+/// What ssh would offer to log in with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyOffer {
+    /// An identity file that exists, an agent holding keys, or something that cannot be
+    /// told from here (a PKCS#11 provider, a path with tokens).
+    Something,
+    /// Nothing at all: `tried` are the identity files ssh looks for, none of which exists.
+    Nothing { tried: Vec<String> },
+}
+
+/// [`KeyOffer`] from `ssh -G` output (`settings`). `home` expands `~` and `%d`;
+/// `agent_has_keys` is asked about the agent's socket (`None`: `$SSH_AUTH_SOCK`).
+pub fn key_offer(settings: &str, home: Option<&Path>, agent_has_keys: &dyn Fn(Option<&str>) -> bool) -> KeyOffer {
+    let mut tried = Vec::new();
+    let mut agent: Option<Option<&str>> = Some(None);
+    for line in settings.lines() {
+        let Some((key, value)) = line.trim().split_once(' ') else { continue };
+        let value = value.trim();
+        match key.to_ascii_lowercase().as_str() {
+            "identityfile" => match expand_identity(value, home) {
+                Some(path) if !path.exists() => tried.push(value.to_string()),
+                _ => return KeyOffer::Something,
+            },
+            "identityagent" => {
+                agent = match value {
+                    "none" => None,
+                    "SSH_AUTH_SOCK" => Some(None),
+                    path => Some(Some(path)),
+                }
+            }
+            "pkcs11provider" if value != "none" => return KeyOffer::Something,
+            _ => {}
+        }
+    }
+    match agent {
+        Some(socket) if agent_has_keys(socket) => KeyOffer::Something,
+        _ => KeyOffer::Nothing { tried },
+    }
+}
+
+/// An identity file's path as ssh reads it: `~` and `%d` are the home, `%%` is `%`;
+/// `None` when it cannot be told here (other tokens, `${VAR}`, `~user`).
+fn expand_identity(value: &str, home: Option<&Path>) -> Option<PathBuf> {
+    let home = home.map(|home| home.display().to_string());
+    let text = match value.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("{}{rest}", home.as_deref()?),
+        Some(_) => return None,
+        None => value.to_string(),
+    };
+    if text.contains("${") {
+        return None;
+    }
+    let mut path = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match (c, c == '%') {
+            (_, false) => path.push(c),
+            (_, true) => match chars.next() {
+                Some('%') => path.push('%'),
+                Some('d') => path.push_str(home.as_deref()?),
+                _ => return None,
+            },
+        }
+    }
+    Some(PathBuf::from(path))
+}
+
+/// Whether the agent at `socket` (`None`: `$SSH_AUTH_SOCK`) holds a key (`ssh-add -l`).
+fn agent_has_keys(socket: Option<&str>) -> bool {
+    let cmd = Cmd::new("ssh-add").arg("-l");
+    let cmd = match socket {
+        Some(socket) => cmd.env("SSH_AUTH_SOCK", socket),
+        None if std::env::var_os("SSH_AUTH_SOCK").is_none_or(|s| s.is_empty()) => return false,
+        None => cmd,
+    };
+    matches!(cmd.capture_with_timeout(Duration::from_secs(5)), Ok(crate::command::TimedOutput::Finished(o)) if o.status.success())
+}
+
+/// The explanation of a login that failed for want of any key, with the fixes.
+pub fn no_key_message(tried: &[String]) -> String {
+    let files = if tried.is_empty() { "no identity file".to_string() } else { tried.join(", ") };
+    format!(
+        "no SSH key to offer: ssh looked for {files} (none exists) and no ssh-agent holds a key. \
+         Create a key with `ssh-keygen -t ed25519` and add its .pub to the user's ~/.ssh/authorized_keys on the host, \
+         load an existing one with `ssh-add`, or name one with `identity_file` in [hosts.NAME] of deploy/deploy.toml \
+         (or `IdentityFile` in ~/.ssh/config)"
+    )
 }
 
 /// Why ssh itself failed (exit status 255), from what it printed.

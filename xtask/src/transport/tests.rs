@@ -89,6 +89,25 @@ fn upload_is_atomic_and_sets_the_mode() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Issue 9, item 1 (a sibling): a failed upload removes the temporary file it
+/// created, and nothing else.
+#[test]
+fn a_failed_upload_leaves_no_temporary_file_and_keeps_the_old_one() {
+    let dir = std::env::temp_dir().join(format!("cultivate-upload-failed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("release.json");
+    std::fs::write(&path, "old").unwrap();
+    // An impossible mode makes `chmod` fail after the temporary file was written.
+    let failed = Transport::Local.upload(b"new", &path.to_string_lossy(), 0o1_000_000);
+    assert!(failed.is_err(), "an impossible mode was accepted");
+    let names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["release.json"], "temporary files left behind");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn targets_parse() {
     let target = SshTarget::parse("root@127.0.0.1:2201").unwrap();
@@ -168,4 +187,106 @@ fn files_upload_streamed() {
     Transport::Local.upload_file(&dir.join("source"), &target.to_string_lossy(), 0o644).unwrap();
     assert_eq!(std::fs::read(&target).unwrap(), b"contents");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The longest socket path ssh creates for these options: `%C` is 40 hex digits, and
+/// while setting the master up ssh binds `<path>.<16 random characters>`.
+fn longest_socket_from_options(options: &[String]) -> usize {
+    let control_path = options.iter().find_map(|o| o.strip_prefix("ControlPath=")).expect("a ControlPath option");
+    assert!(control_path.ends_with("/%C"), "{control_path}");
+    control_path.replace("%C", &"0".repeat(40)).len() + ".0123456789abcdef".len()
+}
+
+#[test]
+fn control_sockets_fit_the_unix_socket_limit_even_with_macos_tmpdir() {
+    use std::os::unix::fs::PermissionsExt;
+    let macos_tmpdir = "/var/folders/zz/zyxvpxvq6csfxvn_n0000000000000/T/";
+    assert!(macos_tmpdir.len() >= 49);
+    let very_long = format!("/{}", "d".repeat(200));
+    for tmpdir in [macos_tmpdir, very_long.as_str(), "/tmp", "relative/tmp"] {
+        let ssh = Ssh::new_in(
+            SshTarget::parse("deploy@a-rather-long-host-name.example.org:2222").unwrap(),
+            Path::new(tmpdir),
+        )
+        .unwrap();
+        let longest = longest_socket_from_options(&ssh.options());
+        assert!(longest < SOCKET_PATH_LIMIT, "{tmpdir}: a socket path of {longest} bytes");
+        assert_eq!(longest, longest_control_socket(&ssh.control_dir));
+        let meta = std::fs::symlink_metadata(&ssh.control_dir).unwrap();
+        assert!(meta.is_dir() && meta.permissions().mode() & 0o777 == 0o700, "{meta:?}");
+        let dir = ssh.control_dir.clone();
+        drop(ssh);
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn control_sockets_fit_whatever_the_tmpdir(tmpdir in "(/[a-zA-Z0-9._-]{1,40}){0,8}/?") {
+        let base = control_base(Path::new(&tmpdir));
+        let dir = base.join(format!("{CONTROL_DIR_PREFIX}{}", "x".repeat(CONTROL_DIR_RANDOM_LEN)));
+        prop_assert!(longest_control_socket(&dir) < SOCKET_PATH_LIMIT, "{}", dir.display());
+    }
+}
+
+#[test]
+fn the_control_directory_is_never_one_that_already_exists() {
+    let scratch = std::env::temp_dir().join(format!("cultivate-ctl-test-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let elsewhere = scratch.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let link = scratch.join("link");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    for existing in [&link, &elsewhere] {
+        let err = create_private_dir(existing).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists, "{}", existing.display());
+    }
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    std::fs::remove_dir_all(&scratch).unwrap();
+}
+
+const NO_KEYS: &str = "user root\nhostname h\nport 22\nidentityfile ~/.ssh/id_rsa\nidentityfile ~/.ssh/id_ed25519\n";
+
+#[test]
+fn a_machine_without_any_key_is_told_how_to_make_one() {
+    let home = std::env::temp_dir().join(format!("cultivate-keyless-{}", std::process::id()));
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    let no_agent = |_: Option<&str>| false;
+    let offer = key_offer(NO_KEYS, Some(&home), &no_agent);
+    assert_eq!(offer, KeyOffer::Nothing { tried: vec!["~/.ssh/id_rsa".into(), "~/.ssh/id_ed25519".into()] });
+    let message = no_key_message(&["~/.ssh/id_rsa".into()]);
+    for fix in ["ssh-keygen -t ed25519", "ssh-add", "identity_file", "~/.ssh/id_rsa"] {
+        assert!(message.contains(fix), "{fix} missing from {message}");
+    }
+
+    // A key ssh would try, wherever ~/.ssh/config names it: not our business to refuse.
+    std::fs::write(home.join("elsewhere_key"), "k").unwrap();
+    let configured = format!("{NO_KEYS}identityfile %d/elsewhere_key\n");
+    assert_eq!(key_offer(&configured, Some(&home), &no_agent), KeyOffer::Something);
+    let absolute = format!("{NO_KEYS}identityfile {}\n", home.join("elsewhere_key").display());
+    assert_eq!(key_offer(&absolute, None, &no_agent), KeyOffer::Something);
+    std::fs::write(home.join(".ssh/id_ed25519"), "k").unwrap();
+    assert_eq!(key_offer(NO_KEYS, Some(&home), &no_agent), KeyOffer::Something);
+    std::fs::remove_file(home.join(".ssh/id_ed25519")).unwrap();
+
+    // An agent with keys counts; `IdentityAgent none` means no agent is asked.
+    let agent_with_keys = |_: Option<&str>| true;
+    assert_eq!(key_offer(NO_KEYS, Some(&home), &agent_with_keys), KeyOffer::Something);
+    let no_agent_configured = format!("{NO_KEYS}identityagent none\n");
+    assert!(matches!(key_offer(&no_agent_configured, Some(&home), &agent_with_keys), KeyOffer::Nothing { .. }));
+    let asked = std::cell::RefCell::new(Vec::new());
+    let recording = |socket: Option<&str>| {
+        asked.borrow_mut().push(socket.map(str::to_string));
+        false
+    };
+    key_offer(&format!("{NO_KEYS}identityagent /run/agent.sock\n"), Some(&home), &recording);
+    assert_eq!(*asked.borrow(), [Some("/run/agent.sock".to_string())]);
+
+    // What cannot be told here is left to ssh.
+    for unknown in ["identityfile ~/.ssh/%h_key", "identityfile ${KEYS}/k", "pkcs11provider /usr/lib/p11.so"] {
+        assert_eq!(key_offer(&format!("{NO_KEYS}{unknown}\n"), Some(&home), &no_agent), KeyOffer::Something);
+    }
+    std::fs::remove_dir_all(&home).unwrap();
 }
