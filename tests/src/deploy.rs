@@ -42,12 +42,26 @@ impl DeployConfig {
 
     /// With `sections` (whole tables, e.g. `[http]`) added to the file.
     pub fn with_sections(host: &TestHost, host_extra: &str, sections: &str) -> Result<DeployConfig> {
+        DeployConfig::with_runtime(host, host_extra, sections, "keep_releases = 4\nkeep_logs = 6\n")
+    }
+
+    /// Logging in as `user` instead of root.
+    pub fn with_user(host: &TestHost, user: &str, host_extra: &str) -> Result<DeployConfig> {
+        DeployConfig::write(host, user, host_extra, "", "keep_releases = 4\nkeep_logs = 6\n")
+    }
+
+    /// With `runtime` (lines of `[runtime]`, besides the short lock timeout) too.
+    pub fn with_runtime(host: &TestHost, host_extra: &str, sections: &str, runtime: &str) -> Result<DeployConfig> {
+        DeployConfig::write(host, "root", host_extra, sections, runtime)
+    }
+
+    fn write(host: &TestHost, user: &str, host_extra: &str, sections: &str, runtime: &str) -> Result<DeployConfig> {
         let path = std::env::temp_dir().join(format!("{}.toml", unique("deploy-config")));
         let text = format!(
             "[app]\nname = \"cultivate\"\n\
              [health]\ntimeout_seconds = 120\ninterval_seconds = 1\nretries = 3\nstart_period_seconds = 20\n\
-             [runtime]\nlock_timeout_seconds = 3\nkeep_releases = 4\nkeep_logs = 6\n{sections}\n\
-             [hosts.e2e]\naddress = \"127.0.0.1\"\nuser = \"root\"\nport = {}\nidentity_file = {:?}\n{host_extra}",
+             [runtime]\nlock_timeout_seconds = 3\n{runtime}{sections}\n\
+             [hosts.e2e]\naddress = \"127.0.0.1\"\nuser = {user:?}\nport = {}\nidentity_file = {:?}\n{host_extra}",
             host.ssh_port,
             host.key.display().to_string()
         );

@@ -284,12 +284,13 @@ fn deploy_upgrade_rollback_and_failures_on_a_fresh_host() {
 fn deploy_to_the_simulated_macos_host_uses_finch_and_refuses_paths_outside_its_vm() {
     require_engine();
     let host = TestHost::start(HostVariant::Macos { finch_vm: "Running", finch: true }, false).unwrap();
-    let config = DeployConfig::new(&host, "").unwrap();
+    // A Mac user's home is under /Users, as the host reports it ($HOME).
+    let config = DeployConfig::with_user(&host, "ada", "").unwrap();
     let v1 = built_manifest_path();
     let version = xtask::images::read_manifest(&v1).unwrap().version;
 
     // The same deploy with an /opt path is refused before anything is sent.
-    let opt = DeployConfig::new(&host, "deployment_path = \"/opt/cultivate\"\n").unwrap();
+    let opt = DeployConfig::with_user(&host, "ada", "deployment_path = \"/opt/cultivate\"\n").unwrap();
     let refused = deploy(&opt, &v1);
     assert!(!refused.success, "{}", refused.all());
     assert!(refused.stderr.contains("/opt/cultivate"), "{}", refused.all());
@@ -301,7 +302,7 @@ fn deploy_to_the_simulated_macos_host_uses_finch_and_refuses_paths_outside_its_v
     assert!(ran.success, "deploy to the simulated Mac failed: {}", ran.all());
     assert!(host.finch_calls().contains("finch compose"), "{}", host.finch_calls());
     let user_home_release = host_sh(&host, &format!("ls -d /Users/*/cultivate/releases/{version}"));
-    assert!(user_home_release.trim().starts_with("/Users/"), "{user_home_release}");
+    assert_eq!(user_home_release.trim(), format!("/Users/ada/cultivate/releases/{version}"));
     let volumes = host_sh(&host, &format!("{} volume ls --format '{{{{.Name}}}}'", host.docker_path()));
     assert!(volumes.contains("cultivate_db_data") && volumes.contains("cultivate_db_socket"), "{volumes}");
     let status = status(&config);
@@ -362,8 +363,33 @@ fn remote_build_mode_builds_the_images_on_the_host() {
         &format!("[http]\nhttps = true\ncert_path = {:?}\n", certificates.dir.display().to_string()),
     )
     .unwrap();
+    // A key others can read on this machine is refused before anything reaches the
+    // host (issue 9, item 10); the key made private, the deploy goes ahead.
+    let history_before = status(&config)["history"].as_array().unwrap().len();
+    let refused = https.run(&["deploy", "--host", "e2e", "--build-mode", "remote", "--yes"]).unwrap();
+    assert!(!refused.success, "a readable TLS key was deployed: {}", refused.all());
+    assert!(
+        refused.stderr.contains("privkey.pem has mode 0644") && refused.stderr.contains("chmod 600"),
+        "{}",
+        refused.all()
+    );
+    assert_eq!(
+        status(&config)["history"].as_array().unwrap().len(),
+        history_before,
+        "the refused deploy changed the host"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = certificates.dir.join("privkey.pem");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let ran = https.run(&["deploy", "--host", "e2e", "--build-mode", "remote", "--yes"]).unwrap();
     assert!(ran.success, "HTTPS deploy failed: {}", ran.all());
+    assert!(
+        ran.stderr.contains("`[http] server_names` is not set"),
+        "no warning about the redirect target: {}",
+        ran.all()
+    );
     let version = status(&https)["current"]["version"].as_str().unwrap().to_string();
     let key = host_sh(&host, &format!("stat -c '%u %a' /opt/cultivate/releases/{version}/certs/privkey.pem"));
     assert_eq!(key.trim(), "101 600");
@@ -372,4 +398,76 @@ fn remote_build_mode_builds_the_images_on_the_host() {
     assert!(head.to_ascii_lowercase().contains("strict-transport-security"), "{head}");
     let redirect = get(&format!("http://127.0.0.1:{}/", host.http_port)).unwrap();
     assert_eq!(redirect.status, 301, "{}", redirect.text());
+    // A forged Host header does not choose where HTTP redirects (issue 9, item 12):
+    // unset, `server_names` is the host's address.
+    let forged = raw_get(host.http_port, "/x?y", "evil.example");
+    assert!(forged.starts_with("HTTP/1.1 301"), "{forged}");
+    assert!(forged.contains("\r\nLocation: https://127.0.0.1/x?y\r\n"), "{forged}");
+}
+
+/// `GET path` with the given Host header, as a client may forge it; the response head.
+fn raw_get(port: u16, path: &str, host_header: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host_header}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.split("\r\n\r\n").next().unwrap_or_default().to_string() + "\r\n"
+}
+
+/// Issue 9, items 1 and 2: with the log path a shared directory and
+/// `keep_releases = 1`, pruning removes only this tool's logs, and never the release
+/// a rollback would restore; an automatic rollback whose target is incomplete stops
+/// before it changes anything.
+#[test]
+fn pruning_spares_foreign_logs_and_the_rollback_target() {
+    require_engine();
+    let host = TestHost::start(HostVariant::Docker, false).unwrap();
+    let config =
+        DeployConfig::with_runtime(&host, "log_path = \"/var/log\"\n", "", "keep_releases = 1\nkeep_logs = 2\n")
+            .unwrap();
+    let foreign = ["dpkg.log", "alternatives.log", "bootstrap.log", "dockerd.log", "important.log"];
+    for name in foreign {
+        host_sh(&host, &format!("[ -e /var/log/{name} ] || echo planted > /var/log/{name}"));
+    }
+    let v1 = built_manifest_path();
+    let v1_version = xtask::images::read_manifest(&v1).unwrap().version;
+    let v2 = derived_version("prune-v2", "RUN echo prune-v2 > /tmp/cultivate-e2e-release\n").unwrap();
+    let v3 = derived_version("prune-v3", "RUN echo prune-v3 > /tmp/cultivate-e2e-release\n").unwrap();
+    for manifest in [&v1, &v2, &v3] {
+        let ran = deploy(&config, manifest);
+        assert!(ran.success, "deploy failed: {}", ran.all());
+    }
+    assert_serves(&host, "prune-v3", &config);
+    for name in foreign {
+        let left = host_sh(&host, &format!("ls /var/log/{name} 2>/dev/null"));
+        assert!(!left.trim().is_empty(), "pruning deleted /var/log/{name}: {}", host_sh(&host, "ls -l /var/log"));
+    }
+    let ours = host_sh(&host, "ls /var/log | grep -c '^deploy-.*\\.log$'");
+    assert_eq!(ours.trim(), "2", "keep_logs = 2: {}", host_sh(&host, "ls -l /var/log"));
+    // keep_releases = 1 keeps the current release and the one a rollback restores.
+    let releases = host_sh(&host, "ls /opt/cultivate/releases");
+    assert_eq!(releases.split_whitespace().collect::<Vec<_>>(), ["prune-v2", "prune-v3"], "{releases}");
+    assert!(host_sh(&host, &format!("docker images -q cultivate-backend-api:{v1_version}")).trim().is_empty());
+    assert!(!host_sh(&host, "docker images -q cultivate-backend-api:prune-v2").trim().is_empty());
+    let rolled = config.run(&["rollback", "--host", "e2e", "--yes"]).unwrap();
+    assert!(rolled.success, "rollback to the kept release failed: {}", rolled.all());
+    assert_serves(&host, "prune-v2", &config);
+
+    // The release an automatic rollback would restore has lost a file (removed by
+    // hand): the rollback does not start, and says why.
+    let broken = derived_version(
+        "prune-broken",
+        "ENTRYPOINT [\"sh\", \"-c\", \"echo cultivate-prune-broken starting; exec sleep 600\"]\n",
+    )
+    .unwrap();
+    host_sh(&host, "rm /opt/cultivate/releases/prune-v2/.env");
+    let failed = deploy(&config, &broken);
+    assert!(!failed.success, "{}", failed.all());
+    assert!(failed.stderr.contains("the automatic rollback did not start"), "{}", failed.all());
+    assert!(failed.stderr.contains("/opt/cultivate/releases/prune-v2/.env"), "{}", failed.all());
+    assert!(!failed.stderr.contains("rolling back to"), "it stopped something first: {}", failed.all());
+    let kept = host_sh(&host, "cat /opt/cultivate/volumes/db_data/pgdata/PG_VERSION");
+    assert_eq!(kept.trim(), "15", "the database's data was not kept");
 }

@@ -296,6 +296,7 @@ pub fn render(input: RenderInput<'_>) -> Rendered {
     frontend.ports = vec!["${HTTP_PORT}:80".into()];
     if https {
         frontend.environment.push("HTTPS_PUBLIC_PORT=${HTTPS_PORT}".into());
+        frontend.environment.push("SERVER_NAMES=${SERVER_NAMES}".into());
         frontend.ports.push("${HTTPS_PORT}:443".into());
         frontend.volumes.push(Mount {
             kind: MountKind::Bind,
@@ -330,6 +331,10 @@ fn format_cpus(cpus: f64) -> String {
     if text.contains('.') { text } else { format!("{text}.0") }
 }
 
+/// The name HTTP redirects to when `[http] server_names` is unset and the target has
+/// no address of its own (`--local`, `render`).
+pub const DEFAULT_SERVER_NAME: &str = "localhost";
+
 /// The variables the compose file interpolates, in a stable order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnvFile {
@@ -350,6 +355,16 @@ fn env_file(config: &Config, paths: &DeploymentPaths) -> EnvFile {
     ];
     if let Some(cert_path) = &config.http.cert_path {
         vars.push(("CERT_PATH", cert_path.clone()));
+    }
+    if config.http.https {
+        // The only names HTTP redirects to (never the client's Host header). Unset, a
+        // deploy puts the target's address here.
+        let names = if config.http.server_names.is_empty() {
+            DEFAULT_SERVER_NAME.to_string()
+        } else {
+            config.http.server_names.join(" ")
+        };
+        vars.push(("SERVER_NAMES", names));
     }
     EnvFile { vars: vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect() }
 }

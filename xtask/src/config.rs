@@ -42,6 +42,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "http.https_port",
     "http.https",
     "http.cert_path",
+    "http.server_names",
     "database.user",
     "database.name",
     "backend.port",
@@ -143,6 +144,7 @@ struct RawHttp {
     https_port: Option<i64>,
     https: Option<bool>,
     cert_path: Option<String>,
+    server_names: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -271,6 +273,9 @@ pub struct Http {
     pub https: bool,
     /// Directory holding fullchain.pem and privkey.pem; set exactly when `https` is.
     pub cert_path: Option<String>,
+    /// The names the site is reached by; HTTP redirects only to these (the first for
+    /// any other Host). Empty: the target's address.
+    pub server_names: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -346,9 +351,13 @@ pub struct Health {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Host {
+    /// A host name, an alias from ~/.ssh/config, or an IP address, optionally with
+    /// `:port` (`[v6]:port` for IPv6).
     pub address: String,
     pub user: String,
-    pub port: u16,
+    /// `port` from the file; `None` leaves the port to `address` (`host:port`), then to
+    /// ~/.ssh/config, then to ssh's default (22). A port in both places must agree.
+    pub port: Option<u16>,
     pub identity_file: Option<String>,
     pub os: Option<crate::paths::TargetOs>,
     pub deployment_path: Option<String>,
@@ -386,7 +395,6 @@ pub mod defaults {
     pub const HEALTH_INTERVAL_SECONDS: u32 = 5;
     pub const HEALTH_RETRIES: u32 = 5;
     pub const HEALTH_START_PERIOD_SECONDS: u32 = 30;
-    pub const SSH_PORT: u16 = 22;
     pub const SSH_CONNECT_TIMEOUT_SECONDS: u32 = 10;
 }
 
@@ -529,8 +537,8 @@ fn resolve(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, problems: &mut 
     let environment = checker.environment(raw.app.environment);
 
     let images = Images {
-        base: raw.images.base.unwrap_or_else(|| defaults::BASE_IMAGE.into()),
-        builder: raw.images.builder.unwrap_or_else(|| defaults::BUILDER_IMAGE.into()),
+        base: checker.image_reference("images.base", raw.images.base, defaults::BASE_IMAGE),
+        builder: checker.image_reference("images.builder", raw.images.builder, defaults::BUILDER_IMAGE),
         database: checker.image_name("images.database", raw.images.database, defaults::DATABASE_IMAGE),
         backend: checker.image_name("images.backend", raw.images.backend, defaults::BACKEND_IMAGE),
         frontend: checker.image_name("images.frontend", raw.images.frontend, defaults::FRONTEND_IMAGE),
@@ -540,6 +548,10 @@ fn resolve(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, problems: &mut 
     let https_port = checker.port("http.https_port", raw.http.https_port, defaults::HTTPS_PORT);
     let https = checker.flag("http.https", raw.http.https, defaults::HTTPS);
     let cert_path = checker.text_override("http.cert_path", raw.http.cert_path);
+    if let Some(path) = &cert_path {
+        checker.check_local_path("http.cert_path", path);
+    }
+    let server_names = checker.server_names("http.server_names", raw.http.server_names);
     let cert_path = match (https, cert_path) {
         (true, None) => {
             checker.missing("http.cert_path", "HTTPS is on: the directory holding fullchain.pem and privkey.pem");
@@ -556,8 +568,8 @@ fn resolve(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, problems: &mut 
     }
 
     let database = Database {
-        user: checker.identifier("database.user", raw.database.user, defaults::POSTGRES_USER),
-        name: checker.identifier("database.name", raw.database.name, defaults::POSTGRES_DB),
+        user: checker.identifier("database.user", raw.database.user, defaults::POSTGRES_USER, RESERVED_ROLES),
+        name: checker.identifier("database.name", raw.database.name, defaults::POSTGRES_DB, RESERVED_DATABASES),
     };
     let backend = Backend { port: checker.port("backend.port", raw.backend.port, defaults::BACKEND_PORT) };
 
@@ -642,7 +654,7 @@ fn resolve(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, problems: &mut 
     Config {
         app: App { name, environment },
         images,
-        http: Http { port, https_port, https, cert_path },
+        http: Http { port, https_port, https, cert_path, server_names },
         database,
         backend,
         paths,
@@ -718,22 +730,66 @@ impl Checker<'_> {
     }
 
     fn path_override(&mut self, key: &str, file: Option<String>) -> PathSetting {
-        let setting = PathSetting { env: self.env_for(key).map(|(_, value)| value), file };
-        for path in setting.env.iter().chain(&setting.file) {
+        let env = self.env_for(key);
+        if let Some((variable, path)) = &env {
+            self.check_path(&format!("{key} (from {variable})"), path);
+        }
+        if let Some(path) = &file {
             self.check_path(key, path);
         }
-        setting
+        PathSetting { env: env.map(|(_, value)| value), file }
     }
 
-    /// An absolute path or one under `~`, without `..` or control characters.
+    /// A path on the target: absolute or under `~`, without `..`, control characters
+    /// or `:` (Docker's `-v source:target` syntax splits on it).
     fn check_path(&mut self, key: &str, path: &str) {
         if !(path.starts_with('/') || path == "~" || path.starts_with("~/")) {
             self.invalid(key, &format!("{path:?}"), "an absolute path (or one starting with ~/)");
         } else if path.chars().any(char::is_control) {
-            self.invalid(key, &format!("{path:?}"), "a path without control characters");
+            self.invalid(key, &format!("{path:?}"), "a path without control characters (newlines, tabs, ...)");
         } else if path.split('/').any(|part| part == "..") {
             self.invalid(key, &format!("{path:?}"), "a path without `..`");
+        } else if path.contains(':') {
+            self.invalid(key, &format!("{path:?}"), "a path without `:` (Docker's volume syntax splits on it)");
         }
+    }
+
+    /// A path on this machine: absolute, without `..` or control characters.
+    fn check_local_path(&mut self, key: &str, path: &str) {
+        let label = self.label(key);
+        if !path.starts_with('/') {
+            self.invalid(&label, &format!("{path:?}"), "an absolute path on this machine (e.g. /etc/cultivate/certs)");
+        } else if path.chars().any(char::is_control) {
+            self.invalid(&label, &format!("{path:?}"), "a path without control characters (newlines, tabs, ...)");
+        } else if path.split('/').any(|part| part == "..") {
+            self.invalid(&label, &format!("{path:?}"), "a path without `..`");
+        } else if path.contains(':') {
+            self.invalid(&label, &format!("{path:?}"), "a path without `:` (Docker's volume syntax splits on it)");
+        }
+    }
+
+    /// `key`, or `key (from VARIABLE)` when the environment set it.
+    fn label(&self, key: &str) -> String {
+        match self.env_for(key) {
+            Some((variable, _)) => format!("{key} (from {variable})"),
+            None => key.to_string(),
+        }
+    }
+
+    /// Host names for nginx: DNS names or IPv4 addresses, lowercase, no wildcards.
+    fn server_names(&mut self, key: &str, file: Option<Vec<String>>) -> Vec<String> {
+        let names = file.unwrap_or_default();
+        for name in &names {
+            if !is_server_name(name) {
+                self.invalid(
+                    key,
+                    &format!("{name:?}"),
+                    "host names such as \"example.com\" or IPv4 addresses (lowercase letters, digits, `-`, `.`; \
+                     no wildcards, ports or schemes)",
+                );
+            }
+        }
+        names
     }
 
     fn environment(&mut self, file: Option<String>) -> AppEnvironment {
@@ -769,21 +825,30 @@ impl Checker<'_> {
 
     fn image_name(&mut self, key: &str, file: Option<String>, default: &str) -> String {
         let name = file.unwrap_or_else(|| default.to_string());
-        let valid = !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/:".contains(c))
-            && !name.contains(':');
-        if !valid {
+        if let Err(why) = check_image_repository(&name) {
             self.invalid(
                 key,
                 &format!("{name:?}"),
-                "an image repository name without a tag (lowercase, digits, . _ - /)",
+                &format!("an image repository name without a tag, e.g. \"{default}\" ({why})"),
             );
         }
         name
     }
 
-    /// A PostgreSQL role or database name we can write unquoted everywhere.
-    fn identifier(&mut self, key: &str, file: Option<String>, default: &str) -> String {
+    /// An image reference such as `debian:bookworm-slim`, `registry:5000/rust:1` or
+    /// `name@sha256:…`: it reaches `docker pull` and a Dockerfile's `FROM`.
+    fn image_reference(&mut self, key: &str, file: Option<String>, default: &str) -> String {
+        let reference = file.unwrap_or_else(|| default.to_string());
+        if let Err(why) = check_image_reference(&reference) {
+            self.invalid(key, &format!("{reference:?}"), &format!("an image reference, e.g. \"{default}\" ({why})"));
+        }
+        reference
+    }
+
+    /// A PostgreSQL role or database name we can write unquoted everywhere, and that
+    /// the first initialisation can create: not a reserved word, not `pg_*`, not one of
+    /// `reserved` (the superuser, the built-in databases).
+    fn identifier(&mut self, key: &str, file: Option<String>, default: &str, reserved: &[&str]) -> String {
         let (label, value) = match self.env_for(key) {
             Some((variable, value)) => (format!("{key} (from {variable})"), value),
             None => (key.to_string(), file.unwrap_or_else(|| default.to_string())),
@@ -797,13 +862,29 @@ impl Checker<'_> {
                 &format!("{value:?}"),
                 "lowercase letters, digits and `_`, starting with a letter, at most 63",
             );
+        } else if value.starts_with("pg_") {
+            self.invalid(&label, &format!("{value:?}"), "a name not starting with `pg_` (PostgreSQL reserves those)");
+        } else if reserved.contains(&value.as_str()) {
+            self.invalid(
+                &label,
+                &format!("{value:?}"),
+                &format!("another name: {value} is reserved by PostgreSQL, e.g. \"{default}\""),
+            );
+        } else if SQL_RESERVED_WORDS.contains(&value.as_str()) {
+            self.invalid(
+                &label,
+                &format!("{value:?}"),
+                &format!("a name that is not an SQL reserved word, e.g. \"{default}\""),
+            );
         }
         value
     }
 
     fn size(&mut self, key: &str, file: Option<String>, default: &str) -> String {
         let value = file.unwrap_or_else(|| default.to_string());
-        if parse_size(&value).is_none_or(|bytes| bytes == 0) {
+        // Written into the compose file as is: letters and digits only.
+        let plain = value.chars().all(|c| c.is_ascii_alphanumeric());
+        if !plain || parse_size(&value).is_none_or(|bytes| bytes == 0) {
             self.invalid(key, &format!("{value:?}"), "a positive size such as 512m, 1g or 100k");
         }
         value
@@ -843,12 +924,12 @@ impl Checker<'_> {
         let memory = self.size(&format!("resources.{service}.memory"), raw.memory, memory);
         let cpus = match raw.cpus {
             None => cpus,
-            Some(value) if value > 0.0 && value.is_finite() => value,
+            Some(value) if (MIN_CPUS..=MAX_CPUS).contains(&value) => value,
             Some(value) => {
                 self.invalid(
                     &format!("resources.{service}.cpus"),
                     &value.to_string(),
-                    "a number of CPUs greater than 0",
+                    &format!("a number of CPUs from {MIN_CPUS} to {MAX_CPUS}, e.g. 0.5"),
                 );
                 cpus
             }
@@ -865,23 +946,47 @@ impl Checker<'_> {
             self.missing(&key("address"), "the host name or IP address to reach over SSH");
             String::new()
         });
+        // No default: without `port`, ssh takes it from `address`, ~/.ssh/config or 22.
+        // (The fallback 0 is never used: an invalid port is reported as a problem.)
+        let port = raw.port.map(|number| self.port(&key("port"), Some(number), 0));
+        let expected =
+            "a host name or IP address, optionally with :port ([v6]:port for IPv6); no user@, spaces or leading -";
         if !address.is_empty()
             && (address.starts_with('-') || address.chars().any(|c| c.is_whitespace() || c.is_control() || c == '@'))
         {
-            self.invalid(
-                &key("address"),
-                &format!("{address:?}"),
-                "a host name or IP address (no user@, spaces or leading -)",
-            );
+            self.invalid(&key("address"), &format!("{address:?}"), expected);
+        } else if !address.is_empty() {
+            match crate::transport::SshTarget::parse(&address) {
+                Err(_) => self.invalid(&key("address"), &format!("{address:?}"), expected),
+                Ok(target) => {
+                    if let (Some(in_address), Some(configured)) = (target.port, port)
+                        && in_address != configured
+                    {
+                        self.problems.push(Problem::Conflict {
+                            message: format!(
+                                "`{}` = {address:?} names port {in_address} but `{}` = {configured}: \
+                                 give the port in one place, or make them agree",
+                                key("address"),
+                                key("port")
+                            ),
+                        });
+                    }
+                }
+            }
         }
         let user = raw.user.unwrap_or_else(|| {
             self.missing(&key("user"), "the SSH user on the host");
             String::new()
         });
-        if !user.is_empty() && !user.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-            self.invalid(&key("user"), &format!("{user:?}"), "a user name of letters, digits, `.`, `_` and `-`");
+        if !user.is_empty()
+            && (user.starts_with('-') || !user.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)))
+        {
+            self.invalid(
+                &key("user"),
+                &format!("{user:?}"),
+                "a user name of letters, digits, `.`, `_` and `-` (not first)",
+            );
         }
-        let port = self.port(&key("port"), raw.port, defaults::SSH_PORT);
         let os = match raw.os.as_deref() {
             None => None,
             Some("linux") => Some(crate::paths::TargetOs::Linux),
@@ -895,6 +1000,17 @@ impl Checker<'_> {
             if let Some(path) = value {
                 self.check_path(&key(field), path);
             }
+        }
+        // A key on this machine: handed to ssh as one argument, shown in messages.
+        if let Some(identity) = &raw.identity_file
+            && (identity.is_empty() || identity.starts_with('-') || identity.chars().any(char::is_control))
+        {
+            self.invalid(
+                &key("identity_file"),
+                &format!("{identity:?}"),
+                "a path to a private key on this machine, e.g. \"~/.ssh/id_ed25519\" (no control characters, not \
+                 starting with `-`)",
+            );
         }
         Host {
             address,
@@ -926,6 +1042,9 @@ pub fn parse_size(text: &str) -> Option<u64> {
     };
     number.checked_mul(factor)
 }
+
+mod checks;
+pub use checks::*;
 
 #[cfg(test)]
 mod tests;

@@ -86,14 +86,15 @@ pub fn run(project: &Project, args: &DeployArgs) -> Result<()> {
     if args.target.host.is_some() && which::which("ssh").is_err() {
         bail!("the OpenSSH client (ssh) is missing on this machine: `sudo apt-get install openssh-client`");
     }
+    // Every input is checked before the engine is touched or a host reached.
+    let version = match &args.manifest {
+        Some(path) => images::read_manifest(path)?.version,
+        None => project.revision()?.version(),
+    };
     let local_runtime = if args.dry_run {
         Runtime::detect_local(None)?
     } else {
         crate::bootstrap::ensure_local_engine(args.install && args.target.local)?.0
-    };
-    let version = match &args.manifest {
-        Some(path) => images::read_manifest(path)?.version,
-        None => project.revision()?.version(),
     };
     if version.ends_with("-dirty") && !args.target.local && !args.yes && !args.dry_run {
         crate::session::confirm(&format!("Deploy uncommitted changes (version {version}) to {}?", args.target.name()))?;
@@ -208,6 +209,15 @@ fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<S
             rollout::record(session, &layout, &failed)?;
             match previous {
                 Some(previous) => {
+                    // Nothing is stopped for a target that cannot start: a pruned
+                    // directory or a removed image would leave the host with neither.
+                    if let Err(err) = rollout::check_restorable(session, &layout, &previous) {
+                        bail!(
+                            "{}; the automatic rollback did not start: {err:#}. {version}'s containers are left as \
+                             they are for inspection (`cargo xtask logs`). The data volume is untouched.",
+                            failure.reason
+                        );
+                    }
                     log.warn(format!("rolling back to {}", previous.version));
                     let restored =
                         rollout::start_and_wait(session, &stack, config, &layout.release_dir(&previous.version))?;
@@ -267,6 +277,17 @@ fn data_location(session: &Session) -> String {
     }
 }
 
+/// Where HTTP redirects when `[http] server_names` is unset: the address the target
+/// was reached at, when that is a host name nginx can match.
+fn default_server_name(session: &Session) -> String {
+    match &session.transport {
+        crate::transport::Transport::Ssh(ssh) if crate::config::is_server_name(&ssh.target.host) => {
+            ssh.target.host.clone()
+        }
+        _ => crate::compose::DEFAULT_SERVER_NAME.to_string(),
+    }
+}
+
 /// The certificate files when HTTPS is on: `fullchain.pem` and `privkey.pem` in
 /// `[http] cert_path` on this machine.
 fn certificates(config: &Config) -> Result<Option<(PathBuf, PathBuf)>> {
@@ -282,7 +303,24 @@ fn certificates(config: &Config) -> Result<Option<(PathBuf, PathBuf)>> {
             );
         }
     }
+    check_private_key_mode(&key)?;
     Ok(Some((chain, key)))
+}
+
+/// A TLS private key readable by others on this machine is refused, like a secret
+/// file under `secrets/` (0600 or 0400 only).
+fn check_private_key_mode(key: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(key).with_context(|| format!("reading {}", key.display()))?.permissions().mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "{} has mode {:04o}, readable by others: run `chmod 600 {}` (the TLS key is a secret); nothing was changed",
+            key.display(),
+            mode & 0o777,
+            key.display()
+        );
+    }
+    Ok(())
 }
 
 /// Ports the stack publishes must be free, or published by this stack already.
@@ -441,6 +479,14 @@ fn write_release(
             if key == "CERT_PATH" {
                 *value = format!("{dir}/certs");
             }
+            if key == "SERVER_NAMES" && config.http.server_names.is_empty() {
+                let name = default_server_name(session);
+                session.log.warn(format!(
+                    "`[http] server_names` is not set: plain HTTP redirects to https://{name}/ (the target's \
+                     address). Set it to the names your site is reached by."
+                ));
+                *value = name;
+            }
         }
     }
     let compose_yaml = rendered.compose_yaml();
@@ -578,7 +624,12 @@ fn prune(session: &Session, config: &Config, layout: &Layout, history: &release:
                         .iter()
                         .filter(|d| kept.contains(&d.version.as_str()))
                         .any(|d| d.images.iter().any(|i| i.reference == image.reference));
-                    if !used && !unused.contains(&image.reference) {
+                    // Only the configured images, tagged by a release: never an image
+                    // this tool did not build, whatever the history on the host says.
+                    let ours = [&config.images.database, &config.images.backend, &config.images.frontend]
+                        .iter()
+                        .any(|name| image.reference == format!("{name}:{old}"));
+                    if ours && !used && !unused.contains(&image.reference) {
                         unused.push(image.reference.clone());
                     }
                 }

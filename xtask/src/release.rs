@@ -201,13 +201,19 @@ impl History {
     }
 
     /// Versions beyond the newest `keep` that ran, minus `protect`: their release
-    /// directories can go. Failed releases go first; the current release never does.
+    /// directories can go. Failed releases go first; the current release and the one a
+    /// rollback would restore never do, whatever `keep` is (a `keep` of 1 would
+    /// otherwise strand every later automatic rollback).
     pub fn prunable(&self, existing: &[String], keep: usize, protect: &[&str]) -> Vec<String> {
         let mut kept: Vec<&str> = Vec::new();
         for entry in self.deployments.iter().rev() {
             if entry.status.ran() && !kept.contains(&entry.version.as_str()) && kept.len() < keep {
                 kept.push(&entry.version);
             }
+        }
+        kept.extend(self.current().map(|d| d.version.as_str()));
+        if let Ok(target) = self.rollback_target(None, existing) {
+            kept.push(&target.version);
         }
         existing
             .iter()
@@ -337,10 +343,74 @@ pub fn point_current_cmd(layout: &Layout, version: &str) -> Cmd {
 }
 
 /// Removes release directories (never the volumes, which live outside releases/).
+/// Only a directory this tool wrote goes: a direct child of `releases/` named by a
+/// valid version and holding its `release.json`; anything else is left and named.
 pub fn remove_releases_cmd(layout: &Layout, versions: &[String]) -> Cmd {
-    let mut cmd = Cmd::new("rm").arg("-rf").arg("--");
-    for version in versions {
-        cmd = cmd.arg(layout.release_dir(version));
+    let script = "releases=$1; shift; for v in \"$@\"; do d=\"$releases/$v\"; \
+                  if [ -d \"$d\" ] && [ ! -L \"$d\" ] && [ -f \"$d/release.json\" ]; then rm -rf -- \"$d\"; \
+                  else echo \"not a release written by cultivate, left alone: $d\" >&2; fi; done";
+    let mut cmd = Cmd::new("sh").args(["-c", script, "remove-releases"]).arg(&layout.releases);
+    for version in versions.iter().filter(|v| crate::images::validate_tag(v).is_ok()) {
+        cmd = cmd.arg(version);
+    }
+    cmd
+}
+
+/// The name of a task's log on the host: `<operation>-<RFC 3339 time without
+/// colons>-<version>.log`.
+pub fn log_file_name(operation: &str, timestamp: &str, version: &str) -> String {
+    format!("{operation}-{}-{version}.log", timestamp.replace(':', ""))
+}
+
+/// Whether `name` is a log this tool wrote ([`log_file_name`] of a deploy or a
+/// rollback): pruning removes nothing else, whatever else shares the log directory.
+pub fn is_own_log_name(name: &str) -> bool {
+    let Some(rest) = name.strip_suffix(".log") else { return false };
+    let Some(rest) = LOG_OPERATIONS.iter().find_map(|op| rest.strip_prefix(op)?.strip_prefix('-')) else {
+        return false;
+    };
+    // 2026-12-03T074230.099192071Z-<version>
+    let Some((stamp, version)) = rest.split_once('Z').and_then(|(s, v)| Some((s, v.strip_prefix('-')?))) else {
+        return false;
+    };
+    let (whole, fraction) = stamp.split_once('.').unwrap_or((stamp, "1"));
+    let digits = |text: &str, count: usize| text.len() == count && text.bytes().all(|b| b.is_ascii_digit());
+    let shape = whole.len() == 17
+        && digits(&whole[0..4], 4)
+        && &whole[4..5] == "-"
+        && digits(&whole[5..7], 2)
+        && &whole[7..8] == "-"
+        && digits(&whole[8..10], 2)
+        && &whole[10..11] == "T"
+        && digits(&whole[11..17], 6);
+    shape
+        && (1..=9).contains(&fraction.len())
+        && fraction.bytes().all(|b| b.is_ascii_digit())
+        && crate::images::validate_tag(version).is_ok()
+}
+
+/// The tasks that write a log on the host.
+pub const LOG_OPERATIONS: [&str; 2] = ["deploy", "rollback"];
+
+/// Lists the log directory's regular files, newest first (`ls -t`), one per line.
+pub fn list_logs_cmd(dir: &str) -> Cmd {
+    Cmd::new("sh")
+        .args(["-c", "cd \"$1\" 2>/dev/null || exit 0; ls -1t -- . 2>/dev/null; exit 0", "list-logs"])
+        .arg(dir)
+}
+
+/// Of the `listing` (newest first), this tool's logs beyond the newest `keep`.
+pub fn prunable_logs(listing: &str, keep: usize) -> Vec<String> {
+    listing.lines().map(str::trim).filter(|name| is_own_log_name(name)).skip(keep).map(String::from).collect()
+}
+
+/// Removes the named logs from `dir`, each only if it is a regular file (no symlink)
+/// whose name is one this tool writes.
+pub fn remove_logs_cmd(dir: &str, names: &[String]) -> Cmd {
+    let script = "cd \"$1\" || exit 1; shift; for f in \"$@\"; do [ -f \"$f\" ] && [ ! -L \"$f\" ] && rm -f -- \"$f\"; done; exit 0";
+    let mut cmd = Cmd::new("sh").args(["-c", script, "remove-logs"]).arg(dir);
+    for name in names.iter().filter(|n| is_own_log_name(n) && !n.contains('/')) {
+        cmd = cmd.arg(name);
     }
     cmd
 }

@@ -56,24 +56,8 @@ fn restore(config: &Config, args: &RollbackArgs, session: &Session) -> Result<St
     let existing = rollout::existing_releases(session, &layout)?;
     let target = history.rollback_target(args.to.as_deref(), &existing)?.clone();
     let current = history.current().map(|c| c.version.clone());
-    let images_missing: Vec<&str> = target
-        .images
-        .iter()
-        .filter(|image| {
-            let cmd = session.runtime_cmd(["image", "inspect", "--format", "{{.Id}}", image.reference.as_str()]);
-            !matches!(session.try_run(Effect::Read, &cmd), Ok((true, _, _)))
-        })
-        .map(|image| image.reference.as_str())
-        .collect();
-    if !images_missing.is_empty() {
-        bail!(
-            "release {} cannot be restored on {}: its images {} are gone from the host. Deploy that version again \
-             instead; nothing was changed.",
-            target.version,
-            session.name,
-            images_missing.join(", ")
-        );
-    }
+    rollout::check_restorable(session, &layout, &target)
+        .map_err(|err| anyhow::anyhow!("{err:#}; nothing was changed"))?;
     if !args.yes && !args.dry_run {
         crate::session::confirm(&format!(
             "Roll {} back from {} to {} (deployed {})?",

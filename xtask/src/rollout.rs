@@ -279,27 +279,66 @@ pub fn conclude<T>(session: &Session, config: &Config, operation: &str, version:
 }
 
 /// Writes the task's log under the host's log path and keeps the newest
-/// `[runtime] keep_logs` (Property 34). Failures here only warn.
+/// `[runtime] keep_logs` of this tool's logs (Property 34): only files named like
+/// the ones it writes are ever removed, whatever else the directory holds. Failures
+/// here only warn.
 pub fn save_log(session: &Session, config: &Config, operation: &str, version: &str) {
     if session.dry_run {
         return;
     }
-    let stamp = now_rfc3339().replace(':', "");
-    let path = format!("{}/{operation}-{stamp}-{version}.log", session.paths.logs);
+    let dir = &session.paths.logs;
+    let path = format!("{dir}/{}", release::log_file_name(operation, &now_rfc3339(), version));
     session.log.info(format!("writing this log to {path} on {}", session.name));
     if let Err(err) = session.transport.upload(session.log.text().as_bytes(), &path, 0o640) {
         session.log.warn(format!("could not write the log on {}: {err:#}", session.name));
         return;
     }
-    let prune = crate::command::Cmd::new("sh")
-        .args([
-            "-c",
-            "cd \"$1\" && ls -1t -- *.log 2>/dev/null | tail -n +\"$2\" | while IFS= read -r f; do rm -f -- \"$f\"; done",
-            "prune-logs",
-        ])
-        .arg(&session.paths.logs)
-        .arg((config.runtime.keep_logs + 1).to_string());
-    if let Err(err) = session.transport.output(&prune) {
+    let pruned = (|| -> Result<()> {
+        let listing = session.transport.output(&release::list_logs_cmd(dir))?;
+        let old = release::prunable_logs(&listing, config.runtime.keep_logs as usize);
+        if !old.is_empty() {
+            session.transport.output(&release::remove_logs_cmd(dir, &old))?;
+        }
+        Ok(())
+    })();
+    if let Err(err) = pruned {
         session.log.warn(format!("could not prune old logs on {}: {err:#}", session.name));
     }
+}
+
+/// Whether the release `state` can be started again: its directory still holds the
+/// compose and env files, and the host still holds every image it names. Checked
+/// before anything is stopped, so an incomplete target changes nothing.
+pub fn check_restorable(session: &Session, layout: &Layout, state: &DeploymentState) -> Result<()> {
+    let files = [release::COMPOSE_FILE, release::ENV_FILE].map(|name| layout.release_file(&state.version, name));
+    let test = crate::command::Cmd::new("sh")
+        .args(["-c", "for f in \"$@\"; do [ -f \"$f\" ] || echo \"$f\"; done; exit 0", "check-release"])
+        .args(files.iter().cloned());
+    let missing_files = session.run(Effect::Read, &test)?;
+    let missing_files: Vec<&str> = missing_files.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let missing_images: Vec<&str> = state
+        .images
+        .iter()
+        .filter(|image| {
+            let cmd = session.runtime_cmd(["image", "inspect", "--format", "{{.Id}}", image.reference.as_str()]);
+            !matches!(session.try_run(Effect::Read, &cmd), Ok((true, _, _)))
+        })
+        .map(|image| image.reference.as_str())
+        .collect();
+    if missing_files.is_empty() && missing_images.is_empty() {
+        return Ok(());
+    }
+    let mut gone = Vec::new();
+    if !missing_files.is_empty() {
+        gone.push(format!("its files {}", missing_files.join(", ")));
+    }
+    if !missing_images.is_empty() {
+        gone.push(format!("its images {}", missing_images.join(", ")));
+    }
+    bail!(
+        "release {} cannot be restored on {}: {} are gone from the host. Deploy that version again instead",
+        state.version,
+        session.name,
+        gone.join(" and ")
+    )
 }

@@ -70,7 +70,7 @@ fn out_of_range_and_duplicate_ports() {
 #[test]
 fn negative_limits() {
     let output = render(&format!("{APP}[resources.database]\ncpus = -2.0\n"), "negative", &["--os", "linux"]);
-    assert_refused(&output, &["`resources.database.cpus` = -2: a number of CPUs greater than 0"]);
+    assert_refused(&output, &["`resources.database.cpus` = -2: a number of CPUs from 0.01 to 1024"]);
 }
 
 #[test]
@@ -111,4 +111,67 @@ fn paths_with_spaces_and_quotes_render_quoted() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("DEPLOYMENT_PATH=\"/srv/my app/it's \\\"x\\\"\"\n"), "{stdout}");
+}
+
+/// `xtask --config FILE deploy --host target ARGS`, with the host on a closed loopback
+/// port: a run that got as far as connecting would fail with "refused" instead.
+fn deploy(config: &str, name: &str, extra: &[&str]) -> Output {
+    let file = TempConfig::new(name, config);
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("--config")
+        .arg(&file.0)
+        .args(["deploy", "--host", "target", "--yes"])
+        .args(extra)
+        .env_remove("CERT_PATH")
+        .env_remove("ENABLE_HTTPS")
+        .output()
+        .unwrap()
+}
+
+const HOST: &str = "[hosts.target]\naddress = \"127.0.0.1\"\nport = 1\nuser = \"deploy\"\n";
+
+fn manifest_with_version(name: &str, version: &str) -> TempConfig {
+    let json = serde_json::json!({
+        "version": version, "revision": "abc1234", "runtime": "docker", "build_host": "here",
+        "built_at": "2026-12-03T00:00:00Z",
+        "base": {"requested": "debian:bookworm-slim", "reference": "debian:bookworm-slim", "origin": "present"},
+        "images": [],
+    });
+    TempConfig::new(name, &json.to_string())
+}
+
+// Issue 9, item 7: the version in a manifest becomes a directory under releases/ and
+// a log line: checked like --version, before anything else happens.
+#[test]
+fn a_manifest_whose_version_is_a_path_or_forges_log_lines_is_refused() {
+    for (name, version) in [("dotdot", "../../x"), ("newline", "v1\n2026-12-03T00:00:00Z INFO forged")] {
+        let manifest = manifest_with_version(&format!("manifest-{name}"), version);
+        let output = deploy(&format!("{APP}{HOST}"), name, &["--manifest", &manifest.0.to_string_lossy()]);
+        assert_refused(&output, &["image manifest", "its `version`", "not a valid image tag"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("refused") && !stderr.contains("ssh"), "it went on to connect: {stderr}");
+    }
+}
+
+// Issue 9, item 10: a TLS key others can read is refused like a readable secret file.
+#[test]
+fn a_readable_tls_private_key_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("cultivate-cli-{}-certs", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["fullchain.pem", "privkey.pem"] {
+        std::fs::write(dir.join(file), "-----BEGIN X-----\n").unwrap();
+    }
+    let config = format!("{APP}[http]\nhttps = true\ncert_path = {:?}\n{HOST}", dir.to_string_lossy());
+    for mode in [0o644, 0o640, 0o604] {
+        std::fs::set_permissions(dir.join("privkey.pem"), std::fs::Permissions::from_mode(mode)).unwrap();
+        let output = deploy(&config, "readable-key", &[]);
+        assert_refused(&output, &["privkey.pem has mode", "readable by others", "chmod 600"]);
+    }
+    // 0600 passes this check: the run goes on until it cannot connect.
+    std::fs::set_permissions(dir.join("privkey.pem"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let output = deploy(&config, "private-key", &["--manifest", "/nonexistent/manifest.json"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("readable by others"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -158,6 +158,107 @@ fn to_toml(entries: &[(String, String)]) -> String {
     tables.into_iter().map(|(table, lines)| format!("[{table}]\n{}\n", lines.join("\n"))).collect()
 }
 
+/// Role and database names the configuration accepts (no reserved ones).
+fn database_identifier() -> impl Strategy<Value = String> {
+    "[a-z_][a-z0-9_]{0,12}".prop_filter("reserved by PostgreSQL", |name| {
+        !name.starts_with("pg_")
+            && !SQL_RESERVED_WORDS.contains(&name.as_str())
+            && !RESERVED_ROLES.contains(&name.as_str())
+            && !RESERVED_DATABASES.contains(&name.as_str())
+    })
+}
+
+/// Every key holding text, with what else the file needs for the key to be read.
+/// `*` is the host `web`.
+const TEXT_KEYS: &[(&str, &str)] = &[
+    ("app.name", ""),
+    ("app.environment", ""),
+    ("images.base", ""),
+    ("images.builder", ""),
+    ("images.database", ""),
+    ("images.backend", ""),
+    ("images.frontend", ""),
+    ("http.cert_path", "http.https = true"),
+    ("database.user", ""),
+    ("database.name", ""),
+    ("paths.deployment", ""),
+    ("paths.logs", ""),
+    ("resources.database.memory", ""),
+    ("resources.backend.memory", ""),
+    ("resources.frontend.memory", ""),
+    ("runtime.restart", ""),
+    ("runtime.log_max_size", ""),
+    ("minimums.docker", ""),
+    ("minimums.compose_v2", ""),
+    ("minimums.compose_v1", ""),
+    ("minimums.finch", ""),
+    ("hosts.web.address", ""),
+    ("hosts.web.user", ""),
+    ("hosts.web.os", ""),
+    ("hosts.web.identity_file", ""),
+    ("hosts.web.deployment_path", ""),
+    ("hosts.web.log_path", ""),
+];
+
+/// Keys naming a path (on the target, or this machine's certificates).
+const PATH_KEYS: &[&str] =
+    &["http.cert_path", "paths.deployment", "paths.logs", "hosts.web.deployment_path", "hosts.web.log_path"];
+
+/// What makes a value hostile, whatever the key: a line break or another control
+/// character (forged log lines, broken env files), or a leading `-` (read as an
+/// option by the commands the value reaches); for paths also `..` and `:`.
+fn hostile_text(path: bool) -> impl Strategy<Value = String> {
+    let plain = "[a-z0-9/._]{0,12}";
+    let control = prop_oneof![Just("\n"), Just("\r"), Just("\t"), Just("\u{0}"), Just("\u{1b}[31m"), Just("\u{7f}")];
+    let anywhere = (plain, control, plain).prop_map(|(a, c, b)| format!("{a}{c}{b}"));
+    let leading_dash = plain.prop_map(|rest| format!("-{rest}"));
+    let path_only = prop_oneof![
+        (plain, plain).prop_map(|(a, b)| format!("/{a}/../{b}")),
+        (plain, plain).prop_map(|(a, b)| format!("/{a}:{b}")),
+    ];
+    if path {
+        prop_oneof![anywhere, leading_dash, path_only].boxed()
+    } else {
+        prop_oneof![anywhere, leading_dash].boxed()
+    }
+}
+
+/// `text` as a TOML basic string, every control character escaped.
+fn toml_string(text: &str) -> String {
+    let mut literal = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => literal.push_str("\\\""),
+            '\\' => literal.push_str("\\\\"),
+            c if c.is_control() => literal.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => literal.push(c),
+        }
+    }
+    literal + "\""
+}
+
+/// `key = value` for `key`, in a file that is otherwise valid.
+fn file_with(key: &str, literal: &str, extra: &str) -> String {
+    let mut entries = vec![("app.name".to_string(), "\"cultivate\"".to_string())];
+    entries.retain(|(k, _)| k != key);
+    if key.starts_with("hosts.web.") {
+        for (field, value) in [("address", "\"203.0.113.7\""), ("user", "\"deploy\"")] {
+            if key != format!("hosts.web.{field}") {
+                entries.push((format!("hosts.web.{field}"), value.to_string()));
+            }
+        }
+    }
+    if key == "http.cert_path" {
+        entries.push(("http.cert_path".into(), literal.into()));
+    } else {
+        entries.push((key.to_string(), literal.to_string()));
+    }
+    if let Some((k, v)) = extra.split_once(" = ") {
+        entries.push((k.to_string(), v.to_string()));
+    }
+    to_toml(&entries)
+}
+
 fn host_names() -> impl Strategy<Value = BTreeSet<String>> {
     proptest::collection::btree_set("[a-z][a-z0-9-]{0,8}", 0..3)
 }
@@ -213,8 +314,8 @@ proptest! {
             proptest::option::of(prop_oneof![Just("production"), Just("staging")]),
             proptest::option::of(1u16..=65535),
             proptest::option::of(1u16..=65535),
-            proptest::option::of("[a-z_][a-z0-9_]{0,12}"),
-            proptest::option::of("[a-z_][a-z0-9_]{0,12}"),
+            proptest::option::of(database_identifier()),
+            proptest::option::of(database_identifier()),
             proptest::option::of(1u16..=65535),
             proptest::option::of(("[1-9][0-9]{0,3}", prop_oneof![Just("k"), Just("m"), Just("g")])),
             proptest::option::of(1u32..=64),
@@ -261,5 +362,131 @@ proptest! {
         // Untouched sections keep their defaults too.
         prop_assert_eq!(config.resources.database.memory.as_str(), defaults::DATABASE_MEMORY);
         prop_assert_eq!(config.health.retries, defaults::HEALTH_RETRIES);
+    }
+}
+
+#[test]
+fn the_superuser_reserved_names_and_sql_words_are_refused_as_database_names() {
+    for (key, value) in [
+        ("database.user", "postgres"),
+        ("database.user", "pg_monitor"),
+        ("database.user", "public"),
+        ("database.user", "user"),
+        ("database.user", "select"),
+        ("database.name", "postgres"),
+        ("database.name", "template1"),
+        ("database.name", "pg_x"),
+        ("database.name", "table"),
+    ] {
+        let message = problems(&file_with(key, &format!("{value:?}"), ""));
+        assert!(message.contains(&format!("`{key}`")) && message.contains(value), "{key} = {value}: {message}");
+    }
+    // The same through the environment, as the design's POSTGRES_USER.
+    let env = |name: &str| (name == "POSTGRES_USER").then(|| "postgres".to_string());
+    let message = Config::parse(MINIMAL, "deploy.toml", &env).unwrap_err().to_string();
+    assert!(message.contains("database.user (from POSTGRES_USER)") && message.contains("reserved"), "{message}");
+    assert!(parse(&file_with("database.user", "\"app_user\"", "")).is_ok());
+}
+
+#[test]
+fn image_references_are_checked_like_docker_does() {
+    for good in [
+        "debian:bookworm-slim",
+        "rust:1-bookworm",
+        "registry.local:5000/team/rust:1.92",
+        "localhost/x",
+        "a/b_c__d-e",
+        "debian@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    ] {
+        assert_eq!(check_image_reference(good), Ok(()), "{good}");
+    }
+    for bad in
+        ["-debian", "Debian", "debian:", "debian:-x", "a//b", "a/-b", "debian bookworm", "x@sha256:zz", "deb\nian", ""]
+    {
+        assert!(check_image_reference(bad).is_err(), "{bad:?} accepted");
+    }
+    for bad in ["-cultivate-database", "cultivate-database:1", "x..y", "_x"] {
+        assert!(check_image_repository(bad).is_err(), "{bad:?} accepted");
+    }
+    let message = problems("[app]\nname = \"x\"\n[images]\nbase = \"--privileged\"\nbackend = \"-x\"\n");
+    assert!(message.contains("`images.base`") && message.contains("`images.backend`"), "{message}");
+}
+
+#[test]
+fn cpus_beyond_what_any_machine_has_are_refused() {
+    for value in ["1e300", "inf", "0.001", "2048.0"] {
+        let file = format!("[app]\nname = \"x\"\n[resources.backend]\ncpus = {value}\n");
+        let message = problems(&file);
+        assert!(message.contains("`resources.backend.cpus`") && message.contains("1024"), "{value}: {message}");
+    }
+    assert!(parse("[app]\nname = \"x\"\n[resources.backend]\ncpus = 0.25\n").is_ok());
+}
+
+#[test]
+fn certificate_and_deployment_paths_are_checked() {
+    for (key, value) in [
+        ("http.cert_path", "certs"),
+        ("http.cert_path", "/etc/../certs"),
+        ("http.cert_path", "/etc/certs\nAPP_ENV=x"),
+        ("http.cert_path", "~/certs"),
+        ("paths.deployment", "/srv/a:b"),
+        ("paths.logs", "/var/log/a:b"),
+    ] {
+        let message = problems(&file_with(key, &toml_string(value), "http.https = true"));
+        assert!(message.contains(&format!("`{key}`")), "{key} = {value:?}: {message}");
+    }
+    let env = |name: &str| (name == "CERT_PATH").then(|| "relative/certs".to_string());
+    let message =
+        Config::parse("[app]\nname = \"x\"\n[http]\nhttps = true\n", "deploy.toml", &env).unwrap_err().to_string();
+    assert!(message.contains("http.cert_path (from CERT_PATH)"), "{message}");
+}
+
+#[test]
+fn server_names_are_host_names() {
+    let config =
+        parse("[app]\nname = \"x\"\n[http]\nserver_names = [\"example.com\", \"www.example.com\", \"192.0.2.1\"]\n")
+            .unwrap();
+    assert_eq!(config.http.server_names, ["example.com", "www.example.com", "192.0.2.1"]);
+    for bad in ["*.example.com", "example.com:443", "https://example.com", "Example.com", "-x.com", "a..b", "a b"] {
+        let message = problems(&format!("[app]\nname = \"x\"\n[http]\nserver_names = [{bad:?}]\n"));
+        assert!(message.contains("`http.server_names`"), "{bad}: {message}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    // Issue 9, item 9: every configurable text value is checked before anything runs.
+    // A hostile string in any key (or any environment override) is refused, and the
+    // error names that key.
+    #[test]
+    fn hostile_strings_are_refused_in_every_key(
+        key_index in 0..TEXT_KEYS.len(),
+        plain in hostile_text(false),
+        path in hostile_text(true),
+    ) {
+        let (key, extra) = TEXT_KEYS[key_index];
+        let value = if PATH_KEYS.contains(&key) { path } else { plain };
+        let literal = toml_string(&value);
+        let text = file_with(key, &literal, extra);
+        let result = parse(&text);
+        prop_assert!(result.is_err(), "{key} = {value:?} was accepted:\n{text}");
+        let message = result.unwrap_err().to_string();
+        prop_assert!(message.contains(key), "the error for {key} = {value:?} does not name it: {message}");
+    }
+
+    #[test]
+    fn hostile_strings_are_refused_in_every_environment_override(
+        index in 0..ENV_OVERRIDES.len(),
+        plain in hostile_text(false),
+        path in hostile_text(true),
+    ) {
+        let (variable, key) = ENV_OVERRIDES[index];
+        let value = if PATH_KEYS.contains(&key) { path } else { plain };
+        let env = |name: &str| (name == variable).then(|| value.clone());
+        let result = Config::parse("[app]\nname = \"x\"\n[http]\nhttps = true\ncert_path = \"/etc/certs\"\n", "deploy.toml", &env);
+        prop_assert!(result.is_err(), "{variable}={value:?} was accepted");
+        let message = result.unwrap_err().to_string();
+        prop_assert!(message.contains(&format!("{key} (from {variable})")), "{variable}={value:?}: {message}");
     }
 }

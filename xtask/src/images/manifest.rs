@@ -45,6 +45,12 @@ pub struct ImageRecord {
     pub log: String,
 }
 
+/// `sha256:` and 64 lowercase hex digits.
+pub fn is_sha256_digest(text: &str) -> bool {
+    text.strip_prefix("sha256:")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
 pub fn path(project: &Project, version: &str) -> PathBuf {
     project.state_dir().join("images").join(format!("{version}.json"))
 }
@@ -92,7 +98,41 @@ impl Manifest {
     pub fn read(path: &Path) -> Result<Manifest> {
         let text = fs::read_to_string(path)
             .with_context(|| format!("no image manifest at {} (run `cargo xtask images` first)", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("reading the image manifest {}", path.display()))
+        let manifest: Manifest =
+            serde_json::from_str(&text).with_context(|| format!("reading the image manifest {}", path.display()))?;
+        manifest.validate().with_context(|| {
+            format!(
+                "the image manifest {} cannot be deployed: pass a manifest written by `cargo xtask images`, or \
+                 rebuild with `cargo xtask images`",
+                path.display()
+            )
+        })?;
+        Ok(manifest)
+    }
+
+    /// Everything a manifest hands to a deploy becomes a path on a host, a tag or an
+    /// argument of a remote command: it is checked like the same value given on the
+    /// command line (the version like `--version`).
+    pub fn validate(&self) -> Result<()> {
+        super::validate_tag(&self.version).context("its `version`")?;
+        for record in &self.images {
+            let service = record.service;
+            crate::config::check_image_repository(&record.image)
+                .map_err(|why| anyhow::anyhow!("{service}: `image` {:?} {why}", record.image))?;
+            super::validate_tag(&record.tag).with_context(|| format!("{service}: its `tag`"))?;
+            let expected = format!("{}:{}", record.image, record.tag);
+            if record.reference != expected {
+                anyhow::bail!("{service}: `reference` {:?} is not `image:tag` ({expected:?})", record.reference);
+            }
+            for (field, digest) in
+                std::iter::once(("id", &record.id)).chain(record.layers.iter().map(|l| ("layers", l)))
+            {
+                if !is_sha256_digest(digest) {
+                    anyhow::bail!("{service}: `{field}` {digest:?} is not a sha256:<64 hex digits> digest");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Writes `<version>.json` and `latest.json`; returns the first path.

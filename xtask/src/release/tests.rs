@@ -142,15 +142,123 @@ fn current_is_repointed_atomically() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn keep_releases_of_one_still_keeps_the_rollback_target() {
+    let history = History { deployments: vec![entry("v1", ReleaseStatus::Active), entry("v2", ReleaseStatus::Active)] };
+    let existing = versions(&["v1", "v2"]);
+    assert_eq!(history.prunable(&existing, 1, &["v2"]), Vec::<String>::new());
+    let history = History {
+        deployments: vec![
+            entry("v1", ReleaseStatus::Active),
+            entry("v2", ReleaseStatus::Active),
+            entry("v3", ReleaseStatus::Active),
+        ],
+    };
+    assert_eq!(history.prunable(&versions(&["v1", "v2", "v3"]), 1, &["v3"]), versions(&["v1"]));
+}
+
+#[test]
+fn only_this_tools_log_names_are_prunable() {
+    let ours = log_file_name("deploy", "2026-12-03T07:42:30.099192071Z", "b5d1c55-dirty");
+    assert_eq!(ours, "deploy-2026-12-03T074230.099192071Z-b5d1c55-dirty.log");
+    assert!(is_own_log_name(&ours));
+    assert!(is_own_log_name(&log_file_name("rollback", &crate::images::now_rfc3339(), "none")));
+    assert!(is_own_log_name("deploy-2026-12-03T074230Z-v1.log"), "a whole second has no fraction");
+    for foreign in [
+        "dpkg.log",
+        "alternatives.log",
+        "bootstrap.log",
+        "dockerd.log",
+        "important.log",
+        "deploy.log",
+        "deploy-v1.log",
+        "deploy-2026-12-03T074230Z-.log",
+        "deploy-2026-12-03T074230Z-v1.log.1",
+        "deploy-2026-12-03T074230Z-../x.log",
+        "deploy-2026-12-03T07:42:30Z-v1.log",
+        "backup-2026-12-03T074230Z-v1.log",
+        "xdeploy-2026-12-03T074230Z-v1.log",
+    ] {
+        assert!(!is_own_log_name(foreign), "{foreign} counted as ours");
+    }
+    let listing = "deploy-2026-12-03T074233Z-v3.log\ndpkg.log\nrollback-2026-12-03T074232Z-v2.log\nimportant.log\n\
+                   deploy-2026-12-03T074231Z-v1.log\nalternatives.log\n";
+    assert_eq!(prunable_logs(listing, 1), ["rollback-2026-12-03T074232Z-v2.log", "deploy-2026-12-03T074231Z-v1.log"]);
+    assert_eq!(prunable_logs(listing, 3), Vec::<String>::new());
+}
+
+/// Issue 9, item 1: with the log path a shared directory (`/var/log`), pruning
+/// removed every `*.log` beyond the newest N. Run for real through `sh`.
+#[test]
+fn pruning_logs_in_a_shared_directory_removes_only_this_tools_logs() {
+    let dir = std::env::temp_dir().join(format!("cultivate-logs-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let foreign = ["dpkg.log", "alternatives.log", "bootstrap.log", "dockerd.log", "important.log"];
+    for name in foreign {
+        std::fs::write(dir.join(name), "not ours").unwrap();
+    }
+    let ours: Vec<String> =
+        (1..=4).map(|i| log_file_name("deploy", &format!("2026-12-03T07:42:3{i}Z"), &format!("v{i}"))).collect();
+    for (i, name) in ours.iter().enumerate() {
+        std::fs::write(dir.join(name), "ours").unwrap();
+        // Distinct modification times, oldest first.
+        let when = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000 + i as u64);
+        std::fs::File::options().write(true).open(dir.join(name)).unwrap().set_modified(when).unwrap();
+    }
+    let dir_text = dir.to_string_lossy().into_owned();
+    let listing = Cmd::new(&list_logs_cmd(&dir_text).program).args(list_logs_cmd(&dir_text).args).output().unwrap();
+    let old = prunable_logs(&listing, 2);
+    assert_eq!(old, [ours[1].clone(), ours[0].clone()]);
+    // A hostile name handed to the remove command is dropped, not run.
+    let mut names = old.clone();
+    names.push("../important.log".into());
+    names.push("important.log".into());
+    assert_eq!(sh(&remove_logs_cmd(&dir_text, &names), ""), 0);
+    for name in foreign {
+        assert!(dir.join(name).exists(), "{name} was deleted");
+    }
+    assert!(!dir.join(&ours[0]).exists() && !dir.join(&ours[1]).exists());
+    assert!(dir.join(&ours[2]).exists() && dir.join(&ours[3]).exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 9, item 1 (its siblings): removing releases touches only directories this
+/// tool wrote under `releases/`.
+#[test]
+fn removing_releases_leaves_what_the_tool_did_not_write() {
+    let dir = std::env::temp_dir().join(format!("cultivate-releases-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let base = dir.to_string_lossy().into_owned();
+    let layout = Layout { base: base.clone(), releases: format!("{base}/releases") };
+    for version in ["v1", "v2", "notes"] {
+        std::fs::create_dir_all(dir.join("releases").join(version)).unwrap();
+    }
+    std::fs::write(dir.join("releases/v1/release.json"), "{}").unwrap();
+    std::fs::write(dir.join("releases/v2/release.json"), "{}").unwrap();
+    std::fs::create_dir_all(dir.join("keep")).unwrap();
+    std::fs::write(dir.join("keep/release.json"), "{}").unwrap();
+    std::os::unix::fs::symlink(dir.join("keep"), dir.join("releases/link")).unwrap();
+    let cmd = remove_releases_cmd(&layout, &versions(&["v1", "notes", "link", "..", "../keep"]));
+    assert!(!cmd.args.iter().any(|a| a.contains("..")), "{cmd}");
+    assert_eq!(sh(&cmd, ""), 0);
+    assert!(!dir.join("releases/v1").exists(), "a release was not removed");
+    assert!(dir.join("releases/v2").exists());
+    assert!(dir.join("releases/notes").exists(), "a directory without release.json was removed");
+    assert!(dir.join("keep/release.json").exists(), "a symlinked directory was followed");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
     // Property 28: previous deployment preservation. Pruning never removes the current
-    // release, the release a rollback would go to, or a protected (new) release.
+    // release, the release a rollback would go to, or a protected (new) release, for
+    // every `keep` from 1 (at 1, the rollback target used to go).
     #[test]
     fn property_28_pruning_keeps_current_and_rollback_target(
         statuses in prop::collection::vec(0u8..3, 1..12),
-        keep in 2usize..5,
+        keep in 1usize..6,
     ) {
         let deployments: Vec<DeploymentState> = statuses
             .iter()
