@@ -155,7 +155,6 @@ struct Inputs<'a> {
 
 fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<Summary> {
     let Inputs { project, args, config, local_runtime, version, .. } = *inputs;
-    let log = session.log;
     let layout = Layout::new(&session.paths);
     let stack = rollout::stack(session, config);
 
@@ -175,106 +174,16 @@ fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<S
 
     // 7. The release, complete before anything starts (Property 22).
     let history = rollout::read_history(session, &layout)?;
-    // The release to fall back to: the last one that ran with another version (a
-    // redeploy of the current version falls back past itself).
-    let previous = history.deployments.iter().rev().find(|d| d.status.ran() && d.version != version).cloned();
-    let redeploy_of_current = history.current().is_some_and(|c| c.version == version);
     let state = phases.time("release", || write_release(inputs, session, &layout, &images))?;
 
-    // 8. Start and wait for health.
-    let release_dir = layout.release_dir(version);
-    let outcome = phases.time("start", || rollout::start_and_wait(session, &stack, config, &release_dir))?;
-    match outcome {
-        Ok(health) => {
-            // 9. Success.
-            session.run(Effect::Change, &release::point_current_cmd(&layout, version))?;
-            let entry = DeploymentState {
-                status: ReleaseStatus::Active,
-                health_checks: health,
-                timestamp: crate::images::now_rfc3339(),
-                ..state
-            };
-            let history = rollout::record(session, &layout, &entry)?;
-            prune(session, config, &layout, &history, version);
-            Ok(Summary {
-                images: images.iter().map(|i| (i.service.clone(), i.reference.clone(), i.id.clone())).collect(),
-                sent_bytes,
-            })
-        }
-        Err(failure) => {
-            // 10. Failure: logs, mark failed, restore the previous release.
-            rollout::report_failure(session, &release_dir, &failure);
-            let failed =
-                DeploymentState { status: ReleaseStatus::Failed, timestamp: crate::images::now_rfc3339(), ..state };
-            rollout::record(session, &layout, &failed)?;
-            match previous {
-                Some(previous) => {
-                    // Nothing is stopped for a target that cannot start: a pruned
-                    // directory or a removed image would leave the host with neither.
-                    if let Err(err) = rollout::check_restorable(session, &layout, &previous) {
-                        bail!(
-                            "{}; the automatic rollback did not start: {err:#}. {version}'s containers are left as \
-                             they are for inspection (`cargo xtask logs`). The data volume is untouched.",
-                            failure.reason
-                        );
-                    }
-                    log.warn(format!("rolling back to {}", previous.version));
-                    let restored =
-                        rollout::start_and_wait(session, &stack, config, &layout.release_dir(&previous.version))?;
-                    match restored {
-                        Ok(health) => {
-                            session.run(Effect::Change, &release::point_current_cmd(&layout, &previous.version))?;
-                            let entry = DeploymentState {
-                                status: ReleaseStatus::RolledBack,
-                                timestamp: crate::images::now_rfc3339(),
-                                health_checks: health,
-                                replaced: Some(version.to_string()),
-                                ..previous.clone()
-                            };
-                            rollout::record(session, &layout, &entry)?;
-                            bail!(
-                                "{}; the previous release {} was restored and is healthy",
-                                failure.reason,
-                                previous.version
-                            )
-                        }
-                        Err(second) => {
-                            rollout::report_failure(session, &layout.release_dir(&previous.version), &second);
-                            bail!(
-                                "{}; restoring the previous release {} failed too: {}. The data volume is untouched.",
-                                failure.reason,
-                                previous.version,
-                                second.reason
-                            )
-                        }
-                    }
-                }
-                None if redeploy_of_current => bail!(
-                    "{}; {version} was redeployed over itself and there is no other release to go back to: its \
-                     containers are left as they are for inspection (`cargo xtask logs`). The data volume is untouched.",
-                    failure.reason
-                ),
-                None => {
-                    log.warn("no previous release to restore: stopping the failed one (the data volume is kept)");
-                    session.run(Effect::Change, &stack.down_cmd(&release_dir))?;
-                    bail!(
-                        "{}; this was the first deploy on {}, so its containers were stopped. The database's data \
-                         is kept ({}) for the next deploy.",
-                        failure.reason,
-                        session.name,
-                        data_location(session)
-                    )
-                }
-            }
-        }
-    }
-}
-
-fn data_location(session: &Session) -> String {
-    match session.os {
-        TargetOs::Linux => format!("{}/{}", session.paths.volumes, crate::compose::DATA_VOLUME),
-        TargetOs::Macos => format!("named volume {}", crate::compose::DATA_VOLUME),
-    }
+    // 8. Start and wait for health; on failure, the previous release comes back.
+    let history = phases.time("start", || crate::activate::go_live(session, config, &stack, &layout, state, &history))?;
+    // 9. Success.
+    prune(session, config, &layout, &history, version);
+    Ok(Summary {
+        images: images.iter().map(|i| (i.service.clone(), i.reference.clone(), i.id.clone())).collect(),
+        sent_bytes,
+    })
 }
 
 /// Where HTTP redirects when `[http] server_names` is unset: the address the target
@@ -649,7 +558,7 @@ fn prune(session: &Session, config: &Config, layout: &Layout, history: &release:
 
 fn print_summary(session: &Session, config: &Config, version: &str, summary: &Summary, phases: &Phases) {
     let address = match &session.transport {
-        crate::transport::Transport::Local => "127.0.0.1".to_string(),
+        crate::transport::Transport::Local | crate::transport::Transport::Scripted(_) => "127.0.0.1".to_string(),
         crate::transport::Transport::Ssh(ssh) => ssh.target.host.clone(),
     };
     let (scheme, port, default) =

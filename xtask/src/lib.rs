@@ -5,6 +5,7 @@
 //! The crate is a library as well as the `xtask` binary so the integration tests in
 //! `tests/` can drive the same code paths the command line does.
 
+pub mod activate;
 pub mod bootstrap;
 pub mod command;
 pub mod compose;
@@ -24,6 +25,7 @@ pub mod render;
 pub mod rollback;
 pub mod rollout;
 pub mod runtime;
+pub mod scripted;
 pub mod session;
 pub mod ship;
 pub mod stack;

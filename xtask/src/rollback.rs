@@ -10,9 +10,9 @@ use anyhow::{Context, Result, bail};
 use crate::config::Config;
 use crate::log::Log;
 use crate::project::Project;
-use crate::release::{self, DeploymentState, Layout, ReleaseStatus};
+use crate::release::Layout;
 use crate::rollout;
-use crate::session::{Effect, HostArgs, Session};
+use crate::session::{HostArgs, Session};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RollbackArgs {
@@ -73,21 +73,9 @@ fn restore(config: &Config, args: &RollbackArgs, session: &Session) -> Result<St
         current.as_deref().unwrap_or("nothing"),
         target.version
     ));
-    match rollout::start_and_wait(session, &stack, config, &layout.release_dir(&target.version))? {
-        Ok(health) => {
-            session.run(Effect::Change, &release::point_current_cmd(&layout, &target.version))?;
-            let entry = DeploymentState {
-                status: ReleaseStatus::RolledBack,
-                timestamp: crate::images::now_rfc3339(),
-                health_checks: health,
-                replaced: current,
-                ..target.clone()
-            };
-            rollout::record(session, &layout, &entry)?;
-            Ok(target.version)
-        }
+    match crate::activate::restore(session, config, &stack, &layout, &target, current.clone())? {
+        Ok(_) => Ok(target.version),
         Err(failure) => {
-            rollout::report_failure(session, &layout.release_dir(&target.version), &failure);
             // Put back what was running; the data volume was never touched.
             if let Some(current) = &current {
                 session.log.warn(format!("restarting {current}, which was running before"));

@@ -27,20 +27,25 @@ use crate::command::Cmd;
 pub enum Transport {
     Local,
     Ssh(Ssh),
+    /// Answered by a test's script: no process is started.
+    Scripted(crate::scripted::Scripted),
 }
 
 impl Transport {
     /// The local command line that runs `remote` through this transport.
     pub fn carrier(&self, remote: &Cmd) -> Cmd {
         match self {
-            Transport::Local => remote.clone(),
+            Transport::Local | Transport::Scripted(_) => remote.clone(),
             Transport::Ssh(ssh) => ssh.carrier(&remote.to_string()),
         }
     }
 
     /// Runs `remote`, capturing its output whatever its exit status.
     pub fn capture(&self, remote: &Cmd) -> Result<Output> {
-        self.carrier(remote).capture()
+        match self {
+            Transport::Scripted(script) => Ok(script.run(remote, &[])),
+            _ => self.carrier(remote).capture(),
+        }
     }
 
     /// Runs `remote`; a non-zero exit is an error with its stderr. Over SSH, a failure
@@ -64,6 +69,11 @@ impl Transport {
     /// An error (named) when ssh itself failed, so the command never ran on the target;
     /// the command's own exit status is left to the caller.
     pub fn check_reached(&self, output: &Output) -> Result<()> {
+        if let Transport::Scripted(_) = self
+            && output.status.code() == Some(255)
+        {
+            bail!("the connection to {self} was lost: {}", String::from_utf8_lossy(&output.stderr).trim());
+        }
         if let Transport::Ssh(ssh) = self
             && let Some(failure) = SshFailure::classify(output)
         {
@@ -92,6 +102,16 @@ impl Transport {
     /// `output` as they flow: for image streams, which never touch a temporary file.
     /// The error names whichever side failed: the input, the transport, or the command.
     pub fn stream(&self, remote: &Cmd, input: Option<&mut (dyn Read + Send)>, output: &mut dyn Write) -> Result<u64> {
+        if let Transport::Scripted(script) = self {
+            let mut given = Vec::new();
+            if let Some(input) = input {
+                input.read_to_end(&mut given).with_context(|| format!("sending input to `{remote}` on {self}"))?;
+            }
+            let answered = script.run(remote, &given);
+            self.check(remote, &answered)?;
+            output.write_all(&answered.stdout)?;
+            return Ok(answered.stdout.len() as u64);
+        }
         let carrier = self.carrier(remote);
         let mut child = carrier.spawn_piped(input.is_some())?;
         let stdin = child.stdin.take();
@@ -151,6 +171,7 @@ impl fmt::Display for Transport {
         match self {
             Transport::Local => f.write_str("this machine"),
             Transport::Ssh(ssh) => f.write_str(&ssh.destination()),
+            Transport::Scripted(_) => f.write_str("the scripted host"),
         }
     }
 }
