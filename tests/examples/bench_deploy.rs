@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use cultivate_tests::deploy::{DeployConfig, built_manifest_path, derived_version};
 use cultivate_tests::hosts::{HostVariant, TestHost};
-use xtask::compose::{RenderInput, render};
 use xtask::config::Config;
 use xtask::images::{Manifest, read_manifest};
-use xtask::paths::{DeploymentPaths, TargetOs};
+use xtask::model::compose::{RenderInput, render};
+use xtask::model::paths::DeploymentPaths;
+use xtask::model::platform::TargetOs;
 
 struct Row {
     step: &'static str,

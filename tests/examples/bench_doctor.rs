@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use cultivate_tests::hosts::TestHost;
 use xtask::config::Config;
-use xtask::doctor::{check_connectivity, machine_report};
-use xtask::transport::{Ssh, SshTarget, Transport};
+use xtask::host::report::{check_connectivity, machine_report};
+use xtask::host::transport::{Ssh, Transport};
+use xtask::model::ssh_target::SshTarget;
 
 const RUNS: usize = 5;
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use xtask::command::{Cmd, TimedOutput, is_not_found};
+use xtask::support::command::{Cmd, TimedOutput, is_not_found};
 
 /// Where Debian's `chromium` package puts the browser.
 pub const CHROMIUM: &str = "/usr/bin/chromium";

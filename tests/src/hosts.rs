@@ -20,7 +20,7 @@ use std::sync::{Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use xtask::command::{Cmd, TimedOutput};
+use xtask::support::command::{Cmd, TimedOutput};
 
 use crate::{Resource, docker, docker_capture, logs, project, published_port, require_engine};
 
@@ -507,7 +507,7 @@ fn build(dir: &Path, base: &str, tag: &str) -> Result<()> {
     text.extend_from_slice(&output.stderr);
     fs::write(&log, &text).with_context(|| format!("writing {}", log.display()))?;
     if !output.status.success() {
-        bail!("`{cmd}` failed; full log: {}\n{}", log.display(), xtask::command::tail_of_file(&log, 30));
+        bail!("`{cmd}` failed; full log: {}\n{}", log.display(), xtask::support::command::tail_of_file(&log, 30));
     }
     eprintln!("built {tag} in {:.1?} (log: {})", started.elapsed(), log.display());
     Ok(())

@@ -13,9 +13,9 @@ use std::sync::{Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use xtask::command::Cmd;
 use xtask::images::{Manifest, Service};
-use xtask::project::Project;
+use xtask::support::command::Cmd;
+use xtask::support::project::Project;
 
 pub const LABEL: &str = "cultivate.test.pid";
 

@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use xtask::compose::{self, RenderInput};
 use xtask::config::Config;
-use xtask::paths::{DeploymentPaths, TargetOs};
+use xtask::model::compose::{self, RenderInput};
+use xtask::model::paths::DeploymentPaths;
+use xtask::model::platform::TargetOs;
 
 struct Scratch(PathBuf);
 

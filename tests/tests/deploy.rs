@@ -119,7 +119,7 @@ fn deploy_upgrade_rollback_and_failures_on_a_fresh_host() {
     let logs = host_sh(&host, "cat /var/log/cultivate/deploy-*.log");
     assert!(logs.lines().count() > 5, "{logs}");
     for line in logs.lines() {
-        assert!(xtask::log::is_log_line(line), "untimestamped line in the host's deploy log: {line:?}");
+        assert!(xtask::support::log::is_log_line(line), "untimestamped line in the host's deploy log: {line:?}");
     }
     // --dry-run prints what it would change and changes nothing; --verbose adds each
     // command (Property 35), which a normal run does not show.

@@ -10,12 +10,13 @@ use std::time::Duration;
 use cultivate_tests::deploy::xtask_binary;
 use cultivate_tests::hosts::{HostVariant, TestHost};
 use cultivate_tests::{project, require_engine};
-use xtask::command::Cmd;
 use xtask::config::Config;
-use xtask::doctor::{check_connectivity, connectivity_cmd, machine_report};
-use xtask::paths::TargetOs;
-use xtask::target::{PackageManager, SUPPORTED};
-use xtask::transport::{Ssh, SshFailure, SshTarget, Transport};
+use xtask::host::probe::{PackageManager, SUPPORTED};
+use xtask::host::report::{check_connectivity, connectivity_cmd, machine_report};
+use xtask::host::transport::{Ssh, SshFailure, Transport};
+use xtask::model::platform::TargetOs;
+use xtask::model::ssh_target::SshTarget;
+use xtask::support::command::Cmd;
 
 fn config() -> Config {
     Config::parse("[app]\nname = \"cultivate\"\n", "test", &|_| None).unwrap()
@@ -150,7 +151,7 @@ fn properties_18_19_21_across_os_variants() {
     require_engine();
     let config = config();
     let all: Vec<&'static str> = VARIANTS.iter().map(|(v, _, _)| *v).chain(["unknown", "no-release"]).collect();
-    let results: Vec<(String, Result<xtask::doctor::MachineReport, String>)> = std::thread::scope(|scope| {
+    let results: Vec<(String, Result<xtask::host::report::MachineReport, String>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = all
             .chunks(6)
             .map(|chunk| {

@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-pub const CONFIG_FILE: &str = "deploy/deploy.toml";
+pub use crate::support::project::CONFIG_FILE;
 
 /// The environment variables that override the file, and the key each overrides.
 pub const ENV_OVERRIDES: [(&str, &str); 10] = [
@@ -225,7 +225,7 @@ pub struct Config {
     pub runtime: Runtime,
     pub health: Health,
     pub ssh: SshSettings,
-    pub minimums: crate::target::Minimums,
+    pub minimums: crate::model::platform::Minimums,
     pub hosts: BTreeMap<String, Host>,
 }
 
@@ -359,7 +359,7 @@ pub struct Host {
     /// ~/.ssh/config, then to ssh's default (22). A port in both places must agree.
     pub port: Option<u16>,
     pub identity_file: Option<String>,
-    pub os: Option<crate::paths::TargetOs>,
+    pub os: Option<crate::model::platform::TargetOs>,
     pub deployment_path: Option<String>,
     pub log_path: Option<String>,
 }
@@ -637,8 +637,8 @@ fn resolve(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, problems: &mut 
             defaults::SSH_CONNECT_TIMEOUT_SECONDS,
         ),
     };
-    let fallback = crate::target::Minimums::default();
-    let minimums = crate::target::Minimums {
+    let fallback = crate::model::platform::Minimums::default();
+    let minimums = crate::model::platform::Minimums {
         docker: checker.version("minimums.docker", raw.minimums.docker, fallback.docker),
         compose_v2: checker.version("minimums.compose_v2", raw.minimums.compose_v2, fallback.compose_v2),
         compose_v1: checker.version("minimums.compose_v1", raw.minimums.compose_v1, fallback.compose_v1),
@@ -690,7 +690,7 @@ impl Checker<'_> {
 
     fn port(&mut self, key: &str, file: Option<i64>, default: u16) -> u16 {
         let (label, value) = match self.env_for(key) {
-            Some((variable, text)) => match text.trim().parse::<i64>() {
+            Some((variable, text)) => match text.trim_matches(' ').parse::<i64>() {
                 Ok(number) => (format!("{key} (from {variable})"), number),
                 Err(_) => {
                     self.invalid(&format!("{key} (from {variable})"), &format!("{text:?}"), "a port number 1–65535");
@@ -713,7 +713,7 @@ impl Checker<'_> {
 
     fn flag(&mut self, key: &str, file: Option<bool>, default: bool) -> bool {
         match self.env_for(key) {
-            Some((variable, text)) => match text.trim().to_ascii_lowercase().as_str() {
+            Some((variable, text)) => match text.trim_matches(' ').to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" | "on" => true,
                 "false" | "0" | "no" | "off" => false,
                 _ => {
@@ -890,13 +890,18 @@ impl Checker<'_> {
         value
     }
 
-    fn version(&mut self, key: &str, file: Option<String>, default: crate::target::Version) -> crate::target::Version {
+    fn version(
+        &mut self,
+        key: &str,
+        file: Option<String>,
+        default: crate::model::platform::Version,
+    ) -> crate::model::platform::Version {
         match file {
             None => default,
             Some(text) => {
                 let valid =
                     !text.is_empty() && text.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
-                match crate::target::Version::find(&text).filter(|_| valid) {
+                match crate::model::platform::Version::find(&text).filter(|_| valid) {
                     Some(version) => version,
                     None => {
                         self.invalid(key, &format!("{text:?}"), "a version such as \"20.10\"");
@@ -956,7 +961,7 @@ impl Checker<'_> {
         {
             self.invalid(&key("address"), &format!("{address:?}"), expected);
         } else if !address.is_empty() {
-            match crate::transport::SshTarget::parse(&address) {
+            match crate::model::ssh_target::SshTarget::parse(&address) {
                 Err(_) => self.invalid(&key("address"), &format!("{address:?}"), expected),
                 Ok(target) => {
                     if let (Some(in_address), Some(configured)) = (target.port, port)
@@ -989,8 +994,8 @@ impl Checker<'_> {
         }
         let os = match raw.os.as_deref() {
             None => None,
-            Some("linux") => Some(crate::paths::TargetOs::Linux),
-            Some("macos") => Some(crate::paths::TargetOs::Macos),
+            Some("linux") => Some(crate::model::platform::TargetOs::Linux),
+            Some("macos") => Some(crate::model::platform::TargetOs::Macos),
             Some(other) => {
                 self.invalid(&key("os"), &format!("{other:?}"), "linux or macos");
                 None

@@ -27,7 +27,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use flate2::{Compression, GzBuilder};
 use sha2::{Digest, Sha256};
 
-use crate::runtime::BuildSpec;
+use crate::host::runtime::BuildSpec;
 
 #[cfg(test)]
 mod tests;
@@ -657,7 +657,7 @@ fn write_entries(dir: &Path, entries: &[ContextEntry], writer: impl Write) -> Re
     let mut hashing = counting.inner.finish().context("finishing the gzip stream")?;
     hashing.inner.flush().context("flushing the build context archive")?;
     summary.compressed_bytes = hashing.bytes;
-    summary.sha256 = crate::digest::hex(&hashing.hasher.finalize());
+    summary.sha256 = crate::support::digest::hex(&hashing.hasher.finalize());
     Ok(summary)
 }
 

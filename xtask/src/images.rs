@@ -1,122 +1,79 @@
-//! `cargo xtask images`: builds the base image (offline when no registry answers), then
-//! database → backend-api → web-frontend, tags them `cultivate-<service>:<version>` and
-//! `:latest`, and writes a JSON manifest of what it built.
+//! Building the images: the base image (offline when no registry answers), then
+//! database → backend-api → web-frontend, tagged `cultivate-<service>:<version>` and
+//! `:latest`, and a JSON manifest of what was built. The `images` task and `deploy`
+//! both call [`build`].
 
 mod backend;
 mod base;
 mod manifest;
 mod progress;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
 
+pub use crate::model::service::Service;
 pub use backend::{BackendBuild, BackendPath, glibc_required_by, parse_glibc_version};
 pub use base::{BaseImage, BaseOrigin, debian_mirror, debian_suite};
 pub use manifest::{ImageRecord, Manifest};
 
-use crate::bootstrap;
 use crate::config::Config;
-use crate::project::{Project, host_name};
-use crate::runtime::{BuildSpec, Runtime, RuntimeKind};
+use crate::host::runtime::{BuildSpec, Runtime};
+use crate::support::log::now_rfc3339;
+use crate::support::project::{Project, host_name};
 use progress::Step;
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct ImagesArgs {
-    /// Version tag for the images (default: git short sha, `-dirty` with uncommitted changes).
-    #[arg(long)]
+/// What to build: the options of `cargo xtask images`, minus how the engine is
+/// found (the caller hands a running one in).
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Version tag (default: git short sha, `-dirty` with uncommitted changes).
     pub version: Option<String>,
-    /// Container runtime to build with (default: docker, else finch, else podman).
-    #[arg(long, value_enum)]
-    pub runtime: Option<RuntimeKind>,
-    /// Build only this service (repeatable); the others keep their current images.
-    #[arg(long, value_enum)]
+    /// Only these services (empty: all); the others keep their current images.
     pub only: Vec<Service>,
-    /// How the backend binary gets into its image: `multi-stage` compiles inside the
-    /// builder image; `host-binary` copies a binary cargo built on this (Linux) machine;
-    /// `auto` takes multi-stage when the builder image can be had.
-    #[arg(long, value_enum, default_value_t = BackendBuild::Auto)]
     pub backend_build: BackendBuild,
-    /// Build every layer afresh (for measuring a clean build).
-    #[arg(long)]
     pub no_cache: bool,
-    /// Base image to build FROM (default: `[images] base` in deploy/deploy.toml).
-    #[arg(long)]
+    /// Base image to build FROM (default: `[images] base`).
     pub base_image: Option<String>,
-    /// On Debian/Ubuntu, install and start Docker (and debootstrap) when missing.
-    #[arg(long)]
-    pub install: bool,
 }
 
-impl Default for ImagesArgs {
+impl Default for BuildOptions {
     fn default() -> Self {
-        ImagesArgs {
+        BuildOptions {
             version: None,
-            runtime: None,
             only: Vec::new(),
             backend_build: BackendBuild::Auto,
             no_cache: false,
             base_image: None,
-            install: false,
         }
     }
 }
 
-/// The three images of the stack, in build order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Service {
-    Database,
-    BackendApi,
-    WebFrontend,
-}
-
-impl Service {
-    pub const ALL: [Service; 3] = [Service::Database, Service::BackendApi, Service::WebFrontend];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Service::Database => "database",
-            Service::BackendApi => "backend-api",
-            Service::WebFrontend => "web-frontend",
-        }
-    }
-}
-
-impl fmt::Display for Service {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-pub fn run(project: &Project, args: &ImagesArgs) -> Result<Manifest> {
+/// Builds the images with `runtime` (its engine answering, version `engine`), tags
+/// them and writes the manifest, which it returns.
+pub fn build(
+    project: &Project,
+    config: &Config,
+    runtime: &Runtime,
+    engine: &str,
+    options: &BuildOptions,
+) -> Result<Manifest> {
     let started = Instant::now();
-    let config = Config::load(&project.config_file)?;
-    let (runtime, engine_version) = match args.runtime {
-        Some(kind) if !args.install => {
-            let runtime = Runtime::detect_local(Some(kind))?;
-            let version = runtime.ensure_engine()?;
-            (runtime, version)
-        }
-        _ => bootstrap::ensure_local_engine(args.install)?,
-    };
-    let build = BuildInfo::resolve(project, args.version.as_deref())?;
-    crate::log::say(format!(
-        "Building Cultivate images {} with {} (engine {engine_version})",
+    let build = BuildInfo::resolve(project, options.version.as_deref())?;
+    crate::support::log::say(format!(
+        "Building Cultivate images {} with {} (engine {engine})",
         build.version, runtime.kind
     ));
 
-    let requested_base = args.base_image.clone().unwrap_or_else(|| config.images.base.clone());
-    let base = base::ensure(project, &runtime, &requested_base)?;
+    let requested_base = options.base_image.clone().unwrap_or_else(|| config.images.base.clone());
+    let base = base::ensure(project, runtime, &requested_base)?;
 
     let services: Vec<Service> =
-        Service::ALL.into_iter().filter(|service| args.only.is_empty() || args.only.contains(service)).collect();
+        Service::ALL.into_iter().filter(|service| options.only.is_empty() || options.only.contains(service)).collect();
     let mut records = Vec::new();
     for service in services {
-        let record = build_service(project, &runtime, &config, args, &build, &base, service)?;
+        let record = build_service(project, runtime, config, options, &build, &base, service)?;
         records.push(record);
     }
 
@@ -127,8 +84,8 @@ pub fn run(project: &Project, args: &ImagesArgs) -> Result<Manifest> {
     let previous = if versioned.exists() { versioned } else { latest_manifest_path(project) };
     let manifest = manifest.merged_with_previous(&previous);
     let written = manifest.write(project)?;
-    crate::log::say(format!("\n{}", manifest.summary_table()));
-    crate::log::say(format!("Total {:.1}s; manifest {}", started.elapsed().as_secs_f64(), written.display()));
+    crate::support::log::say(format!("\n{}", manifest.summary_table()));
+    crate::support::log::say(format!("Total {:.1}s; manifest {}", started.elapsed().as_secs_f64(), written.display()));
     Ok(manifest)
 }
 
@@ -173,22 +130,16 @@ pub fn validate_tag(version: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
-}
-
 fn build_service(
     project: &Project,
     runtime: &Runtime,
     config: &Config,
-    args: &ImagesArgs,
+    options: &BuildOptions,
     build: &BuildInfo,
     base: &BaseImage,
     service: Service,
 ) -> Result<ImageRecord> {
-    let image = image_name(config, service);
+    let image = service.image(config).to_string();
     let reference = format!("{image}:{}", build.version);
     // What the tags pointed at before: the same id afterwards means every layer came
     // from the cache and nothing changed.
@@ -197,8 +148,8 @@ fn build_service(
         None => runtime.inspect_image(&format!("{image}:latest"))?.map(|details| details.id),
     };
     let log = logs_dir(project).join(format!("{service}.log"));
-    let (spec, backend_path) = build_spec(project, runtime, config, args.backend_build, build, base, service)?;
-    let spec = BuildSpec { no_cache: args.no_cache, ..spec };
+    let (spec, backend_path) = build_spec(project, runtime, config, options.backend_build, build, base, service)?;
+    let spec = BuildSpec { no_cache: options.no_cache, ..spec };
 
     let step = Step::start(format!("{service}: building {reference}"));
     let cmd = runtime.build_cmd(&spec);
@@ -239,7 +190,7 @@ fn build_spec(
     base: &BaseImage,
     service: Service,
 ) -> Result<(BuildSpec, Option<BackendPath>)> {
-    let image = image_name(config, service);
+    let image = service.image(config).to_string();
     let reference = format!("{image}:{}", build.version);
     let mut build_args = vec![("BASE_IMAGE".to_string(), base.reference.clone())];
     let (dockerfile, context, backend_path) = match service {
@@ -270,14 +221,6 @@ fn build_spec(
         no_cache: false,
     };
     Ok((spec, backend_path))
-}
-
-fn image_name(config: &Config, service: Service) -> String {
-    match service {
-        Service::Database => config.images.database.clone(),
-        Service::BackendApi => config.images.backend.clone(),
-        Service::WebFrontend => config.images.frontend.clone(),
-    }
 }
 
 /// For `deploy --build-mode remote`: the base image (made available on this machine,

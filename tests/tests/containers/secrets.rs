@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use cultivate_tests::{manifest, project, require_engine};
 use memchr::memmem::Finder;
-use xtask::images::{ImagesArgs, Service};
+use xtask::images::Service;
+use xtask::tasks::images::ImagesArgs;
 
 /// A file planted for the test, removed again when the test ends.
 struct Planted {
@@ -51,7 +52,7 @@ fn property_27_no_secret_from_env_or_secrets_files_in_any_layer() {
     require_engine();
     let manifest = manifest();
     let project = project();
-    let run = format!("{}-{}", std::process::id(), xtask::images::now_rfc3339().replace([':', '-', '+'], ""));
+    let run = format!("{}-{}", std::process::id(), xtask::support::log::now_rfc3339().replace([':', '-', '+'], ""));
 
     let mut needles = Vec::new();
     let mut planted = Vec::new();
@@ -74,7 +75,7 @@ fn property_27_no_secret_from_env_or_secrets_files_in_any_layer() {
 
     // Rebuild under the same version so the tags under test stay where they are.
     let args = ImagesArgs { version: Some(manifest.version.clone()), ..ImagesArgs::default() };
-    let rebuilt = xtask::images::run(&project, &args).expect("rebuilding the images with secrets planted");
+    let rebuilt = xtask::tasks::images::run(&project, &args).expect("rebuilding the images with secrets planted");
     drop(planted);
     // Files outside every build context change no layer: each image comes back from the
     // cache identical to the one under test (this is also `images` reusing its cache).

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use proptest::prelude::*;
 
 use super::*;
-use crate::project::Project;
+use crate::support::project::Project;
 
 /// A directory of its own under the system's temporary directory, removed on drop.
 struct Scratch(PathBuf);

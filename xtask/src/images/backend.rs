@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use super::base::BaseImage;
 use super::progress::Step;
-use crate::command::{Cmd, TimedOutput};
 use crate::config::Config;
-use crate::project::Project;
-use crate::runtime::Runtime;
+use crate::host::runtime::Runtime;
+use crate::support::command::{Cmd, TimedOutput};
+use crate::support::project::Project;
 
 /// What the user asked for (`--backend-build`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -77,7 +77,7 @@ pub fn choose_path(
         BackendBuild::Auto => match builder_available() {
             Ok(()) => Ok(BackendPath::MultiStage),
             Err(why) if host_is_linux => {
-                crate::log::say(format!(
+                crate::support::log::say(format!(
                     "  builder image unavailable ({why}); compiling backend-api on this machine instead"
                 ));
                 Ok(BackendPath::HostBinary)
@@ -100,7 +100,7 @@ pub fn prepare(
 ) -> Result<BackendPath> {
     let builder = &config.images.builder;
     let path = choose_path(requested, cfg!(target_os = "linux"), || builder_available(runtime, builder))?;
-    crate::log::say(format!("  backend-api: {path}"));
+    crate::support::log::say(format!("  backend-api: {path}"));
     if path == BackendPath::HostBinary {
         let step = Step::start("backend-api: cargo build --release".to_string());
         let log = project.state_dir().join("logs").join("images").join("backend-api-cargo.log");
@@ -157,7 +157,7 @@ fn check_glibc(project: &Project, runtime: &Runtime, base: &BaseImage) -> Result
             available.1
         );
     }
-    crate::log::say(format!(
+    crate::support::log::say(format!(
         "  glibc: binary needs {}.{}, base image {} has {}.{}",
         needed.0, needed.1, base.reference, available.0, available.1
     ));

@@ -10,9 +10,9 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::progress::Step;
-use crate::command::{Cmd, TimedOutput};
-use crate::project::Project;
-use crate::runtime::Runtime;
+use crate::host::runtime::Runtime;
+use crate::support::command::{Cmd, TimedOutput};
+use crate::support::project::Project;
 
 /// How long a pull may take before we give up on the registry.
 const PULL_LIMIT: Duration = Duration::from_secs(600);
@@ -71,7 +71,7 @@ pub fn ensure(project: &Project, runtime: &Runtime, requested: &str) -> Result<B
         return Ok(found(&stand_in, BaseOrigin::BootstrapCached));
     }
     drop(step);
-    crate::log::say(format!(
+    crate::support::log::say(format!(
         "  {requested} cannot be pulled ({pull_failure}); building {stand_in} from the Debian mirror"
     ));
     bootstrap(project, runtime, &suite, &stand_in)?;
@@ -130,7 +130,7 @@ fn bootstrap(project: &Project, runtime: &Runtime, suite: &str, stand_in: &str) 
             "the base image must be built offline, but debootstrap is missing: install it with `sudo apt-get install debootstrap`"
         );
     }
-    if !crate::bootstrap::is_root()? {
+    if !crate::host::install::is_root()? {
         bail!(
             "building the base image offline runs debootstrap, which needs root: run `cargo xtask images` as root once (later runs reuse {stand_in})"
         );

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::Service;
 use super::backend::BackendPath;
 use super::base::BaseImage;
-use super::{Service, now_rfc3339};
-use crate::project::{Project, host_name};
-use crate::runtime::RuntimeKind;
+use crate::host::runtime::RuntimeKind;
+use crate::support::log::now_rfc3339;
+use crate::support::project::{Project, host_name};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {

@@ -20,7 +20,7 @@ impl Step {
         bar.set_message(label.clone());
         bar.enable_steady_tick(Duration::from_millis(120));
         if bar.is_hidden() {
-            crate::log::say(format!("… {label}"));
+            crate::support::log::say(format!("… {label}"));
         }
         Step { bar, label, started: Instant::now() }
     }
@@ -31,7 +31,7 @@ impl Step {
 
     pub fn finish(self, outcome: &str) {
         self.bar.finish_and_clear();
-        crate::log::say(format!("✓ {}: {outcome} ({:.1}s)", self.label, self.elapsed_seconds()));
+        crate::support::log::say(format!("✓ {}: {outcome} ({:.1}s)", self.label, self.elapsed_seconds()));
     }
 }
 

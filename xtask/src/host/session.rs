@@ -1,0 +1,262 @@
+//! A session with one target: the transport to it (SSH, or this machine with
+//! `--local`), what the target is (OS, user, container runtime, compose command), its
+//! deployment paths, and the one place remote commands run for the host tasks, so each
+//! is logged (Property 35) and `--dry-run` can print instead of change.
+
+use std::io::Read;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::config::Config;
+use crate::host::probe::ComposeCommand;
+use crate::host::runtime::RuntimeKind;
+use crate::host::transport::Transport;
+use crate::model::paths::DeploymentPaths;
+use crate::model::platform::TargetOs;
+use crate::support::command::Cmd;
+use crate::support::log::Log;
+
+/// `--host NAME` or `--local`, shared by every task that works on a target.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HostArgs {
+    /// A name from [hosts] in deploy/deploy.toml, or [user@]host[:port].
+    #[arg(long, required_unless_present = "local", conflicts_with = "local")]
+    pub host: Option<String>,
+    /// Work on this machine's engine, without SSH.
+    #[arg(long)]
+    pub local: bool,
+}
+
+impl HostArgs {
+    /// The name the target goes by in logs and the history.
+    pub fn name(&self) -> &str {
+        self.host.as_deref().unwrap_or("local")
+    }
+}
+
+/// `--dry-run`, `--verbose` and `--yes`, shared by the tasks that change a target.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChangeArgs {
+    /// Print every command that would change the host, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Log every command with its output.
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Answer yes to confirmations (deploying uncommitted changes to a remote host,
+    /// rolling back).
+    #[arg(long, short)]
+    pub yes: bool,
+}
+
+/// Whether a command only reads (run even by `--dry-run`) or changes the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    Read,
+    Change,
+}
+
+pub struct Session<'a> {
+    /// The target's name as given (`--host`), or `local`.
+    pub name: String,
+    pub transport: Transport,
+    pub log: &'a Log,
+    pub dry_run: bool,
+    pub os: TargetOs,
+    /// The login user on the target.
+    pub user: String,
+    pub uid: String,
+    pub paths: DeploymentPaths,
+    /// Docker, or Finch on macOS: the runtime the target runs the stack with.
+    pub runtime: RuntimeKind,
+    pub compose: ComposeCommand,
+    /// Bytes free at the deployment path (or its nearest existing parent).
+    pub free_disk_bytes: Option<u64>,
+}
+
+impl<'a> Session<'a> {
+    /// Connects (connectivity first, Property 16), detects the target and checks its
+    /// runtime; with `install`, installs what is missing first (as `doctor --install`).
+    pub fn open(config: &Config, host: &HostArgs, install: bool, dry_run: bool, log: &'a Log) -> Result<Session<'a>> {
+        let name = host.name().to_string();
+        let transport = match &host.host {
+            Some(host) => crate::host::report::connect(config, host)?,
+            None => Transport::Local,
+        };
+        log.info(format!("connected to {transport}"));
+        let report = crate::host::report::machine_report(
+            config,
+            &transport,
+            transport.to_string(),
+            host.host.as_deref().and_then(|h| config.hosts.get(h)),
+            install && !dry_run,
+        )?;
+        for action in &report.actions {
+            log.info(format!("installed on {transport}: {action}"));
+        }
+        if !report.missing.is_empty() {
+            let fix = if install { "" } else { "\n(pass --install to install what is missing)" };
+            bail!("{transport} is not ready for a deploy:\n  - {}{fix}", report.missing.join("\n  - "));
+        }
+        let os = report.os.as_ref().map(|os| os.os).context("the target's OS is unknown")?;
+        let runtime_report = report.runtime.as_ref().context("the target's runtime is unknown")?;
+        let compose = runtime_report.compose.clone().context("the target has no compose command")?;
+        let paths = report.paths.clone().context("the target's deployment paths are unknown")?;
+        let session = Session {
+            name,
+            runtime: if os == TargetOs::Macos { RuntimeKind::Finch } else { RuntimeKind::Docker },
+            transport,
+            log,
+            dry_run,
+            os,
+            user: report.user.clone(),
+            uid: report.uid.clone(),
+            paths,
+            compose,
+            free_disk_bytes: report.free_disk_bytes,
+        };
+        log.info(format!(
+            "{}: {} as {}, {}, deployment path {}",
+            session.name,
+            report.os.as_ref().map(|os| os.to_string()).unwrap_or_default(),
+            session.user,
+            session.compose,
+            session.paths.base
+        ));
+        Ok(session)
+    }
+
+    /// Runs `cmd` on the target and returns its stdout; a `Change` under `--dry-run`
+    /// is printed and not run (its output is empty).
+    pub fn run(&self, effect: Effect, cmd: &Cmd) -> Result<String> {
+        if self.skips(effect, cmd) {
+            return Ok(String::new());
+        }
+        self.log.debug(format!("$ {cmd}"));
+        let result = self.transport.output(cmd);
+        match &result {
+            Ok(out) if !out.is_empty() => self.log.debug(abbreviate(out)),
+            Err(err) => self.log.debug(format!("failed: {err:#}")),
+            _ => {}
+        }
+        result
+    }
+
+    /// Runs `cmd`, whatever its exit status, returning (success, stdout, stderr).
+    pub fn try_run(&self, effect: Effect, cmd: &Cmd) -> Result<(bool, String, String)> {
+        if self.skips(effect, cmd) {
+            return Ok((true, String::new(), String::new()));
+        }
+        self.log.debug(format!("$ {cmd}"));
+        let output = self.transport.capture(cmd)?;
+        let stdout = String::from_utf8_lossy(&output.stdout).trim_end().to_string();
+        let stderr = String::from_utf8_lossy(&output.stderr).trim_end().to_string();
+        self.log.debug(format!("exit {}: {}{}", output.status, abbreviate(&stdout), abbreviate(&stderr)));
+        self.transport.check_reached(&output)?;
+        Ok((output.status.success(), stdout, stderr))
+    }
+
+    /// Writes `bytes` to `path` on the target with `mode` (atomically).
+    pub fn upload(&self, bytes: &[u8], path: &str, mode: u32) -> Result<()> {
+        let cmd = crate::host::transport::upload_cmd(path, mode);
+        if self.skips(Effect::Change, &cmd) {
+            return Ok(());
+        }
+        self.log.debug(format!("$ {cmd} < ({} bytes)", bytes.len()));
+        self.transport.upload(bytes, path, mode)
+    }
+
+    /// Runs `cmd` with `input` streamed to its stdin, its stdout streamed to `output`.
+    pub fn stream(
+        &self,
+        cmd: &Cmd,
+        input: Option<&mut (dyn Read + Send)>,
+        output: &mut dyn std::io::Write,
+    ) -> Result<u64> {
+        if self.skips(Effect::Change, cmd) {
+            return Ok(0);
+        }
+        self.log.debug(format!("$ {cmd}"));
+        self.transport.stream(cmd, input, output)
+    }
+
+    fn skips(&self, effect: Effect, cmd: &Cmd) -> bool {
+        if self.dry_run && effect == Effect::Change {
+            println!("[{}] would run: {}", self.name, self.transport.carrier(cmd));
+            return true;
+        }
+        if self.dry_run {
+            println!("[{}] reads:     {}", self.name, self.transport.carrier(cmd));
+        }
+        false
+    }
+
+    /// The runtime's program with `args`, e.g. `docker image inspect …`.
+    pub fn runtime_cmd<I, S>(&self, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Cmd::new(self.runtime.program()).args(args)
+    }
+
+    /// Whether commands run as root on the target.
+    pub fn is_root(&self) -> bool {
+        self.uid == "0"
+    }
+
+    pub fn close(&self) {
+        self.transport.close();
+    }
+}
+
+/// Long outputs in the log keep their start and end.
+fn abbreviate(text: &str) -> String {
+    const LIMIT: usize = 4000;
+    if text.len() <= LIMIT {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(LIMIT / 2).collect();
+    let tail: String = text.chars().rev().take(LIMIT / 2).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("{head}\n… ({} bytes left out) …\n{tail}", text.len() - LIMIT)
+}
+
+/// Polls `check` with exponential backoff (from `first`, doubling up to `most`) until
+/// it returns `Some`, or `limit` passes (then `None`).
+pub fn with_backoff<T>(
+    limit: Duration,
+    first: Duration,
+    most: Duration,
+    mut check: impl FnMut() -> Result<Option<T>>,
+) -> Result<Option<T>> {
+    let deadline = std::time::Instant::now() + limit;
+    let mut wait = first;
+    loop {
+        if let Some(value) = check()? {
+            return Ok(Some(value));
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(wait.min(deadline - now));
+        wait = (wait * 2).min(most);
+    }
+}
+
+/// Asks `question` on the terminal; without one, refuses and names `--yes`.
+pub fn confirm(question: &str) -> Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        bail!("{question} Pass --yes to confirm (there is no terminal to ask on).");
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        bail!("stopped: not confirmed");
+    }
+    Ok(())
+}

@@ -1,0 +1,246 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::config::Config;
+use crate::model::paths::{DeploymentPaths, visible_to_finch};
+
+#[test]
+fn env_values_are_quoted_only_when_needed() {
+    assert_eq!(quote_env_value("/opt/cultivate"), "/opt/cultivate");
+    assert_eq!(quote_env_value("/opt/my app"), "'/opt/my app'");
+    assert_eq!(quote_env_value("/opt/it's"), "\"/opt/it's\"");
+    assert_eq!(quote_env_value("a\"b'c$d"), "\"a\\\"b'c\\$d\"");
+    assert_eq!(quote_env_value(""), "''");
+}
+
+#[test]
+fn referenced_variables_are_found_once() {
+    let yaml = "a: ${HTTP_PORT}:80\nb: ${DEPLOYMENT_PATH}/x ${HTTP_PORT}\nc: $$literal ${X:-1}";
+    assert_eq!(referenced_variables(yaml), ["HTTP_PORT", "DEPLOYMENT_PATH", "X"]);
+}
+
+#[test]
+fn cpus_are_written_as_decimal_strings() {
+    assert_eq!(format_cpus(1.0), "1.0");
+    assert_eq!(format_cpus(0.25), "0.25");
+    assert_eq!(format_cpus(2.0), "2.0");
+}
+
+fn config(text: &str) -> Config {
+    Config::parse(text, "test", &|_| None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+const DEFAULT: &str = "[app]\nname = \"cultivate\"\n";
+const HTTPS: &str = "[app]\nname = \"cultivate\"\n[http]\nhttps = true\ncert_path = \"/etc/cultivate/certs\"\n";
+
+fn rendered(text: &str, os: TargetOs, user: &str, secrets: &[String]) -> Rendered {
+    let config = config(text);
+    let paths = DeploymentPaths::resolve(os, user, &config, None).unwrap();
+    render(RenderInput { config: &config, paths: &paths, version: "0ca9c96", secrets })
+}
+
+/// `${NAME}` replaced by the env file's value, as compose does.
+fn interpolate(yaml: &str, env: &EnvFile) -> String {
+    let mut text = yaml.to_string();
+    for (key, value) in &env.vars {
+        text = text.replace(&format!("${{{key}}}"), value);
+    }
+    text
+}
+
+#[test]
+fn snapshot_linux_http() {
+    let rendered = rendered(DEFAULT, TargetOs::Linux, "root", &[]);
+    insta::assert_snapshot!("linux_http_compose", rendered.compose_yaml());
+    insta::assert_snapshot!("linux_http_env", rendered.env.render());
+}
+
+#[test]
+fn snapshot_linux_https_with_secrets() {
+    let rendered = rendered(HTTPS, TargetOs::Linux, "deploy", &["api_token".to_string()]);
+    insta::assert_snapshot!("linux_https_compose", rendered.compose_yaml());
+    insta::assert_snapshot!("linux_https_env", rendered.env.render());
+}
+
+#[test]
+fn snapshot_macos_http() {
+    let rendered = rendered(DEFAULT, TargetOs::Macos, "ada", &[]);
+    insta::assert_snapshot!("macos_http_compose", rendered.compose_yaml());
+    insta::assert_snapshot!("macos_http_env", rendered.env.render());
+}
+
+#[test]
+fn no_version_key_and_no_latest_tag() {
+    for os in [TargetOs::Linux, TargetOs::Macos] {
+        let yaml = rendered(HTTPS, os, "ada", &[]).compose_yaml();
+        assert!(!yaml.lines().any(|l| l.starts_with("version:") || l.starts_with("name:")), "{yaml}");
+        assert!(!yaml.contains(":latest"), "{yaml}");
+    }
+}
+
+/// A configuration in the ranges the file allows, as TOML.
+fn any_config() -> impl Strategy<Value = (String, bool)> {
+    (
+        1u16..=65535,
+        1u16..=65535,
+        any::<bool>(),
+        "[a-z_][a-z0-9_]{0,10}",
+        "[a-z_][a-z0-9_]{0,10}",
+        1u16..=65535,
+        proptest::option::of("[a-zA-Z0-9 '._-]{1,20}"),
+    )
+        .prop_filter("HTTP and HTTPS ports differ when HTTPS is on", |(http, https_port, https, ..)| {
+            !*https || http != https_port
+        })
+        .prop_filter("names PostgreSQL reserves are refused", |(_, _, _, user, name, ..)| {
+            let usable = |n: &str| {
+                !n.starts_with("pg_")
+                    && !crate::config::SQL_RESERVED_WORDS.contains(&n)
+                    && !crate::config::RESERVED_ROLES.contains(&n)
+                    && !crate::config::RESERVED_DATABASES.contains(&n)
+            };
+            usable(user) && usable(name)
+        })
+        .prop_filter("certificate paths without `..`", |(.., cert_dir)| {
+            cert_dir.as_deref().is_none_or(|dir| !dir.split('/').any(|part| part == ".."))
+        })
+        .prop_map(|(http, https_port, https, user, name, backend, cert_dir)| {
+            let cert = match (&cert_dir, https) {
+                (Some(dir), true) => format!("cert_path = {:?}\n", format!("/etc/{dir}")),
+                (None, true) => "cert_path = \"/etc/certs\"\n".to_string(),
+                _ => String::new(),
+            };
+            let text = format!(
+                "[app]\nname = \"cultivate\"\n[http]\nport = {http}\nhttps_port = {https_port}\nhttps = {https}\n{cert}\
+                 [database]\nuser = {user:?}\nname = {name:?}\n[backend]\nport = {backend}\n"
+            );
+            (text, https)
+        })
+}
+
+/// A deployment path: under the user's home on macOS (sometimes via `~`), anywhere on Linux.
+fn any_deployment_path(os: TargetOs) -> impl Strategy<Value = String> {
+    let tail = "[a-zA-Z0-9][a-zA-Z0-9 ._-]{0,11}(/[a-zA-Z0-9][a-zA-Z0-9 ._-]{0,11}){0,2}";
+    match os {
+        TargetOs::Linux => tail.prop_map(|t| format!("/srv/{t}")).boxed(),
+        TargetOs::Macos => (tail, any::<bool>())
+            .prop_map(|(t, tilde)| if tilde { format!("~/{t}") } else { format!("/Users/ada/{t}") })
+            .boxed(),
+    }
+}
+
+fn any_target() -> impl Strategy<Value = (TargetOs, (String, bool), Option<String>, Vec<String>)> {
+    prop_oneof![Just(TargetOs::Linux), Just(TargetOs::Macos)].prop_flat_map(|os| {
+        (
+            Just(os),
+            any_config(),
+            proptest::option::of(any_deployment_path(os)),
+            proptest::collection::vec("[a-z_]{1,10}", 0..3),
+        )
+    })
+}
+
+fn with_deployment(text: &str, path: &Option<String>) -> String {
+    match path {
+        Some(path) => format!("{text}[paths]\ndeployment = {path:?}\n"),
+        None => text.to_string(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
+
+    // Property 6: socket volume exclusivity — only the backend and the database mount
+    // the socket volume, always as a named volume, never a host path.
+    #[test]
+    fn property_6_only_backend_and_database_mount_the_socket((os, (text, _), path, secrets) in any_target()) {
+        let rendered = rendered(&with_deployment(&text, &path), os, "ada", &secrets);
+        for (name, service) in rendered.compose.services.iter() {
+            let socket_mounts: Vec<&Mount> = service.volumes.iter().filter(|m| m.target == SOCKET_DIR || m.source == SOCKET_VOLUME).collect();
+            if name == "frontend" {
+                prop_assert!(socket_mounts.is_empty(), "frontend mounts the socket: {:?}", socket_mounts);
+            } else {
+                prop_assert_eq!(socket_mounts.len(), 1, "{} socket mounts: {:?}", name, socket_mounts);
+                prop_assert_eq!(socket_mounts[0].kind, MountKind::Volume);
+                prop_assert_eq!(&socket_mounts[0].source, SOCKET_VOLUME);
+            }
+        }
+        prop_assert!(rendered.compose.volumes.contains_key(SOCKET_VOLUME));
+    }
+
+    // Property 12: environment variable interpolation — every ${VAR} the compose file
+    // references is defined by the env file rendered beside it, with a value.
+    #[test]
+    fn property_12_every_referenced_variable_is_defined((os, (text, _), path, secrets) in any_target()) {
+        let rendered = rendered(&with_deployment(&text, &path), os, "ada", &secrets);
+        let yaml = rendered.compose_yaml();
+        let referenced = referenced_variables(&yaml);
+        prop_assert!(!referenced.is_empty());
+        for name in &referenced {
+            let value = rendered.env.get(name);
+            prop_assert!(value.is_some_and(|v| !v.is_empty()), "${{{}}} is not defined: {:?}", name, rendered.env);
+        }
+        let leftover = interpolate(&yaml, &rendered.env).contains("${");
+        prop_assert!(!leftover, "uninterpolated variables remain");
+    }
+
+    // Only the frontend publishes ports; the database and the API are reachable only
+    // inside the stack, on the internal network.
+    #[test]
+    fn only_the_frontend_publishes_ports((os, (text, https), path, secrets) in any_target()) {
+        let rendered = rendered(&with_deployment(&text, &path), os, "ada", &secrets);
+        let services = &rendered.compose.services;
+        prop_assert!(services.database.ports.is_empty() && services.backend.ports.is_empty());
+        prop_assert_eq!(services.frontend.ports.len(), if https { 2 } else { 1 });
+        prop_assert_eq!(&services.database.networks, &vec![INTERNAL_NETWORK.to_string()]);
+        prop_assert_eq!(&services.backend.networks, &vec![INTERNAL_NETWORK.to_string()]);
+        prop_assert!(rendered.compose.networks[INTERNAL_NETWORK].internal);
+        let cert_mounts = services.frontend.volumes.iter().filter(|m| m.target == CERT_DIR).count();
+        prop_assert_eq!(cert_mounts, usize::from(https), "certificate mount only with HTTPS");
+        prop_assert!(services.frontend.volumes.iter().all(|m| m.read_only));
+    }
+
+    // macOS (Finch): every host path lies in a directory the VM mounts; the socket and
+    // data volumes are named volumes; no healthcheck or health condition nerdctl lacks.
+    #[test]
+    fn macos_paths_stay_inside_finchs_vm(((text, _), path) in (any_config(), proptest::option::of(any_deployment_path(TargetOs::Macos)))) {
+        let rendered = rendered(&with_deployment(&text, &path), TargetOs::Macos, "ada", &[]);
+        for (key, value) in &rendered.env.vars {
+            if key.ends_with("_PATH") && key != "CERT_PATH" {
+                prop_assert!(visible_to_finch(value, false), "{}={} is outside Finch's VM", key, value);
+            }
+        }
+        let yaml = interpolate(&rendered.compose_yaml(), &rendered.env);
+        let compose: serde_norway::Value = serde_norway::from_str(&yaml).unwrap();
+        for (_, service) in rendered.compose.services.iter() {
+            prop_assert!(service.healthcheck.is_none());
+            prop_assert!(matches!(service.depends_on, DependsOn::Order(_)));
+        }
+        let data = rendered.compose.services.database.volumes.iter().find(|m| m.target == DATA_DIR).unwrap();
+        prop_assert_eq!(data.kind, MountKind::Volume);
+        prop_assert!(rendered.compose.volumes.contains_key(DATA_VOLUME));
+        prop_assert!(compose["services"]["database"]["volumes"].as_sequence().unwrap().iter().all(|m| m["type"] == "volume"));
+    }
+
+    // Linux: the data volume is a host path under the deployment path.
+    #[test]
+    fn linux_data_volume_lives_under_the_deployment_path(((text, _), path) in (any_config(), proptest::option::of(any_deployment_path(TargetOs::Linux)))) {
+        let rendered = rendered(&with_deployment(&text, &path), TargetOs::Linux, "root", &[]);
+        let data = rendered.compose.services.database.volumes.iter().find(|m| m.target == DATA_DIR).unwrap();
+        prop_assert_eq!(data.kind, MountKind::Bind);
+        let deployment = rendered.env.get("DEPLOYMENT_PATH").unwrap();
+        prop_assert_eq!(deployment, path.as_deref().unwrap_or("/opt/cultivate"));
+        let source = interpolate(&data.source, &rendered.env);
+        prop_assert_eq!(source, format!("{deployment}/volumes/{DATA_VOLUME}"));
+        prop_assert!(!rendered.compose.volumes.contains_key(DATA_VOLUME));
+    }
+
+    // macOS: a deployment path outside the VM's mounts is refused, with the solutions.
+    #[test]
+    fn macos_paths_outside_the_vm_are_refused(top in prop_oneof![Just("opt"), Just("srv"), Just("var/lib"), Just("Volumes"), Just("usr/local")], tail in "[a-z]{1,10}") {
+        let config = config(&format!("{DEFAULT}[paths]\ndeployment = \"/{top}/{tail}\"\n"));
+        let error = DeploymentPaths::resolve(TargetOs::Macos, "ada", &config, None).unwrap_err().to_string();
+        prop_assert!(error.contains(&format!("Cannot access path '/{top}/{tail}' on macOS target")), "{}", error);
+        prop_assert!(error.contains("Solutions:") && error.contains("ln -s") && error.contains("finch.yaml"), "{}", error);
+    }
+}

@@ -1,0 +1,135 @@
+//! Making a release the one that serves: start it and wait for health, point
+//! `current` at it and record it; when it does not get healthy, fall back to the
+//! release before it. One `restore` serves deploy's automatic rollback and the
+//! rollback task.
+
+use anyhow::{Result, bail};
+
+use crate::config::Config;
+use crate::host::session::{Effect, Session};
+use crate::model::platform::TargetOs;
+use crate::release::rollout::{self, StartFailure};
+use crate::release::stack::Stack;
+use crate::release::state::{self as release, DeploymentState, History, Layout, ReleaseStatus};
+
+/// Starts `state` (written, not yet started) and makes it current when healthy.
+/// Otherwise its failure is recorded and the previous release in `history` restored
+/// (checked complete first, so nothing is stopped for a target that cannot start); a
+/// first deploy's stack is stopped. Either way the data volume is never touched.
+/// Returns the history as written on success.
+pub fn go_live(
+    session: &Session,
+    config: &Config,
+    stack: &Stack,
+    layout: &Layout,
+    state: DeploymentState,
+    history: &History,
+) -> Result<History> {
+    let version = state.version.clone();
+    // The release to fall back to: the last one that ran with another version (a
+    // redeploy of the current version falls back past itself).
+    let previous = history.deployments.iter().rev().find(|d| d.status.ran() && d.version != version).cloned();
+    let redeploy_of_current = history.current().is_some_and(|c| c.version == version);
+    let release_dir = layout.release_dir(&version);
+    let failure = match rollout::start_and_wait(session, stack, config, &release_dir)? {
+        Ok(health) => {
+            session.run(Effect::Change, &release::point_current_cmd(layout, &version))?;
+            let entry = DeploymentState {
+                status: ReleaseStatus::Active,
+                health_checks: health,
+                timestamp: crate::support::log::now_rfc3339(),
+                ..state
+            };
+            return rollout::record(session, layout, &entry);
+        }
+        Err(failure) => failure,
+    };
+    rollout::report_failure(session, &release_dir, &failure);
+    let failed =
+        DeploymentState { status: ReleaseStatus::Failed, timestamp: crate::support::log::now_rfc3339(), ..state };
+    rollout::record(session, layout, &failed)?;
+    match previous {
+        Some(previous) => {
+            // Nothing is stopped for a target that cannot start: a pruned directory or
+            // a removed image would leave the host with neither release.
+            if let Err(err) = rollout::check_restorable(session, layout, &previous) {
+                bail!(
+                    "{}; the automatic rollback did not start: {err:#}. {version}'s containers are left as they are \
+                     for inspection (`cargo xtask logs`). The data volume is untouched.",
+                    failure.reason
+                );
+            }
+            session.log.warn(format!("rolling back to {}", previous.version));
+            match restore(session, config, stack, layout, &previous, Some(version))? {
+                Ok(_) => {
+                    bail!("{}; the previous release {} was restored and is healthy", failure.reason, previous.version)
+                }
+                Err(second) => bail!(
+                    "{}; restoring the previous release {} failed too: {}. The data volume is untouched.",
+                    failure.reason,
+                    previous.version,
+                    second.reason
+                ),
+            }
+        }
+        None if redeploy_of_current => bail!(
+            "{}; {version} was redeployed over itself and there is no other release to go back to: its containers \
+             are left as they are for inspection (`cargo xtask logs`). The data volume is untouched.",
+            failure.reason
+        ),
+        None => {
+            session.log.warn("no previous release to restore: stopping the failed one (the data volume is kept)");
+            session.run(Effect::Change, &stack.down_cmd(&release_dir))?;
+            bail!(
+                "{}; this was the first deploy on {}, so its containers were stopped. The database's data is kept \
+                 ({}) for the next deploy.",
+                failure.reason,
+                session.name,
+                data_location(session)
+            )
+        }
+    }
+}
+
+/// Starts the release `target` (already on the host) and, once healthy, points
+/// `current` at it and records it as rolled back, replacing `replaced`. A failure to
+/// get healthy is reported (its logs saved in its directory) and returned.
+pub fn restore(
+    session: &Session,
+    config: &Config,
+    stack: &Stack,
+    layout: &Layout,
+    target: &DeploymentState,
+    replaced: Option<String>,
+) -> Result<std::result::Result<DeploymentState, StartFailure>> {
+    let dir = layout.release_dir(&target.version);
+    match rollout::start_and_wait(session, stack, config, &dir)? {
+        Ok(health) => {
+            session.run(Effect::Change, &release::point_current_cmd(layout, &target.version))?;
+            let entry = DeploymentState {
+                status: ReleaseStatus::RolledBack,
+                timestamp: crate::support::log::now_rfc3339(),
+                health_checks: health,
+                replaced,
+                ..target.clone()
+            };
+            rollout::record(session, layout, &entry)?;
+            Ok(Ok(entry))
+        }
+        Err(failure) => {
+            rollout::report_failure(session, &dir, &failure);
+            Ok(Err(failure))
+        }
+    }
+}
+
+/// Where the database's data lives on the target, for messages.
+pub fn data_location(session: &Session) -> String {
+    match session.os {
+        TargetOs::Linux => format!("{}/{}", session.paths.volumes, crate::model::compose::DATA_VOLUME),
+        TargetOs::Macos => format!("named volume {}", crate::model::compose::DATA_VOLUME),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,321 @@
+//! Every branch of a release going live, against a scripted host: no SSH, no engine,
+//! no container. The script keeps the host's files, which release the stack runs
+//! and which releases get healthy, and answers each command as the host would.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use super::*;
+use crate::host::probe::ComposeCommand;
+use crate::host::scripted::{Reply, Scripted};
+use crate::host::transport::Transport;
+use crate::model::paths::DeploymentPaths;
+use crate::model::platform::Version;
+use crate::support::command::Cmd;
+use crate::support::log::Log;
+
+const BASE: &str = "/opt/cultivate";
+
+/// What the scripted host holds and how it behaves.
+#[derive(Default)]
+struct FakeHost {
+    files: BTreeMap<String, Vec<u8>>,
+    /// The release directory the stack was last brought up from.
+    running: Option<String>,
+    /// Versions whose containers get healthy once up.
+    healthy: BTreeSet<String>,
+    /// Image references the host lacks.
+    missing_images: BTreeSet<String>,
+    /// `inspect` calls after which the connection drops (None: never).
+    inspects_before_drop: Option<usize>,
+}
+
+impl FakeHost {
+    fn answer(&mut self, cmd: &Cmd, input: &[u8]) -> Reply {
+        let arg = |i: usize| cmd.args.get(i).map(String::as_str).unwrap_or_default();
+        match (cmd.program.as_str(), arg(2)) {
+            ("sh", "upload") => {
+                self.files.insert(arg(3).to_string(), input.to_vec());
+                Reply::ok("")
+            }
+            ("sh", "read") => Reply::ok(String::from_utf8_lossy(self.files.get(arg(3)).map_or(&[][..], |f| f))),
+            ("sh", "check-release") => {
+                let missing: Vec<&str> =
+                    cmd.args[3..].iter().map(String::as_str).filter(|f| !self.files.contains_key(*f)).collect();
+                Reply::ok(missing.join("\n"))
+            }
+            ("sh", "inspect-stack") => {
+                if let Some(left) = self.inspects_before_drop.as_mut() {
+                    if *left == 0 {
+                        return Reply::connection_lost();
+                    }
+                    *left -= 1;
+                }
+                Reply::ok(self.inspect())
+            }
+            ("docker", _) if arg(0) == "image" && arg(1) == "inspect" => {
+                let reference = cmd.args.last().map(String::as_str).unwrap_or_default();
+                if self.missing_images.contains(reference) {
+                    Reply::fail(1, format!("Error: No such image: {reference}"))
+                } else {
+                    Reply::ok("sha256:0")
+                }
+            }
+            ("docker-compose", _) => {
+                let file = cmd.args.iter().skip_while(|a| *a != "--file").nth(1).cloned().unwrap_or_default();
+                let dir = file.trim_end_matches("/docker-compose.yml").to_string();
+                if cmd.args.iter().any(|a| a == "up") {
+                    self.running = Some(dir);
+                } else if cmd.args.iter().any(|a| a == "down") {
+                    self.running = None;
+                }
+                Reply::ok("")
+            }
+            _ => Reply::ok(""),
+        }
+    }
+
+    /// `inspect` of the three services of the running release.
+    fn inspect(&self) -> String {
+        let Some(dir) = &self.running else { return "[]".to_string() };
+        let version = dir.rsplit('/').next().unwrap_or_default();
+        let health = if self.healthy.contains(version) { "healthy" } else { "unhealthy" };
+        let containers: Vec<serde_json::Value> = crate::model::service::Service::ALL
+            .iter()
+            .map(|service| service.compose_name())
+            .map(|service| {
+                serde_json::json!({
+                    "Name": format!("/cultivate_{service}_1"),
+                    "RestartCount": 0,
+                    "Config": {"Image": format!("{service}:{version}"), "Labels": {
+                        "com.docker.compose.project": "cultivate", "com.docker.compose.service": service}},
+                    "State": {"Status": "running", "ExitCode": 0, "Health": {"Status": health, "Log": [
+                        {"Output": format!("{service} is {health}")}]}},
+                })
+            })
+            .collect();
+        serde_json::Value::Array(containers).to_string()
+    }
+
+    /// A release directory as a deploy leaves it.
+    fn with_release(mut self, version: &str) -> FakeHost {
+        for name in ["docker-compose.yml", ".env", "release.json"] {
+            self.files.insert(format!("{BASE}/releases/{version}/{name}"), b"x".to_vec());
+        }
+        self
+    }
+}
+
+/// A session on the scripted host, and the host's state to inspect afterwards.
+struct Fixture {
+    config: Config,
+    log: Log,
+    host: Arc<Mutex<FakeHost>>,
+    script: Scripted,
+}
+
+impl Fixture {
+    fn new(host: FakeHost) -> Fixture {
+        let config =
+            Config::parse("[app]\nname = \"cultivate\"\n[health]\ntimeout_seconds = 2\n", "deploy.toml", &|_| None)
+                .unwrap();
+        let host = Arc::new(Mutex::new(host));
+        let shared = Arc::clone(&host);
+        let script = Scripted::new(move |cmd, input| shared.lock().unwrap().answer(cmd, input));
+        Fixture { config, log: Log::new(false), host, script }
+    }
+
+    fn session(&self) -> Session<'_> {
+        Session {
+            name: "scripted".into(),
+            transport: Transport::Scripted(self.script.clone()),
+            log: &self.log,
+            dry_run: false,
+            os: TargetOs::Linux,
+            user: "root".into(),
+            uid: "0".into(),
+            paths: DeploymentPaths::resolve(TargetOs::Linux, "root", &self.config, None).unwrap(),
+            runtime: crate::host::runtime::RuntimeKind::Docker,
+            compose: ComposeCommand::DockerV1(Version::parse("1.29.2").unwrap()),
+            free_disk_bytes: None,
+        }
+    }
+
+    /// Puts `version` live with `history` on the host, as a deploy's last step does.
+    fn go_live(&self, version: &str, history: &History) -> Result<History> {
+        let session = self.session();
+        let layout = Layout::new(&session.paths);
+        let stack = crate::release::rollout::stack(&session, &self.config);
+        self.host.lock().unwrap().files.insert(layout.history(), history.to_json().into_bytes());
+        go_live(&session, &self.config, &stack, &layout, state(version, ReleaseStatus::Pending), history)
+    }
+
+    /// The history as the host holds it now.
+    fn history(&self) -> Vec<(String, ReleaseStatus)> {
+        let host = self.host.lock().unwrap();
+        let text = host.files.get(&format!("{BASE}/deployments.json")).cloned().unwrap_or_default();
+        let history = History::parse(&String::from_utf8_lossy(&text), "deployments.json").unwrap();
+        history.deployments.into_iter().map(|d| (d.version, d.status)).collect()
+    }
+
+    /// The releases the stack was brought up from, in order.
+    fn ups(&self) -> Vec<String> {
+        self.script
+            .calls()
+            .iter()
+            .filter(|c| c.cmd.program == "docker-compose" && c.cmd.args.iter().any(|a| a == "up"))
+            .filter_map(|c| c.cmd.args.iter().skip_while(|a| *a != "--file").nth(1).cloned())
+            .map(|file| file.trim_end_matches("/docker-compose.yml").rsplit('/').next().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    fn ran(&self, needle: &str) -> bool {
+        self.script.lines().iter().any(|line| line.contains(needle))
+    }
+}
+
+fn state(version: &str, status: ReleaseStatus) -> DeploymentState {
+    DeploymentState {
+        version: version.into(),
+        timestamp: "2026-12-03T00:00:00Z".into(),
+        target_host: "scripted".into(),
+        deployed_by: "test@here".into(),
+        images: vec![crate::model::image::Image {
+            service: "web-frontend".into(),
+            reference: format!("cultivate-web-frontend:{version}"),
+            id: "sha256:0".into(),
+            layers: Vec::new(),
+            size_bytes: 0,
+        }],
+        configuration_hash: String::new(),
+        status,
+        health_checks: Vec::new(),
+        replaced: None,
+    }
+}
+
+fn history_of(entries: &[(&str, ReleaseStatus)]) -> History {
+    History { deployments: entries.iter().map(|(v, s)| state(v, *s)).collect() }
+}
+
+#[test]
+fn a_healthy_release_becomes_current_and_is_recorded() {
+    let mut host = FakeHost::default().with_release("v1").with_release("v2");
+    host.healthy.insert("v2".into());
+    let fixture = Fixture::new(host);
+    let written = fixture.go_live("v2", &history_of(&[("v1", ReleaseStatus::Active)])).unwrap();
+    assert_eq!(written.current().map(|c| c.version.as_str()), Some("v2"));
+    assert_eq!(fixture.history(), [("v1".into(), ReleaseStatus::Active), ("v2".into(), ReleaseStatus::Active)]);
+    assert_eq!(fixture.ups(), ["v2"]);
+    assert!(fixture.ran("point-current"), "{:?}", fixture.script.lines());
+}
+
+#[test]
+fn an_unhealthy_release_is_recorded_failed_and_the_previous_one_restored() {
+    let mut host = FakeHost::default().with_release("v1").with_release("v2");
+    host.healthy.insert("v1".into());
+    let fixture = Fixture::new(host);
+    let err = fixture.go_live("v2", &history_of(&[("v1", ReleaseStatus::Active)])).unwrap_err().to_string();
+    assert!(err.contains("failed to start or became unhealthy"), "{err}");
+    assert!(err.contains("the previous release v1 was restored and is healthy"), "{err}");
+    assert_eq!(fixture.ups(), ["v2", "v1"]);
+    assert_eq!(
+        fixture.history(),
+        [
+            ("v1".into(), ReleaseStatus::Active),
+            ("v2".into(), ReleaseStatus::Failed),
+            ("v1".into(), ReleaseStatus::RolledBack)
+        ]
+    );
+    // The failing containers' logs are saved beside the failed release (Property 33).
+    let host = fixture.host.lock().unwrap();
+    assert!(
+        host.files.keys().any(|f| f.starts_with(&format!("{BASE}/releases/v2/failure-"))),
+        "{:?}",
+        host.files.keys()
+    );
+}
+
+#[test]
+fn a_restore_that_fails_too_says_so_and_keeps_the_data() {
+    let fixture = Fixture::new(FakeHost::default().with_release("v1").with_release("v2"));
+    let err = fixture.go_live("v2", &history_of(&[("v1", ReleaseStatus::Active)])).unwrap_err().to_string();
+    assert!(err.contains("restoring the previous release v1 failed too"), "{err}");
+    assert!(err.contains("The data volume is untouched"), "{err}");
+    assert_eq!(fixture.ups(), ["v2", "v1"]);
+    assert!(!fixture.ran(" down "), "a volume-keeping down is not expected here either");
+    assert_eq!(fixture.history().last(), Some(&("v2".into(), ReleaseStatus::Failed)));
+}
+
+#[test]
+fn an_ssh_drop_during_the_health_wait_stops_with_the_lost_connection_named() {
+    let mut host = FakeHost::default().with_release("v1").with_release("v2");
+    host.healthy.insert("v1".into());
+    host.inspects_before_drop = Some(0);
+    let fixture = Fixture::new(host);
+    let err = format!("{:#}", fixture.go_live("v2", &history_of(&[("v1", ReleaseStatus::Active)])).unwrap_err());
+    assert!(err.contains("the connection to the scripted host was lost"), "{err}");
+    // Nothing more could be done on a host that is gone: no restore was attempted,
+    // nothing recorded.
+    assert_eq!(fixture.ups(), ["v2"]);
+    assert_eq!(fixture.history(), [("v1".into(), ReleaseStatus::Active)]);
+}
+
+#[test]
+fn a_failed_first_deploy_stops_its_stack_and_keeps_the_data() {
+    let fixture = Fixture::new(FakeHost::default().with_release("v1"));
+    let err = fixture.go_live("v1", &History::default()).unwrap_err().to_string();
+    assert!(err.contains("this was the first deploy on scripted"), "{err}");
+    assert!(err.contains("/opt/cultivate/volumes/db_data"), "{err}");
+    assert!(fixture.ran("down --remove-orphans"), "{:?}", fixture.script.lines());
+    assert!(!fixture.ran("--volumes") && !fixture.ran(" -v"), "volumes removed: {:?}", fixture.script.lines());
+    assert_eq!(fixture.host.lock().unwrap().running, None);
+    assert_eq!(fixture.history(), [("v1".into(), ReleaseStatus::Failed)]);
+}
+
+#[test]
+fn a_failed_redeploy_of_the_only_release_leaves_its_containers_for_inspection() {
+    let fixture = Fixture::new(FakeHost::default().with_release("v1"));
+    let err = fixture.go_live("v1", &history_of(&[("v1", ReleaseStatus::Active)])).unwrap_err().to_string();
+    assert!(err.contains("v1 was redeployed over itself"), "{err}");
+    assert!(!fixture.ran("down --remove-orphans"));
+    assert_eq!(fixture.ups(), ["v1"]);
+}
+
+#[test]
+fn a_redeploy_falls_back_past_the_current_version() {
+    let mut host = FakeHost::default().with_release("v1").with_release("v2");
+    host.healthy.insert("v1".into());
+    let fixture = Fixture::new(host);
+    let history = history_of(&[("v1", ReleaseStatus::Active), ("v2", ReleaseStatus::Active)]);
+    let err = fixture.go_live("v2", &history).unwrap_err().to_string();
+    assert!(err.contains("the previous release v1 was restored"), "{err}");
+    assert_eq!(fixture.ups(), ["v2", "v1"]);
+}
+
+#[test]
+fn an_incomplete_rollback_target_is_not_started() {
+    let mut host = FakeHost::default().with_release("v1").with_release("v2");
+    host.healthy.insert("v1".into());
+    host.files.remove(&format!("{BASE}/releases/v1/.env"));
+    host.missing_images.insert("cultivate-web-frontend:v1".into());
+    let fixture = Fixture::new(host);
+    let err = fixture.go_live("v2", &history_of(&[("v1", ReleaseStatus::Active)])).unwrap_err().to_string();
+    assert!(err.contains("the automatic rollback did not start"), "{err}");
+    assert!(err.contains("/opt/cultivate/releases/v1/.env") && err.contains("cultivate-web-frontend:v1"), "{err}");
+    assert_eq!(fixture.ups(), ["v2"], "the incomplete release was started");
+}
+
+#[test]
+fn restore_records_the_release_it_replaced() {
+    let mut host = FakeHost::default().with_release("v1").with_release("v2");
+    host.healthy.insert("v1".into());
+    let fixture = Fixture::new(host);
+    let session = fixture.session();
+    let layout = Layout::new(&session.paths);
+    let stack = crate::release::rollout::stack(&session, &fixture.config);
+    let target = state("v1", ReleaseStatus::Active);
+    let entry = restore(&session, &fixture.config, &stack, &layout, &target, Some("v2".into())).unwrap().unwrap();
+    assert_eq!((entry.status, entry.replaced.as_deref()), (ReleaseStatus::RolledBack, Some("v2")));
+    assert_eq!(fixture.history(), [("v1".into(), ReleaseStatus::RolledBack)]);
+}

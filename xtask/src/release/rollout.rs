@@ -1,0 +1,345 @@
+//! What deploy and rollback share once a release is on the host: the deploy lock,
+//! starting a release and waiting until every service is healthy (Properties 23, 31),
+//! the failing containers' logs (Property 33), and the history and `current` pointer.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::config::Config;
+use crate::host::session::{Effect, Session, with_backoff};
+use crate::model::service::Service;
+use crate::release::stack::{ContainerState, Stack};
+use crate::release::state::{self as release, DeploymentState, HealthCheckResult, History, Layout, LockHolder};
+use crate::support::log::now_rfc3339;
+
+/// The deploy lock, held until dropped (released on every path out of a task,
+/// except a killed process: then the next deploy finds it stale).
+pub struct Lock<'s, 'a> {
+    session: &'s Session<'a>,
+    path: String,
+    holder: LockHolder,
+}
+
+impl<'s, 'a> Lock<'s, 'a> {
+    /// Takes the lock, or refuses with the holder's details. A stale lock (older than
+    /// `[runtime] lock_timeout_seconds`, its process not alive) is taken over with a
+    /// warning.
+    pub fn take(session: &'s Session<'a>, config: &Config, operation: &str, version: &str) -> Result<Lock<'s, 'a>> {
+        let layout = Layout::new(&session.paths);
+        let path = layout.lock();
+        let holder = LockHolder::new(operation, version);
+        for _ in 0..2 {
+            let cmd = release::take_lock_cmd(&path);
+            if session.dry_run {
+                session.run(Effect::Change, &cmd)?;
+                return Ok(Lock { session, path, holder });
+            }
+            session.log.debug(format!("$ {cmd}"));
+            let taken = session.transport.output_with_input(&cmd, &mut holder.to_json().as_bytes());
+            if taken.is_ok() {
+                session.log.info(format!("took the deploy lock {path}"));
+                return Ok(Lock { session, path, holder });
+            }
+            let text = session.run(Effect::Read, &release::read_cmd(&path))?;
+            let current: LockHolder = match serde_json::from_str(text.trim()) {
+                Ok(current) => current,
+                Err(_) if text.trim().is_empty() => {
+                    return Err(taken.unwrap_err()).with_context(|| format!("could not create {path}"));
+                }
+                Err(_) => bail!(
+                    "{path} on {} holds something that is not a lock: {text:?}. If no deploy is running, remove it.",
+                    session.transport
+                ),
+            };
+            if !current.is_stale(config.runtime.lock_timeout_seconds) {
+                bail!(
+                    "{} is locked: a {current}. Wait for it to finish. If that process is gone, the lock is taken \
+                     over once it is older than {} s (`[runtime] lock_timeout_seconds`), or remove {path} by hand.",
+                    session.name,
+                    config.runtime.lock_timeout_seconds
+                );
+            }
+            session.log.warn(format!("taking over a stale deploy lock on {}: {current}", session.name));
+            // Of two deploys taking over at once only one moves the stale lock aside.
+            let _ = session.try_run(Effect::Change, &release::retire_lock_cmd(&path, current.pid))?;
+        }
+        bail!("could not take the deploy lock {path} on {}", session.transport)
+    }
+}
+
+impl Drop for Lock<'_, '_> {
+    fn drop(&mut self) {
+        let cmd = release::release_lock_cmd(&self.path, &self.holder);
+        match self.session.try_run(Effect::Change, &cmd) {
+            Ok(_) => self.session.log.debug(format!("released the deploy lock {}", self.path)),
+            Err(err) => self.session.log.warn(format!("could not release the deploy lock {}: {err:#}", self.path)),
+        }
+    }
+}
+
+/// Runs `work` holding the deploy lock, released however `work` ends.
+pub fn with_lock<T>(
+    session: &Session,
+    config: &Config,
+    operation: &str,
+    version: &str,
+    work: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let lock = Lock::take(session, config, operation, version)?;
+    let result = work();
+    drop(lock);
+    result
+}
+
+/// Why a release did not become healthy, with the failing containers' logs.
+#[derive(Debug)]
+pub struct StartFailure {
+    pub reason: String,
+    /// (container, its last log lines) for each failing or unhealthy service.
+    pub logs: Vec<(String, String)>,
+}
+
+/// Starts the release in `release_dir` and waits until every service is healthy,
+/// with exponential backoff and an overall limit of `[health] timeout_seconds`.
+pub fn start_and_wait(
+    session: &Session,
+    stack: &Stack,
+    config: &Config,
+    release_dir: &str,
+) -> Result<std::result::Result<Vec<HealthCheckResult>, StartFailure>> {
+    let up = stack.up_cmd(release_dir);
+    let (started, _, stderr) = session.try_run(Effect::Change, &up)?;
+    if session.dry_run {
+        return Ok(Ok(Vec::new()));
+    }
+    if !started {
+        // Compose gives up when a dependency turns unhealthy; the containers tell why.
+        let containers = read_containers(session, stack)?;
+        return Ok(Err(failure(session, stack, &containers, format!("`{up}` failed: {}", last_lines(&stderr, 5)))));
+    }
+    let limit = Duration::from_secs(config.health.timeout_seconds.into());
+    let mut last = Vec::new();
+    let outcome = with_backoff(limit, Duration::from_millis(250), Duration::from_secs(2), || {
+        let containers = read_containers(session, stack)?;
+        let health = evaluate(session, stack, &containers)?;
+        last = containers;
+        if last.iter().any(ContainerState::has_failed) {
+            return Ok(Some(false));
+        }
+        Ok(health.iter().all(|h| h.status == "healthy").then_some(true))
+    })?;
+    match outcome {
+        Some(true) => {
+            let health = evaluate(session, stack, &last)?;
+            Ok(Ok(health))
+        }
+        Some(false) => {
+            let failed: Vec<&str> = last.iter().filter(|c| c.has_failed()).map(|c| c.service.as_str()).collect();
+            Ok(Err(failure(
+                session,
+                stack,
+                &last,
+                format!("{} failed to start or became unhealthy", failed.join(", ")),
+            )))
+        }
+        None => {
+            let waiting: Vec<String> = evaluate(session, stack, &last)?
+                .into_iter()
+                .filter(|h| h.status != "healthy")
+                .map(|h| h.service)
+                .collect();
+            Ok(Err(failure(
+                session,
+                stack,
+                &last,
+                format!("{} not healthy after {} s", waiting.join(", "), config.health.timeout_seconds),
+            )))
+        }
+    }
+}
+
+pub fn read_containers(session: &Session, stack: &Stack) -> Result<Vec<ContainerState>> {
+    let text = session.run(Effect::Read, &stack.inspect_cmd())?;
+    if session.dry_run && text.is_empty() {
+        return Ok(Vec::new());
+    }
+    crate::release::stack::parse_containers(&text)
+}
+
+/// Each service's health now: the engine's healthcheck, or (Finch, which has none) the
+/// service's health command run in its container.
+pub fn evaluate(session: &Session, stack: &Stack, containers: &[ContainerState]) -> Result<Vec<HealthCheckResult>> {
+    let mut results = Vec::new();
+    for service in Service::ALL {
+        let container = containers.iter().find(|c| c.service == service.compose_name());
+        let (status, message) = match container {
+            None => ("unhealthy", Some("no container".to_string())),
+            Some(c) if c.status != "running" => {
+                ("unhealthy", Some(format!("{} (exit code {})", c.status, c.exit_code)))
+            }
+            Some(c) => match c.health.as_deref() {
+                Some("healthy") => ("healthy", None),
+                Some(other) => ("unhealthy", Some(format!("{other}: {}", c.health_output.clone().unwrap_or_default()))),
+                None => {
+                    let (ok, out, err) = session.try_run(Effect::Read, &stack.exec_health_cmd(&c.name, service))?;
+                    if ok { ("healthy", None) } else { ("unhealthy", Some(format!("{out}{err}"))) }
+                }
+            },
+        };
+        results.push(HealthCheckResult {
+            service: service.compose_name().to_string(),
+            status: status.to_string(),
+            timestamp: now_rfc3339(),
+            message,
+        });
+    }
+    Ok(results)
+}
+
+/// The failing (or not yet healthy) containers' last log lines.
+fn failure(session: &Session, stack: &Stack, containers: &[ContainerState], reason: String) -> StartFailure {
+    let mut logs = Vec::new();
+    for container in containers {
+        let healthy = container.status == "running" && container.health.as_deref().is_none_or(|h| h == "healthy");
+        if healthy {
+            continue;
+        }
+        let text = match session.try_run(Effect::Read, &stack.logs_cmd(&container.name, 60, false, false)) {
+            Ok((_, out, err)) => format!("{out}\n{err}").trim().to_string(),
+            Err(err) => format!("(could not read its logs: {err:#})"),
+        };
+        let health =
+            container.health_output.as_deref().map(|h| format!("\nlast health check: {h}")).unwrap_or_default();
+        logs.push((container.name.clone(), format!("{text}{health}")));
+    }
+    StartFailure { reason, logs }
+}
+
+fn last_lines(text: &str, count: usize) -> String {
+    let lines: Vec<&str> = text.trim().lines().collect();
+    lines[lines.len().saturating_sub(count)..].join("\n")
+}
+
+/// Shows each failing container's logs in the log and saves them in the release
+/// directory on the host (Property 33).
+pub fn report_failure(session: &Session, release_dir: &str, failure: &StartFailure) {
+    session.log.error(&failure.reason);
+    for (container, logs) in &failure.logs {
+        session.log.error(format!("logs of {container}:\n{logs}"));
+        let path = format!("{release_dir}/failure-{container}.log");
+        if let Err(err) = session.upload(logs.as_bytes(), &path, 0o600) {
+            session.log.warn(format!("could not save {path}: {err:#}"));
+        } else {
+            session.log.info(format!("saved {container}'s logs to {path} on {}", session.name));
+        }
+    }
+}
+
+/// The host's history (empty on a new host).
+pub fn read_history(session: &Session, layout: &Layout) -> Result<History> {
+    let text = session.run(Effect::Read, &release::read_cmd(&layout.history()))?;
+    History::parse(&text, &layout.history())
+}
+
+/// Appends `entry` to the history and writes the release's own `release.json`.
+/// Returns the history as written.
+pub fn record(session: &Session, layout: &Layout, entry: &DeploymentState) -> Result<History> {
+    let mut history = read_history(session, layout)?;
+    history.deployments.push(entry.clone());
+    session.upload(history.to_json().as_bytes(), &layout.history(), 0o644)?;
+    write_state(session, layout, entry)?;
+    Ok(history)
+}
+
+pub fn write_state(session: &Session, layout: &Layout, entry: &DeploymentState) -> Result<()> {
+    let json = serde_json::to_string_pretty(entry)? + "\n";
+    session.upload(json.as_bytes(), &layout.release_file(&entry.version, release::STATE_FILE), 0o644)
+}
+
+/// The release versions present on the host.
+pub fn existing_releases(session: &Session, layout: &Layout) -> Result<Vec<String>> {
+    let text = session.run(Effect::Read, &release::list_releases_cmd(layout))?;
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
+}
+
+/// The stack for this session and configuration.
+pub fn stack(session: &Session, config: &Config) -> Stack {
+    Stack { compose: session.compose.clone(), runtime: session.runtime, project: config.app.name.clone() }
+}
+
+/// Ends a host task: logs how it went (`done` on success), writes the log on the host
+/// and closes the connection.
+pub fn conclude<T>(session: &Session, config: &Config, operation: &str, version: &str, result: &Result<T>, done: &str) {
+    match result {
+        Ok(_) => session.log.info(done),
+        Err(err) => session.log.error(format!("{operation} of {version} on {} failed: {err:#}", session.name)),
+    }
+    save_log(session, config, operation, version);
+    session.close();
+}
+
+/// Writes the task's log under the host's log path and keeps the newest
+/// `[runtime] keep_logs` of this tool's logs (Property 34): only files named like
+/// the ones it writes are ever removed, whatever else the directory holds. Failures
+/// here only warn.
+pub fn save_log(session: &Session, config: &Config, operation: &str, version: &str) {
+    if session.dry_run {
+        return;
+    }
+    let dir = &session.paths.logs;
+    let path = format!("{dir}/{}", release::log_file_name(operation, &now_rfc3339(), version));
+    session.log.info(format!("writing this log to {path} on {}", session.name));
+    if let Err(err) = session.transport.upload(session.log.text().as_bytes(), &path, 0o640) {
+        session.log.warn(format!("could not write the log on {}: {err:#}", session.name));
+        return;
+    }
+    let pruned = (|| -> Result<()> {
+        let listing = session.transport.output(&release::list_logs_cmd(dir))?;
+        let old = release::prunable_logs(&listing, config.runtime.keep_logs as usize);
+        if !old.is_empty() {
+            session.transport.output(&release::remove_logs_cmd(dir, &old))?;
+        }
+        Ok(())
+    })();
+    if let Err(err) = pruned {
+        session.log.warn(format!("could not prune old logs on {}: {err:#}", session.name));
+    }
+}
+
+/// Whether the release `state` can be started again: its directory still holds the
+/// compose and env files, and the host still holds every image it names. Checked
+/// before anything is stopped, so an incomplete target changes nothing.
+pub fn check_restorable(session: &Session, layout: &Layout, state: &DeploymentState) -> Result<()> {
+    let files = [release::COMPOSE_FILE, release::ENV_FILE].map(|name| layout.release_file(&state.version, name));
+    let test = crate::support::command::Cmd::new("sh")
+        .args(["-c", "for f in \"$@\"; do [ -f \"$f\" ] || echo \"$f\"; done; exit 0", "check-release"])
+        .args(files.iter().cloned());
+    let missing_files = session.run(Effect::Read, &test)?;
+    let missing_files: Vec<&str> = missing_files.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let missing_images: Vec<&str> = state
+        .images
+        .iter()
+        .filter(|image| {
+            let cmd = session.runtime_cmd(["image", "inspect", "--format", "{{.Id}}", image.reference.as_str()]);
+            !matches!(session.try_run(Effect::Read, &cmd), Ok((true, _, _)))
+        })
+        .map(|image| image.reference.as_str())
+        .collect();
+    if missing_files.is_empty() && missing_images.is_empty() {
+        return Ok(());
+    }
+    let mut gone = Vec::new();
+    if !missing_files.is_empty() {
+        gone.push(format!("its files {}", missing_files.join(", ")));
+    }
+    if !missing_images.is_empty() {
+        gone.push(format!("its images {}", missing_images.join(", ")));
+    }
+    bail!(
+        "release {} cannot be restored on {}: {} are gone from the host. Deploy that version again instead",
+        state.version,
+        session.name,
+        gone.join(" and ")
+    )
+}

@@ -1,0 +1,284 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::support::command::Cmd;
+
+fn entry(version: &str, status: ReleaseStatus) -> DeploymentState {
+    DeploymentState {
+        version: version.into(),
+        timestamp: "2026-11-23T10:00:00Z".into(),
+        target_host: "prod".into(),
+        deployed_by: "me@here".into(),
+        images: Vec::new(),
+        configuration_hash: "abc".into(),
+        status,
+        health_checks: Vec::new(),
+        replaced: None,
+    }
+}
+
+fn versions(list: &[&str]) -> Vec<String> {
+    list.iter().map(|v| v.to_string()).collect()
+}
+
+#[test]
+fn rollback_goes_to_the_release_that_ran_before_the_current_one() {
+    use ReleaseStatus::*;
+    let history = History { deployments: vec![entry("v1", Active), entry("v2", Active), entry("v3", Failed)] };
+    assert_eq!(history.current().unwrap().version, "v2");
+    let existing = versions(&["v1", "v2", "v3"]);
+    assert_eq!(history.rollback_target(None, &existing).unwrap().version, "v1");
+    assert_eq!(history.rollback_target(Some("v1"), &existing).unwrap().version, "v1");
+}
+
+#[test]
+fn rollback_errors_list_the_releases_on_the_host() {
+    use ReleaseStatus::*;
+    let history = History { deployments: vec![entry("v1", Active)] };
+    let existing = versions(&["v1"]);
+    let none = format!("{:#}", history.rollback_target(None, &existing).unwrap_err());
+    assert!(none.contains("no earlier release") && none.contains("v1"), "{none}");
+    let unknown = format!("{:#}", history.rollback_target(Some("v9"), &existing).unwrap_err());
+    assert!(unknown.contains("\"v9\"") && unknown.contains("releases on the host: v1"), "{unknown}");
+    let failed = History { deployments: vec![entry("v1", Active), entry("v2", Failed)] };
+    let message = format!("{:#}", failed.rollback_target(Some("v2"), &versions(&["v1", "v2"])).unwrap_err());
+    assert!(message.contains("no release \"v2\" that ran"), "{message}");
+}
+
+#[test]
+fn a_release_whose_directory_is_gone_is_not_a_rollback_target() {
+    use ReleaseStatus::*;
+    let history = History { deployments: vec![entry("v1", Active), entry("v2", Active), entry("v3", Active)] };
+    assert_eq!(history.rollback_target(None, &versions(&["v1", "v3"])).unwrap().version, "v1");
+}
+
+#[test]
+fn empty_history_text_is_a_new_host_and_garbage_is_an_error() {
+    assert_eq!(History::parse("  \n", "/x").unwrap(), History::default());
+    let message = format!("{:#}", History::parse("{not json", "/srv/deployments.json").unwrap_err());
+    assert!(message.contains("/srv/deployments.json"), "{message}");
+}
+
+#[test]
+fn history_round_trips_through_json() {
+    let mut state = entry("v1", ReleaseStatus::RolledBack);
+    state.replaced = Some("v2".into());
+    let history = History { deployments: vec![state] };
+    let text = history.to_json();
+    assert!(text.contains("\"status\": \"rolled_back\""), "{text}");
+    assert_eq!(History::parse(&text, "x").unwrap(), history);
+}
+
+#[test]
+fn locks_are_stale_only_when_old_and_not_known_alive() {
+    let mut lock = LockHolder::new("deploy", "v1");
+    // Ours and alive, however old.
+    lock.since = "2000-01-01T00:00:00Z".into();
+    assert!(!lock.is_stale(60));
+    // A dead process on this machine, but the lock is fresh.
+    let mut dead = LockHolder::new("deploy", "v1");
+    dead.pid = 4_000_000;
+    assert!(!dead.is_stale(60));
+    dead.since = "2000-01-01T00:00:00Z".into();
+    assert!(dead.is_stale(60));
+    // Another machine: judged by age.
+    let mut remote = LockHolder::new("deploy", "v1");
+    remote.origin = "elsewhere".into();
+    assert!(!remote.is_stale(60));
+    remote.since = "2000-01-01T00:00:00Z".into();
+    assert!(remote.is_stale(60));
+}
+
+fn sh(cmd: &Cmd, input: &str) -> i32 {
+    use std::io::Write;
+    let mut child = std::process::Command::new(&cmd.program)
+        .args(&cmd.args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait().unwrap().code().unwrap_or(-1)
+}
+
+#[test]
+fn the_lock_is_taken_once_released_by_its_holder_only_and_retired_atomically() {
+    let dir = std::env::temp_dir().join(format!("cultivate-lock-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("sub/deploy.lock").to_string_lossy().into_owned();
+    let ours = LockHolder::new("deploy", "v1");
+    assert_eq!(sh(&take_lock_cmd(&path), &ours.to_json()), 0);
+    assert_eq!(sh(&take_lock_cmd(&path), "other"), 3, "a held lock is refused");
+    let mut other = ours.clone();
+    other.pid += 1;
+    assert_eq!(sh(&release_lock_cmd(&path, &other), ""), 0);
+    assert!(std::path::Path::new(&path).exists(), "someone else's release leaves the lock");
+    assert_eq!(sh(&release_lock_cmd(&path, &ours), ""), 0);
+    assert!(!std::path::Path::new(&path).exists());
+
+    assert_eq!(sh(&take_lock_cmd(&path), &ours.to_json()), 0);
+    assert_eq!(sh(&retire_lock_cmd(&path, ours.pid), ""), 0);
+    assert_ne!(sh(&retire_lock_cmd(&path, ours.pid), ""), 0, "only one taker retires a stale lock");
+    assert_eq!(sh(&take_lock_cmd(&path), &ours.to_json()), 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn current_is_repointed_atomically() {
+    let dir = std::env::temp_dir().join(format!("cultivate-current-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("releases/v1")).unwrap();
+    std::fs::create_dir_all(dir.join("releases/v2")).unwrap();
+    let base = dir.to_string_lossy().into_owned();
+    let layout = Layout { base: base.clone(), releases: format!("{base}/releases") };
+    for version in ["v1", "v2", "v1"] {
+        assert_eq!(sh(&point_current_cmd(&layout, version), ""), 0);
+        let target = std::fs::read_link(layout.current()).unwrap();
+        assert_eq!(target.to_string_lossy(), layout.release_dir(version));
+    }
+    let listed = Cmd::new(&list_releases_cmd(&layout).program).args(list_releases_cmd(&layout).args).output().unwrap();
+    assert_eq!(listed, "v1\nv2");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn keep_releases_of_one_still_keeps_the_rollback_target() {
+    let history = History { deployments: vec![entry("v1", ReleaseStatus::Active), entry("v2", ReleaseStatus::Active)] };
+    let existing = versions(&["v1", "v2"]);
+    assert_eq!(history.prunable(&existing, 1, &["v2"]), Vec::<String>::new());
+    let history = History {
+        deployments: vec![
+            entry("v1", ReleaseStatus::Active),
+            entry("v2", ReleaseStatus::Active),
+            entry("v3", ReleaseStatus::Active),
+        ],
+    };
+    assert_eq!(history.prunable(&versions(&["v1", "v2", "v3"]), 1, &["v3"]), versions(&["v1"]));
+}
+
+#[test]
+fn only_this_tools_log_names_are_prunable() {
+    let ours = log_file_name("deploy", "2026-12-03T07:42:30.099192071Z", "b5d1c55-dirty");
+    assert_eq!(ours, "deploy-2026-12-03T074230.099192071Z-b5d1c55-dirty.log");
+    assert!(is_own_log_name(&ours));
+    assert!(is_own_log_name(&log_file_name("rollback", &crate::support::log::now_rfc3339(), "none")));
+    assert!(is_own_log_name("deploy-2026-12-03T074230Z-v1.log"), "a whole second has no fraction");
+    for foreign in [
+        "dpkg.log",
+        "alternatives.log",
+        "bootstrap.log",
+        "dockerd.log",
+        "important.log",
+        "deploy.log",
+        "deploy-v1.log",
+        "deploy-2026-12-03T074230Z-.log",
+        "deploy-2026-12-03T074230Z-v1.log.1",
+        "deploy-2026-12-03T074230Z-../x.log",
+        "deploy-2026-12-03T07:42:30Z-v1.log",
+        "backup-2026-12-03T074230Z-v1.log",
+        "xdeploy-2026-12-03T074230Z-v1.log",
+    ] {
+        assert!(!is_own_log_name(foreign), "{foreign} counted as ours");
+    }
+    let listing = "deploy-2026-12-03T074233Z-v3.log\ndpkg.log\nrollback-2026-12-03T074232Z-v2.log\nimportant.log\n\
+                   deploy-2026-12-03T074231Z-v1.log\nalternatives.log\n";
+    assert_eq!(prunable_logs(listing, 1), ["rollback-2026-12-03T074232Z-v2.log", "deploy-2026-12-03T074231Z-v1.log"]);
+    assert_eq!(prunable_logs(listing, 3), Vec::<String>::new());
+}
+
+/// Issue 9, item 1: with the log path a shared directory (`/var/log`), pruning
+/// removed every `*.log` beyond the newest N. Run for real through `sh`.
+#[test]
+fn pruning_logs_in_a_shared_directory_removes_only_this_tools_logs() {
+    let dir = std::env::temp_dir().join(format!("cultivate-logs-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let foreign = ["dpkg.log", "alternatives.log", "bootstrap.log", "dockerd.log", "important.log"];
+    for name in foreign {
+        std::fs::write(dir.join(name), "not ours").unwrap();
+    }
+    let ours: Vec<String> =
+        (1..=4).map(|i| log_file_name("deploy", &format!("2026-12-03T07:42:3{i}Z"), &format!("v{i}"))).collect();
+    for (i, name) in ours.iter().enumerate() {
+        std::fs::write(dir.join(name), "ours").unwrap();
+        // Distinct modification times, oldest first.
+        let when = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000 + i as u64);
+        std::fs::File::options().write(true).open(dir.join(name)).unwrap().set_modified(when).unwrap();
+    }
+    let dir_text = dir.to_string_lossy().into_owned();
+    let listing = Cmd::new(&list_logs_cmd(&dir_text).program).args(list_logs_cmd(&dir_text).args).output().unwrap();
+    let old = prunable_logs(&listing, 2);
+    assert_eq!(old, [ours[1].clone(), ours[0].clone()]);
+    // A hostile name handed to the remove command is dropped, not run.
+    let mut names = old.clone();
+    names.push("../important.log".into());
+    names.push("important.log".into());
+    assert_eq!(sh(&remove_logs_cmd(&dir_text, &names), ""), 0);
+    for name in foreign {
+        assert!(dir.join(name).exists(), "{name} was deleted");
+    }
+    assert!(!dir.join(&ours[0]).exists() && !dir.join(&ours[1]).exists());
+    assert!(dir.join(&ours[2]).exists() && dir.join(&ours[3]).exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 9, item 1 (its siblings): removing releases touches only directories this
+/// tool wrote under `releases/`.
+#[test]
+fn removing_releases_leaves_what_the_tool_did_not_write() {
+    let dir = std::env::temp_dir().join(format!("cultivate-releases-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let base = dir.to_string_lossy().into_owned();
+    let layout = Layout { base: base.clone(), releases: format!("{base}/releases") };
+    for version in ["v1", "v2", "notes"] {
+        std::fs::create_dir_all(dir.join("releases").join(version)).unwrap();
+    }
+    std::fs::write(dir.join("releases/v1/release.json"), "{}").unwrap();
+    std::fs::write(dir.join("releases/v2/release.json"), "{}").unwrap();
+    std::fs::create_dir_all(dir.join("keep")).unwrap();
+    std::fs::write(dir.join("keep/release.json"), "{}").unwrap();
+    std::os::unix::fs::symlink(dir.join("keep"), dir.join("releases/link")).unwrap();
+    let cmd = remove_releases_cmd(&layout, &versions(&["v1", "notes", "link", "..", "../keep"]));
+    assert!(!cmd.args.iter().any(|a| a.contains("..")), "{cmd}");
+    assert_eq!(sh(&cmd, ""), 0);
+    assert!(!dir.join("releases/v1").exists(), "a release was not removed");
+    assert!(dir.join("releases/v2").exists());
+    assert!(dir.join("releases/notes").exists(), "a directory without release.json was removed");
+    assert!(dir.join("keep/release.json").exists(), "a symlinked directory was followed");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    // Property 28: previous deployment preservation. Pruning never removes the current
+    // release, the release a rollback would go to, or a protected (new) release, for
+    // every `keep` from 1 (at 1, the rollback target used to go).
+    #[test]
+    fn property_28_pruning_keeps_current_and_rollback_target(
+        statuses in prop::collection::vec(0u8..3, 1..12),
+        keep in 1usize..6,
+    ) {
+        let deployments: Vec<DeploymentState> = statuses
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let status = [ReleaseStatus::Active, ReleaseStatus::Failed, ReleaseStatus::RolledBack][*s as usize];
+                entry(&format!("v{}", i % 5), status)
+            })
+            .collect();
+        let history = History { deployments };
+        let mut existing: Vec<String> = history.deployments.iter().map(|d| d.version.clone()).collect();
+        existing.sort();
+        existing.dedup();
+        let prunable = history.prunable(&existing, keep, &["v4"]);
+        prop_assert!(!prunable.contains(&"v4".to_string()));
+        if let Some(current) = history.current() {
+            prop_assert!(!prunable.contains(&current.version));
+        }
+        if let Ok(target) = history.rollback_target(None, &existing) {
+            prop_assert!(!prunable.contains(&target.version), "{} pruned", target.version);
+        }
+    }
+}

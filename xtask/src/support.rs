@@ -1,0 +1,8 @@
+//! The bottom layer: what every other layer uses and that knows nothing of targets or
+//! releases. Commands as values, the one logger, the project's checkout, digests.
+
+pub mod command;
+pub mod digest;
+pub mod log;
+pub mod project;
+pub mod secrets;

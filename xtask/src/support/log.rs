@@ -1,0 +1,138 @@
+//! The operator's log of a deploy, rollback or other host task: every line carries an
+//! RFC 3339 timestamp and a level (Property 32). Lines go to stderr as they happen and
+//! are kept, so the whole log can be written on the host afterwards (Property 34).
+//! Debug lines (each command and its output) reach stderr only with `--verbose`
+//! (Property 35) but are always kept for the host's copy.
+
+use std::fmt;
+use std::sync::Mutex;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Level::Debug => "DEBUG",
+            Level::Info => "INFO",
+            Level::Warn => "WARN",
+            Level::Error => "ERROR",
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Log {
+    verbose: bool,
+    lines: Mutex<Vec<String>>,
+}
+
+impl Log {
+    pub fn new(verbose: bool) -> Log {
+        Log { verbose, lines: Mutex::new(Vec::new()) }
+    }
+
+    pub fn verbose(&self) -> bool {
+        self.verbose
+    }
+
+    pub fn debug(&self, message: impl AsRef<str>) {
+        self.write(Level::Debug, message.as_ref());
+    }
+
+    pub fn info(&self, message: impl AsRef<str>) {
+        self.write(Level::Info, message.as_ref());
+    }
+
+    pub fn warn(&self, message: impl AsRef<str>) {
+        self.write(Level::Warn, message.as_ref());
+    }
+
+    pub fn error(&self, message: impl AsRef<str>) {
+        self.write(Level::Error, message.as_ref());
+    }
+
+    /// One entry; a multi-line message becomes one timestamped line per line.
+    pub fn write(&self, level: Level, message: &str) {
+        let stamp = now_rfc3339();
+        let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        for text in message.trim_end().lines() {
+            let line = format_line(&stamp, level, text);
+            if level > Level::Debug || self.verbose {
+                eprintln!("{line}");
+            }
+            lines.push(line);
+        }
+    }
+
+    /// Everything logged so far, one line each.
+    pub fn text(&self) -> String {
+        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        lines.iter().map(|line| format!("{line}\n")).collect()
+    }
+}
+
+/// A line for the operator outside a task's [`Log`] (the images task, the engine
+/// bootstrap): timestamped and levelled like every other line.
+pub fn say(message: impl AsRef<str>) {
+    let stamp = now_rfc3339();
+    for text in message.as_ref().trim_matches('\n').lines() {
+        eprintln!("{}", format_line(&stamp, Level::Info, text));
+    }
+}
+
+pub fn format_line(stamp: &str, level: Level, text: &str) -> String {
+    format!("{stamp} {level:<5} {text}")
+}
+
+/// Whether a line starts with an RFC 3339 timestamp and a level.
+pub fn is_log_line(line: &str) -> bool {
+    let mut words = line.split_whitespace();
+    let stamped = words.next().is_some_and(|stamp| {
+        time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339).is_ok()
+    });
+    stamped && words.next().is_some_and(|level| ["DEBUG", "INFO", "WARN", "ERROR"].contains(&level))
+}
+
+/// Now, as RFC 3339 in UTC: every log line and record carries it.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        // Property 32: timestamped deployment logs. Whatever a message holds, every
+        // line it becomes starts with a timestamp and a level.
+        #[test]
+        fn property_32_every_line_is_timestamped(messages in prop::collection::vec(".{0,80}", 1..6), verbose: bool) {
+            let log = Log::new(verbose);
+            for (i, message) in messages.iter().enumerate() {
+                log.write([Level::Debug, Level::Info, Level::Warn, Level::Error][i % 4], message);
+            }
+            for line in log.text().lines() {
+                prop_assert!(is_log_line(line), "{line:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn lines_without_a_timestamp_are_told_apart() {
+        assert!(is_log_line("2026-11-23T10:00:00.5Z INFO  deploying"));
+        assert!(!is_log_line("deploying"));
+        assert!(!is_log_line("2026-11-23T10:00:00Z nonsense"));
+    }
+}

@@ -1,0 +1,118 @@
+//! Where things are in the workspace, and what git says about it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::support::command::Cmd;
+
+/// The deployment configuration, relative to the workspace root.
+pub const CONFIG_FILE: &str = "deploy/deploy.toml";
+
+/// The workspace the xtask belongs to.
+#[derive(Clone, Debug)]
+pub struct Project {
+    pub root: PathBuf,
+    /// The deployment configuration (`--config`, default `deploy/deploy.toml`).
+    pub config_file: PathBuf,
+}
+
+impl Project {
+    /// The workspace root: the parent of this crate's manifest directory.
+    pub fn locate() -> Result<Project> {
+        let xtask_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = xtask_dir.parent().context("xtask has no parent directory")?.to_path_buf();
+        if !root.join("Cargo.toml").is_file() {
+            bail!("workspace root {} has no Cargo.toml: was the xtask moved?", root.display());
+        }
+        Ok(Project { config_file: root.join(CONFIG_FILE), root })
+    }
+
+    /// Cargo's target directory, honouring CARGO_TARGET_DIR.
+    pub fn target_dir(&self) -> PathBuf {
+        match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(dir) => self.root.join(dir),
+            None => self.root.join("target"),
+        }
+    }
+
+    /// Where the xtask keeps what it produces (manifests, logs, scratch space).
+    pub fn state_dir(&self) -> PathBuf {
+        self.target_dir().join("cultivate")
+    }
+
+    /// The path of `relative` inside the workspace.
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    fn git(&self) -> Cmd {
+        Cmd::new("git").arg("-C").arg(self.root.to_string_lossy())
+    }
+
+    /// What git knows of the checked-out revision.
+    pub fn revision(&self) -> Result<Revision> {
+        let sha = self
+            .git()
+            .args(["rev-parse", "HEAD"])
+            .output()
+            .context("cannot read the git revision (is this a git checkout with at least one commit?); pass --version to name the build yourself")?;
+        let short = self.git().args(["rev-parse", "--short", "HEAD"]).output()?;
+        let committed_at = self.git().args(["log", "-1", "--format=%cI"]).output()?;
+        let status = self.git().args(["status", "--porcelain"]).output()?;
+        Ok(Revision { sha, short, committed_at, dirty: !status.is_empty() })
+    }
+}
+
+/// A git commit and whether the work tree differs from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revision {
+    pub sha: String,
+    pub short: String,
+    /// Commit time, RFC 3339 (git's strict ISO 8601).
+    pub committed_at: String,
+    pub dirty: bool,
+}
+
+impl Revision {
+    /// The version images get by default: the short sha, `-dirty` when the tree has
+    /// uncommitted changes.
+    pub fn version(&self) -> String {
+        if self.dirty { format!("{}-dirty", self.short) } else { self.short.clone() }
+    }
+}
+
+/// This machine's host name, for build records.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .or_else(|| Cmd::new("hostname").output().ok())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_marks_a_dirty_tree() {
+        let mut revision = Revision {
+            sha: "0123456789abcdef".into(),
+            short: "0123456".into(),
+            committed_at: "2026-11-23T13:00:00+00:00".into(),
+            dirty: false,
+        };
+        assert_eq!(revision.version(), "0123456");
+        revision.dirty = true;
+        assert_eq!(revision.version(), "0123456-dirty");
+    }
+
+    #[test]
+    fn locate_finds_the_workspace() {
+        let project = Project::locate().unwrap();
+        assert!(project.root.join("xtask").is_dir());
+        assert!(project.state_dir().ends_with("target/cultivate") || std::env::var_os("CARGO_TARGET_DIR").is_some());
+    }
+}

@@ -1,0 +1,11 @@
+//! One file per `cargo xtask` command, each thin: parse, call the layers below,
+//! print. Tasks never call each other.
+
+pub mod deploy;
+pub mod doctor;
+pub mod images;
+pub mod logs;
+pub mod render;
+pub mod rollback;
+pub mod status;
+pub mod verify;

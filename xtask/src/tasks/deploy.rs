@@ -1,0 +1,552 @@
+//! `cargo xtask deploy --host NAME`: build, ship, release, start, verify healthy, and
+//! roll back by itself on failure (design Component 3, `main()`).
+//!
+//! Order, stopping at the first failure: configuration and local prerequisites →
+//! connect and check the target → take the deploy lock → build the images → check
+//! ports and disk → ship what the target lacks, verified → write the release → start
+//! it and wait for health → point `current` at it and record it. A failure once the
+//! release has started restores the previous release (or, on a first deploy, stops the
+//! new one); the data volume is never touched.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::host::runtime::Runtime;
+use crate::host::session::{ChangeArgs, Effect, HostArgs, Session};
+use crate::images::{self, BuildOptions, Manifest, Service};
+use crate::model::compose::{RenderInput, render};
+use crate::model::image::Image;
+use crate::model::platform::TargetOs;
+use crate::release::rollout;
+use crate::release::ship::{self, Inventory, Plan};
+use crate::release::state::{self as release, DeploymentState, Layout, ReleaseStatus};
+use crate::support::command::Cmd;
+use crate::support::log::Log;
+use crate::support::project::Project;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub target: HostArgs,
+    /// Where the images are built: here (then shipped), or on the host from the
+    /// build contexts sent over SSH.
+    #[arg(long, value_enum, default_value_t = BuildMode::Local)]
+    pub build_mode: BuildMode,
+    /// Deploy the images this manifest records (from `cargo xtask images`) instead of
+    /// building them now.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// Install what is missing: Docker and Compose on the host (or start Finch's VM),
+    /// and with --local the engine on this machine.
+    #[arg(long)]
+    pub install: bool,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BuildMode {
+    Local,
+    Remote,
+}
+
+/// Time spent per phase, for the summary.
+#[derive(Default)]
+struct Phases(Vec<(&'static str, f64)>);
+
+impl Phases {
+    fn time<T>(&mut self, name: &'static str, work: impl FnOnce() -> Result<T>) -> Result<T> {
+        let started = Instant::now();
+        let result = work();
+        self.0.push((name, started.elapsed().as_secs_f64()));
+        result
+    }
+}
+
+pub fn run(project: &Project, args: &DeployArgs) -> Result<()> {
+    let log = Log::new(args.change.verbose);
+    let started = Instant::now();
+    let mut phases = Phases::default();
+
+    // 1. Configuration, local prerequisites, local runtime.
+    let config = Config::load(&project.config_file)?;
+    let secrets = crate::support::secrets::secret_names(project)?;
+    let certs = certificates(&config)?;
+    if args.target.host.is_some() && which::which("ssh").is_err() {
+        bail!("the OpenSSH client (ssh) is missing on this machine: `sudo apt-get install openssh-client`");
+    }
+    // Every input is checked before the engine is touched or a host reached.
+    let version = match &args.manifest {
+        Some(path) => images::read_manifest(path)?.version,
+        None => project.revision()?.version(),
+    };
+    let (local_runtime, engine) = if args.change.dry_run {
+        (Runtime::detect_local(None)?, String::new())
+    } else {
+        crate::host::install::ensure_local_engine(args.install && args.target.local)?
+    };
+    if version.ends_with("-dirty") && !args.target.local && !args.change.yes && !args.change.dry_run {
+        crate::host::session::confirm(&format!(
+            "Deploy uncommitted changes (version {version}) to {}?",
+            args.target.name()
+        ))?;
+    }
+    log.info(format!("deploying Cultivate {version} to {}", args.target.name()));
+
+    // 2. Connect and check the target.
+    let session =
+        phases.time("connect", || Session::open(&config, &args.target, args.install, args.change.dry_run, &log))?;
+    // 3. The lock, held for the rest of the deploy.
+    let result = rollout::with_lock(&session, &config, "deploy", &version, || {
+        let inputs = Inputs {
+            project,
+            args,
+            config: &config,
+            local_runtime: &local_runtime,
+            engine: &engine,
+            version: &version,
+            secrets: &secrets,
+            certs: &certs,
+        };
+        pipeline(&inputs, &session, &mut phases)
+    });
+    let done = if args.change.dry_run {
+        format!("dry run of the deploy of {version} to {} done", session.name)
+    } else {
+        format!("deploy of {version} to {} done in {:.1} s", session.name, started.elapsed().as_secs_f64())
+    };
+    rollout::conclude(&session, &config, "deploy", &version, &result, &done);
+    let summary = result?;
+    if args.change.dry_run {
+        println!(
+            "\nDry run: nothing was changed on {}. The commands above are what a deploy of {version} would run.",
+            session.name
+        );
+    } else {
+        print_summary(&session, &config, &version, &summary, &phases);
+    }
+    Ok(())
+}
+
+/// What a successful deploy reports.
+struct Summary {
+    images: Vec<(String, String, String)>,
+    sent_bytes: u64,
+}
+
+/// What the deploy works from, settled before it connects.
+struct Inputs<'a> {
+    project: &'a Project,
+    args: &'a DeployArgs,
+    config: &'a Config,
+    local_runtime: &'a Runtime,
+    /// The local engine's version, as it answered.
+    engine: &'a str,
+    version: &'a str,
+    /// Names of the files under secrets/.
+    secrets: &'a [String],
+    /// fullchain.pem and privkey.pem on this machine, when HTTPS is on.
+    certs: &'a Option<(PathBuf, PathBuf)>,
+}
+
+fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<Summary> {
+    let Inputs { project, args, config, local_runtime, engine, version, .. } = *inputs;
+    let layout = Layout::new(&session.paths);
+    let stack = rollout::stack(session, config);
+
+    // 4a. Ports: free, or published by this stack already.
+    phases.time("pre-checks", || check_ports(session, config, &stack))?;
+
+    // 5 and 6. Images: built here and shipped, or built on the host.
+    let (images, sent_bytes) = match args.build_mode {
+        BuildMode::Local => {
+            let manifest =
+                phases.time("build", || local_images(project, config, args, (local_runtime, engine), version))?;
+            let local: Vec<Image> = local_images_of(&manifest, local_runtime)?;
+            phases.time("ship", || ship_all(project, session, local_runtime, &local))?
+        }
+        BuildMode::Remote => phases.time("remote build", || {
+            crate::release::remote_build::run(project, config, session, local_runtime, version)
+        })?,
+    };
+
+    // 7. The release, complete before anything starts (Property 22).
+    let history = rollout::read_history(session, &layout)?;
+    let state = phases.time("release", || write_release(inputs, session, &layout, &images))?;
+
+    // 8. Start and wait for health; on failure, the previous release comes back.
+    let history = phases
+        .time("start", || crate::release::activate::go_live(session, config, &stack, &layout, state, &history))?;
+    // 9. Success.
+    prune(session, config, &layout, &history, version);
+    Ok(Summary {
+        images: images.iter().map(|i| (i.service.clone(), i.reference.clone(), i.id.clone())).collect(),
+        sent_bytes,
+    })
+}
+
+/// Where HTTP redirects when `[http] server_names` is unset: the address the target
+/// was reached at, when that is a host name nginx can match.
+fn default_server_name(session: &Session) -> String {
+    match &session.transport {
+        crate::host::transport::Transport::Ssh(ssh) if crate::config::is_server_name(&ssh.target.host) => {
+            ssh.target.host.clone()
+        }
+        _ => crate::model::compose::DEFAULT_SERVER_NAME.to_string(),
+    }
+}
+
+/// The certificate files when HTTPS is on: `fullchain.pem` and `privkey.pem` in
+/// `[http] cert_path` on this machine.
+fn certificates(config: &Config) -> Result<Option<(PathBuf, PathBuf)>> {
+    let Some(dir) = config.http.cert_path.as_deref().filter(|_| config.http.https) else { return Ok(None) };
+    let chain = Path::new(dir).join("fullchain.pem");
+    let key = Path::new(dir).join("privkey.pem");
+    for file in [&chain, &key] {
+        if !file.is_file() {
+            bail!(
+                "HTTPS is on but {} does not exist: put fullchain.pem and privkey.pem in `[http] cert_path` ({dir}), \
+                 or set `[http] https = false`",
+                file.display()
+            );
+        }
+    }
+    crate::support::secrets::check_private_key_mode(&key)?;
+    Ok(Some((chain, key)))
+}
+
+/// Ports the stack publishes must be free, or published by this stack already.
+fn check_ports(session: &Session, config: &Config, stack: &crate::release::stack::Stack) -> Result<()> {
+    let mut wanted = vec![config.http.port];
+    if config.http.https {
+        wanted.push(config.http.https_port);
+    }
+    let text = session.run(Effect::Read, &crate::host::report::listening_ports_cmd(session.os))?;
+    let listening = crate::host::report::parse_listening(&text, session.os);
+    let ours: Vec<u16> =
+        rollout::read_containers(session, stack)?.iter().flat_map(|c| c.host_ports.iter().copied()).collect();
+    let taken: Vec<u16> = wanted.into_iter().filter(|p| listening.contains(p) && !ours.contains(p)).collect();
+    if !taken.is_empty() {
+        bail!(
+            "port {} on {} is in use by something other than this stack: stop it, or choose other ports with \
+             `[http] port` / `[http] https_port` in {}",
+            taken.iter().map(u16::to_string).collect::<Vec<_>>().join(" and "),
+            session.name,
+            crate::config::CONFIG_FILE
+        );
+    }
+    Ok(())
+}
+
+/// The images to deploy: the given manifest, or a build now (the images task).
+fn local_images(
+    project: &Project,
+    config: &Config,
+    args: &DeployArgs,
+    (runtime, engine): (&Runtime, &str),
+    version: &str,
+) -> Result<Manifest> {
+    if let Some(path) = &args.manifest {
+        return images::read_manifest(path);
+    }
+    if args.change.dry_run {
+        println!("[local] would run: cargo xtask images --version {version}");
+        let path = crate::images::latest_manifest_path(project);
+        return images::read_manifest(&path)
+            .context("--dry-run needs images built once (`cargo xtask images`) to plan with");
+    }
+    let options = BuildOptions { version: Some(version.to_string()), ..BuildOptions::default() };
+    images::build(project, config, runtime, engine, &options)
+}
+
+/// The manifest's images, checked against this machine's engine.
+fn local_images_of(manifest: &Manifest, runtime: &Runtime) -> Result<Vec<Image>> {
+    Service::ALL
+        .iter()
+        .map(|service| {
+            let record = manifest
+                .image(*service)
+                .with_context(|| format!("the images manifest {} has no {service} image", manifest.version))?;
+            let details = runtime.inspect_image(&record.reference)?.with_context(|| {
+                format!("{} is not in this machine's engine: run `cargo xtask images`", record.reference)
+            })?;
+            Ok(Image {
+                service: service.name().to_string(),
+                reference: record.reference.clone(),
+                id: details.id,
+                layers: details.rootfs.layers,
+                size_bytes: details.size,
+            })
+        })
+        .collect()
+}
+
+/// Ships every image the target lacks (step 6), after checking the disk can take
+/// them (step 4). Returns the release's images and the bytes sent.
+fn ship_all(
+    project: &Project,
+    session: &Session,
+    local_runtime: &Runtime,
+    images: &[Image],
+) -> Result<(Vec<Image>, u64)> {
+    let log = session.log;
+    let inventory = Inventory::read(session)?;
+    let plans: Vec<Plan> = images.iter().map(|image| ship::plan(image, &inventory)).collect();
+    let needed: u64 = images.iter().zip(&plans).map(|(i, p)| ship::estimated_bytes(i, p)).sum();
+    // 4b. Disk: refuse before anything is sent or stopped.
+    let margin = 256 * 1024 * 1024;
+    if let Some(free) = session.free_disk_bytes
+        && needed > 0
+        && free < needed + margin
+    {
+        bail!(
+            "{} has {:.1} GB free at {}; the images to ship need about {:.1} GB (plus {:.1} GB margin). Free some \
+             space (e.g. `docker image prune`) and deploy again; nothing was changed.",
+            session.name,
+            free as f64 / 1e9,
+            session.paths.base,
+            needed as f64 / 1e9,
+            margin as f64 / 1e9
+        );
+    }
+    let mut sent = 0;
+    let cache = ship::layer_cache_dir(&project.state_dir());
+    for (image, plan) in images.iter().zip(&plans) {
+        match plan {
+            Plan::Present { .. } => {
+                ship::deliver(session, local_runtime, image, plan, &cache)?;
+                log.info(format!("{}: {} is on {} already, not sent", image.service, image.reference, session.name));
+            }
+            Plan::Send { skip } => {
+                log.info(format!(
+                    "{}: sending {} ({} of {} layers are on {} already)",
+                    image.service,
+                    image.reference,
+                    skip.len(),
+                    image.layers.len(),
+                    session.name
+                ));
+                let shipped = ship::deliver(session, local_runtime, image, plan, &cache)?;
+                sent += shipped.sent_bytes;
+                log.info(format!(
+                    "{}: sent {:.1} MB compressed ({:.1} MB saved) in {:.1} s, {:.1} MB/s; verified",
+                    image.service,
+                    shipped.sent_bytes as f64 / 1e6,
+                    shipped.saved_bytes as f64 / 1e6,
+                    shipped.seconds,
+                    shipped.sent_bytes as f64 / 1e6 / shipped.seconds.max(0.001)
+                ));
+            }
+        }
+    }
+    if sent == 0 {
+        log.info("no image bytes shipped: the host holds every image");
+    }
+    Ok((images.to_vec(), sent))
+}
+
+/// Writes `releases/<version>/` (step 7) and checks every file is there.
+fn write_release(inputs: &Inputs, session: &Session, layout: &Layout, images: &[Image]) -> Result<DeploymentState> {
+    let Inputs { project, config, version, secrets, certs, .. } = *inputs;
+    let dir = layout.release_dir(version);
+    let mut rendered = render(RenderInput { config, paths: &session.paths, version, secrets });
+    let mut files =
+        vec![release::COMPOSE_FILE.to_string(), release::ENV_FILE.to_string(), release::STATE_FILE.to_string()];
+    if certs.is_some() {
+        // The release carries its own copy: a rollback restores its certificates too.
+        for (key, value) in rendered.env.vars.iter_mut() {
+            if key == "CERT_PATH" {
+                *value = format!("{dir}/certs");
+            }
+            if key == "SERVER_NAMES" && config.http.server_names.is_empty() {
+                let name = default_server_name(session);
+                session.log.warn(format!(
+                    "`[http] server_names` is not set: plain HTTP redirects to https://{name}/ (the target's \
+                     address). Set it to the names your site is reached by."
+                ));
+                *value = name;
+            }
+        }
+    }
+    let compose_yaml = rendered.compose_yaml();
+    let env = rendered.env.render();
+    session.upload(compose_yaml.as_bytes(), &format!("{dir}/{}", release::COMPOSE_FILE), 0o644)?;
+    session.upload(env.as_bytes(), &format!("{dir}/{}", release::ENV_FILE), 0o600)?;
+    for name in secrets {
+        let bytes =
+            std::fs::read(project.path("secrets").join(name)).with_context(|| format!("reading secrets/{name}"))?;
+        session.upload(&bytes, &format!("{dir}/secrets/{name}"), 0o600)?;
+        files.push(format!("secrets/{name}"));
+    }
+    if let Some((chain, key)) = certs {
+        for (source, name, mode) in [(chain, "fullchain.pem", 0o644), (key, "privkey.pem", 0o600)] {
+            let bytes = std::fs::read(source).with_context(|| format!("reading {}", source.display()))?;
+            session.upload(&bytes, &format!("{dir}/certs/{name}"), mode)?;
+            files.push(format!("certs/{name}"));
+        }
+    }
+    if certs.is_some() || !secrets.is_empty() {
+        session.run(Effect::Change, &container_access_cmd(&dir, session.is_root()))?;
+        if !session.is_root() {
+            session.log.warn(format!(
+                "{} logs in as {}, not root: the secrets and the TLS key stay owned by that user, and the \
+                 containers (uids 1001 and 101) may not read them",
+                session.name, session.user
+            ));
+        }
+    }
+    if session.os == TargetOs::Linux {
+        ensure_data_dir(session, images)?;
+    }
+
+    let mut hasher = Sha256::new();
+    hasher.update(compose_yaml.as_bytes());
+    hasher.update(env.as_bytes());
+    hasher.update(std::fs::read(&project.config_file).unwrap_or_default());
+    let state = DeploymentState {
+        version: version.to_string(),
+        timestamp: crate::support::log::now_rfc3339(),
+        target_host: session.name.clone(),
+        deployed_by: release::LockHolder::new("deploy", version).who,
+        images: images.to_vec(),
+        configuration_hash: crate::support::digest::finish(hasher),
+        status: ReleaseStatus::Pending,
+        health_checks: Vec::new(),
+        replaced: None,
+    };
+    rollout::write_state(session, layout, &state)?;
+
+    // Property 22: everything present before anything starts.
+    let mut check = String::from("cd \"$1\" || exit 1; missing=; for f in");
+    for file in &files {
+        let _ = write!(check, " {}", crate::support::command::quote(file));
+    }
+    check.push_str("; do [ -s \"$f\" ] || missing=\"$missing $f\"; done; [ -z \"$missing\" ] || { echo \"missing:$missing\"; exit 1; }");
+    session
+        .run(Effect::Read, &Cmd::new("sh").args(["-c", check.as_str(), "check-release"]).arg(&dir))
+        .with_context(|| format!("the release {dir} on {} is incomplete; nothing was started", session.name))
+        .or_else(|err| if session.dry_run { Ok(String::new()) } else { Err(err) })?;
+    if !session.dry_run {
+        session.log.info(format!("release {version} written to {dir} ({} files)", files.len()));
+    }
+    Ok(state)
+}
+
+/// Lets the containers read their files while those stay 0600: nginx (uid 101) enters
+/// the certificate directory and owns the key; the backend's user (uid 1001) owns the
+/// secrets. Changing owners needs root.
+pub fn container_access_cmd(release_dir: &str, as_root: bool) -> Cmd {
+    let mut script = String::from("cd \"$1\" || exit 1; [ ! -d certs ] || chmod 755 certs");
+    if as_root {
+        script.push_str(
+            "; [ ! -d secrets ] || chown -R 1001:1001 secrets; \
+             [ ! -f certs/privkey.pem ] || chown 101:101 certs/privkey.pem",
+        );
+    }
+    Cmd::new("sh").args(["-c", script.as_str(), "container-access"]).arg(release_dir)
+}
+
+/// The database's data directory on a Linux host, owned by postgres (uid 999) with
+/// mode 0700, created through the database image so no root login is needed.
+fn ensure_data_dir(session: &Session, images: &[Image]) -> Result<()> {
+    let volumes = &session.paths.volumes;
+    let data = format!("{volumes}/{}", crate::model::compose::DATA_VOLUME);
+    let (exists, _, _) = session.try_run(Effect::Read, &Cmd::new("test").args(["-d", &data]))?;
+    if exists {
+        return Ok(());
+    }
+    let database = images.iter().find(|i| i.service == "database").context("no database image in the release")?;
+    let cmd = Cmd::new(session.runtime.program()).args([
+        "run",
+        "--rm",
+        "--user",
+        "0",
+        "--network",
+        "none",
+        "--entrypoint",
+        "sh",
+        "-v",
+        &format!("{volumes}:/volumes"),
+        &database.reference,
+        "-c",
+        &format!(
+            "mkdir -p /volumes/{0} && chown 999:999 /volumes/{0} && chmod 700 /volumes/{0}",
+            crate::model::compose::DATA_VOLUME
+        ),
+    ]);
+    session.run(Effect::Change, &Cmd::new("mkdir").args(["-p", volumes]))?;
+    session.run(Effect::Change, &cmd).context("creating the database's data directory")?;
+    if session.dry_run {
+        return Ok(());
+    }
+    session.log.info(format!("created the database's data directory {data} (owner uid 999, mode 0700)"));
+    Ok(())
+}
+
+/// Removes releases beyond `[runtime] keep_releases`, with their images when no kept
+/// release uses them. Failures only warn: the deploy itself succeeded.
+fn prune(session: &Session, config: &Config, layout: &Layout, history: &release::History, version: &str) {
+    let result = (|| -> Result<()> {
+        let existing = rollout::existing_releases(session, layout)?;
+        let prunable = history.prunable(&existing, config.runtime.keep_releases as usize, &[version]);
+        if prunable.is_empty() {
+            return Ok(());
+        }
+        session.run(Effect::Change, &release::remove_releases_cmd(layout, &prunable))?;
+        let kept: Vec<&str> = existing.iter().filter(|v| !prunable.contains(v)).map(String::as_str).collect();
+        let mut unused = Vec::new();
+        for old in &prunable {
+            for entry in history.deployments.iter().filter(|d| &d.version == old) {
+                for image in &entry.images {
+                    let used = history
+                        .deployments
+                        .iter()
+                        .filter(|d| kept.contains(&d.version.as_str()))
+                        .any(|d| d.images.iter().any(|i| i.reference == image.reference));
+                    // Only the configured images, tagged by a release: never an image
+                    // this tool did not build, whatever the history on the host says.
+                    let ours = Service::ALL.iter().any(|s| image.reference == format!("{}:{old}", s.image(config)));
+                    if ours && !used && !unused.contains(&image.reference) {
+                        unused.push(image.reference.clone());
+                    }
+                }
+            }
+        }
+        if !unused.is_empty() {
+            let _ =
+                session.try_run(Effect::Change, &session.runtime_cmd(["image", "rm"]).args(unused.iter().cloned()))?;
+        }
+        session.log.info(format!("pruned releases {} (keeping {})", prunable.join(", "), config.runtime.keep_releases));
+        Ok(())
+    })();
+    if let Err(err) = result {
+        session.log.warn(format!("could not prune old releases: {err:#}"));
+    }
+}
+
+fn print_summary(session: &Session, config: &Config, version: &str, summary: &Summary, phases: &Phases) {
+    let address = match &session.transport {
+        crate::host::transport::Transport::Local | crate::host::transport::Transport::Scripted(_) => {
+            "127.0.0.1".to_string()
+        }
+        crate::host::transport::Transport::Ssh(ssh) => ssh.target.host.clone(),
+    };
+    let (scheme, port, default) =
+        if config.http.https { ("https", config.http.https_port, 443) } else { ("http", config.http.port, 80) };
+    let url = if port == default { format!("{scheme}://{address}/") } else { format!("{scheme}://{address}:{port}/") };
+    println!("\nCultivate {version} is live on {}: {url}", session.name);
+    println!("\n  {:<14} {:<44} id", "service", "image");
+    for (service, reference, id) in &summary.images {
+        let short = id.trim_start_matches("sha256:");
+        println!("  {service:<14} {reference:<44} {}", &short[..12.min(short.len())]);
+    }
+    println!("\n  image bytes shipped: {:.2} MB", summary.sent_bytes as f64 / 1e6);
+    let total: f64 = phases.0.iter().map(|(_, s)| s).sum();
+    let times: Vec<String> = phases.0.iter().map(|(name, s)| format!("{name} {s:.1} s")).collect();
+    println!("  time: {} (total {total:.1} s)", times.join(", "));
+}

@@ -1,0 +1,131 @@
+//! `cargo xtask doctor`: what this machine and a target have and lack. For each: the
+//! OS and package manager, the container runtime and compose command against the
+//! minimums, the deployment paths the path strategy chose, free disk there, whether
+//! the configured ports are free, and every missing piece with its fix. With
+//! `--install` it installs Docker and Compose (or brings Finch's VM up) on the target.
+//! Exit status ≠ 0 while anything required is missing.
+
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::host::report::{MachineReport, connect, machine_report};
+use crate::host::transport::Transport;
+use crate::support::project::Project;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DoctorArgs {
+    /// A name from [hosts] in deploy/deploy.toml, or [user@]host[:port].
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Install Docker and Compose on the host when missing (as root or with sudo -n),
+    /// or initialise/start Finch's VM on macOS.
+    #[arg(long)]
+    pub install: bool,
+    /// Print one JSON object instead of the report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DoctorReport {
+    pub local: MachineReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<MachineReport>,
+    pub ok: bool,
+    pub seconds: f64,
+}
+
+pub fn run(project: &Project, args: &DoctorArgs) -> Result<()> {
+    let started = Instant::now();
+    let config = Config::load(&project.config_file)?;
+    let (local, host) = diagnose(&config, args)?;
+    let ok = local.missing.is_empty() && host.as_ref().is_none_or(|h| h.missing.is_empty());
+    let report = DoctorReport { local, host, ok, seconds: started.elapsed().as_secs_f64() };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_machine(&report.local);
+        if let Some(host) = &report.host {
+            print_machine(host);
+        }
+    }
+    if !report.ok {
+        bail!("something required is missing (see above)");
+    }
+    Ok(())
+}
+
+fn diagnose(config: &Config, args: &DoctorArgs) -> Result<(MachineReport, Option<MachineReport>)> {
+    let local = local_report(config, args.host.is_some());
+    // Local prerequisites first: without ssh, no connection is attempted. Keys are
+    // OpenSSH's business (~/.ssh/config, the agent, identity_file): a login that fails
+    // for want of one is explained from what ssh would offer (see `transport`).
+    let blocking: Vec<&String> = local.missing.iter().filter(|m| m.contains("(ssh)")).collect();
+    if args.host.is_some() && !blocking.is_empty() {
+        let list: Vec<&str> = blocking.iter().map(|m| m.as_str()).collect();
+        bail!("this machine cannot reach a host yet:\n  - {}", list.join("\n  - "));
+    }
+    let host = match &args.host {
+        None => None,
+        Some(name) => {
+            let transport = connect(config, name)?;
+            let report =
+                machine_report(config, &transport, transport.to_string(), config.hosts.get(name), args.install);
+            transport.close();
+            Some(report?)
+        }
+    };
+    Ok((local, host))
+}
+
+/// This machine: what a target report says, plus the tools a deploy from here needs
+/// (ssh when a host is involved; a runtime to build the images with).
+fn local_report(config: &Config, needs_ssh: bool) -> MachineReport {
+    let mut report = machine_report(config, &Transport::Local, "this machine".into(), None, false)
+        .unwrap_or_else(|err| MachineReport::undetected("this machine".into(), String::new(), format!("{err:#}")));
+    if needs_ssh && which::which("ssh").is_err() {
+        report.missing.push("the OpenSSH client (ssh) is missing: `sudo apt-get install openssh-client`".to_string());
+    }
+    if let Err(err) = crate::host::runtime::Runtime::detect_local(None) {
+        report.missing.push(format!("{err:#}"));
+    }
+    report
+}
+
+fn print_machine(report: &MachineReport) {
+    println!("{}", report.machine);
+    match &report.os {
+        Some(os) => println!("  os:        {os}"),
+        None => println!("  os:        unknown"),
+    }
+    if !report.user.is_empty() {
+        println!("  user:      {}", report.user);
+    }
+    if let Some(runtime) = &report.runtime {
+        let engine = runtime.engine.as_ref().map_or("missing".to_string(), |v| v.to_string());
+        let compose = runtime.compose.as_ref().map_or("missing".to_string(), |c| c.to_string());
+        println!("  engine:    {engine}");
+        println!("  compose:   {compose}");
+    }
+    if let Some(paths) = &report.paths {
+        println!("  paths:     {} (logs {})", paths.base, paths.logs);
+    }
+    if let Some(bytes) = report.free_disk_bytes {
+        println!("  free disk: {:.1} GB", bytes as f64 / 1e9);
+    }
+    if !report.ports_in_use.is_empty() {
+        println!("  ports in use: {:?} (a deploy needs them free, or already ours)", report.ports_in_use);
+    }
+    for action in &report.actions {
+        println!("  did:       {action}");
+    }
+    if report.missing.is_empty() {
+        println!("  ok");
+    }
+    for problem in &report.missing {
+        println!("  missing:   {}", problem.replace('\n', "\n             "));
+    }
+}

@@ -1,0 +1,94 @@
+//! `cargo xtask status --host NAME [--json]`: the current release, the history, and
+//! each service's state and health, read from the host.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::host::session::{HostArgs, Session};
+use crate::release::rollout;
+use crate::release::stack::ContainerState;
+use crate::release::state::{DeploymentState, Layout};
+use crate::support::log::Log;
+use crate::support::project::Project;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: HostArgs,
+    /// Print one JSON object: `current`, `history`, `services`.
+    #[arg(long)]
+    pub json: bool,
+    /// Log every command with its output.
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Accepted for symmetry with the other host tasks; status asks nothing.
+    #[arg(long, short, hide = true)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub host: String,
+    pub deployment_path: String,
+    /// The release `current` points at, as recorded in the history.
+    pub current: Option<DeploymentState>,
+    pub history: Vec<DeploymentState>,
+    pub services: Vec<ContainerState>,
+    /// Every service running and healthy.
+    pub healthy: bool,
+}
+
+pub fn run(project: &Project, args: &StatusArgs) -> Result<()> {
+    let log = Log::new(args.verbose);
+    let config = Config::load(&project.config_file)?;
+    let session = Session::open(&config, &args.target, false, false, &log)?;
+    let status = read(&session, &config);
+    session.close();
+    let status = status?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    println!("{} ({})", status.host, status.deployment_path);
+    match &status.current {
+        Some(current) => println!(
+            "  current:  {} (deployed {} by {}, {})",
+            current.version, current.timestamp, current.deployed_by, current.status
+        ),
+        None => println!("  current:  none (nothing deployed yet)"),
+    }
+    println!("\n  {:<10} {:<34} {:<11} {:<10} image", "service", "container", "state", "health");
+    for service in &status.services {
+        println!(
+            "  {:<10} {:<34} {:<11} {:<10} {}",
+            service.service,
+            service.name,
+            service.status,
+            service.health.as_deref().unwrap_or("-"),
+            service.image
+        );
+    }
+    println!("\n  history (newest first):");
+    for entry in status.history.iter().rev().take(10) {
+        let replaced = entry.replaced.as_deref().map(|r| format!(" (replaced {r})")).unwrap_or_default();
+        println!("    {}  {:<24} {:<12}{replaced}", entry.timestamp, entry.version, entry.status.to_string());
+    }
+    Ok(())
+}
+
+pub fn read(session: &Session, config: &Config) -> Result<Status> {
+    let layout = Layout::new(&session.paths);
+    let history = rollout::read_history(session, &layout)?;
+    let stack = rollout::stack(session, config);
+    let services = rollout::read_containers(session, &stack)?;
+    let health = rollout::evaluate(session, &stack, &services)?;
+    Ok(Status {
+        host: session.name.clone(),
+        deployment_path: session.paths.base.clone(),
+        current: history.current().cloned(),
+        healthy: health.iter().all(|h| h.status == "healthy"),
+        history: history.deployments,
+        services,
+    })
+}
