@@ -171,10 +171,10 @@ pub fn deployment_paths(os: TargetOs, probe: &Probe, config: &Config, host: Opti
     let user = probe.get("user");
     let home = probe.home();
     if home.is_none() {
-        eprintln!(
-            "warning: the target did not report $HOME for {user:?}; assuming {}",
+        crate::support::log::warn(format!(
+            "the target did not report $HOME for {user:?}; assuming {}",
             crate::model::paths::home_of(os, user)
-        );
+        ));
     }
     DeploymentPaths::resolve_with_home(os, user, home, config, host)
 }
@@ -185,7 +185,7 @@ fn install_runtime(transport: &Transport, os: &OsInfo, probe: &Probe, runtime: &
     let as_root = probe.get("uid") == "0";
     let mut done = Vec::new();
     let mut run = |cmd: Cmd| -> Result<()> {
-        eprintln!("{transport}: {cmd}");
+        crate::support::log::say(format!("{transport}: {cmd}"));
         transport.output(&cmd).with_context(|| format!("`{cmd}` failed on {transport}"))?;
         done.push(cmd.to_string());
         Ok(())

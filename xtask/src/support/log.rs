@@ -5,7 +5,7 @@
 //! (Property 35) but are always kept for the host's copy.
 
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -26,15 +26,24 @@ impl fmt::Display for Level {
     }
 }
 
+/// The lines of the task's log, where [`say`] and [`warn`] also write: one logger,
+/// whatever layer speaks (the image build, the engine bootstrap, the probe).
+static CURRENT: Mutex<Option<Lines>> = Mutex::new(None);
+
+type Lines = Arc<Mutex<Vec<String>>>;
+
 #[derive(Debug, Default)]
 pub struct Log {
     verbose: bool,
-    lines: Mutex<Vec<String>>,
+    lines: Lines,
 }
 
 impl Log {
+    /// The task's log; lines said anywhere in the process from now on are kept in it.
     pub fn new(verbose: bool) -> Log {
-        Log { verbose, lines: Mutex::new(Vec::new()) }
+        let lines = Lines::default();
+        *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&lines));
+        Log { verbose, lines }
     }
 
     pub fn verbose(&self) -> bool {
@@ -77,12 +86,27 @@ impl Log {
     }
 }
 
-/// A line for the operator outside a task's [`Log`] (the images task, the engine
-/// bootstrap): timestamped and levelled like every other line.
+/// A line from a layer that holds no [`Log`] (the image build, the engine bootstrap):
+/// timestamped and levelled like every other line, and kept in the task's log when
+/// a task has one, so the host's copy has it too.
 pub fn say(message: impl AsRef<str>) {
+    say_at(Level::Info, message.as_ref());
+}
+
+/// A warning from a layer that holds no [`Log`]; see [`say`].
+pub fn warn(message: impl AsRef<str>) {
+    say_at(Level::Warn, message.as_ref());
+}
+
+fn say_at(level: Level, message: &str) {
     let stamp = now_rfc3339();
-    for text in message.as_ref().trim_matches('\n').lines() {
-        eprintln!("{}", format_line(&stamp, Level::Info, text));
+    let current = CURRENT.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for text in message.trim_matches('\n').lines() {
+        let line = format_line(&stamp, level, text);
+        eprintln!("{line}");
+        if let Some(lines) = &current {
+            lines.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        }
     }
 }
 
@@ -111,6 +135,21 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn lines_said_outside_the_task_reach_its_log() {
+        // Other tests open logs of their own at the same time, and the newest takes
+        // the said lines: a few bounded tries.
+        let kept = (0..5).any(|attempt| {
+            let log = Log::new(false);
+            let marker = format!("said from the image build, try {attempt}");
+            say(&marker);
+            warn("a warning from the probe");
+            let text = log.text();
+            text.contains(&marker) && text.lines().all(is_log_line)
+        });
+        assert!(kept, "lines said outside the task never reached its log");
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
