@@ -13,7 +13,7 @@ use time::format_description::well_known::Rfc3339;
 use tokio_postgres::Row;
 
 use crate::error::{ApiError, ApiJson, ApiPath};
-use crate::routes::AppState;
+use crate::state::AppState;
 
 pub const COLLECTION_PATH: &str = "/api/v1/activities";
 pub const ITEM_PATH: &str = "/api/v1/activities/{id}";

@@ -99,7 +99,7 @@ fn parse_database_url(value: &str) -> Result<tokio_postgres::Config, String> {
     // tokio-postgres echoes nothing of the input in its parse errors, so a password in
     // the URL cannot leak into the message.
     let mut config = tokio_postgres::Config::from_str(value.trim())
-        .map_err(|error| format!("not a PostgreSQL connection string: {}", crate::error::describe(&error)))?;
+        .map_err(|error| format!("not a PostgreSQL connection string: {}", crate::error_text::describe(&error)))?;
     if config.get_hosts().is_empty() {
         return Err(
             "names no host; for the Unix socket add ?host=/var/run/postgresql (the socket directory)".to_owned()

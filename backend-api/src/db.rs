@@ -11,7 +11,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use tokio_postgres::NoTls;
 use tracing::{info, warn};
 
-use crate::error::describe;
+use crate::error_text::describe;
 
 mod embedded {
     // SQL files under backend-api/migrations, compiled into the binary.

@@ -15,6 +15,8 @@ use serde_json::json;
 use tracing::{error, warn};
 
 use crate::db;
+use crate::error_text::describe;
+use crate::state::MAX_BODY_BYTES;
 
 /// An error response: the status and the message sent as `{"error": message}`.
 #[derive(Debug)]
@@ -95,7 +97,7 @@ fn json_rejection_to_error(rejection: JsonRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body exceeds the {}-byte limit: {}", crate::routes::MAX_BODY_BYTES, rejection.body_text()),
+            format!("request body exceeds the {}-byte limit: {}", MAX_BODY_BYTES, rejection.body_text()),
         );
     }
     // Syntax errors, wrong types, missing fields and a missing or wrong content type
@@ -138,48 +140,4 @@ pub async fn route_not_found(method: Method, uri: Uri) -> ApiError {
 /// For known paths requested with a method they do not support (axum adds `Allow`).
 pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("method {method} is not allowed for {}", uri.path()))
-}
-
-/// An error and its chain of causes on one line: "error connecting to server: No such
-/// file or directory (os error 2)". tokio-postgres keeps the useful part in the causes.
-pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // Some errors (refinery's among them) already print their cause.
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Debug)]
-    struct Outer(std::io::Error, bool);
-
-    impl std::fmt::Display for Outer {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            if self.1 { write!(f, "outer ({})", self.0) } else { f.write_str("outer") }
-        }
-    }
-
-    impl std::error::Error for Outer {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            Some(&self.0)
-        }
-    }
-
-    #[test]
-    fn describe_includes_causes_once() {
-        let cause = || std::io::Error::other("disk on fire");
-        assert_eq!(describe(&Outer(cause(), false)), "outer: disk on fire");
-        assert_eq!(describe(&Outer(cause(), true)), "outer (disk on fire)");
-    }
 }

@@ -24,8 +24,8 @@ use serde_json::{Value, json};
 use tracing::warn;
 
 use crate::db::{self, MigrationState};
-use crate::error::describe;
-use crate::routes::AppState;
+use crate::error_text::describe;
+use crate::state::AppState;
 
 /// A health check answers within this time whatever the database does.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);

@@ -3,14 +3,19 @@
 //! `backend-api` serves HTTP on 0.0.0.0:$PORT; `backend-api healthcheck` probes a
 //! running instance for the container's HEALTHCHECK. Environment: see `config.rs`.
 
+// Layers, each importing only the ones listed before it:
+// error_text; config, db; state (AppState, body limit); error (ApiError, extractors);
+// handlers: activities, health; routes (the router); server, healthcheck; main.
 mod activities;
 mod config;
 mod db;
 mod error;
+mod error_text;
 mod health;
 mod healthcheck;
 mod routes;
 mod server;
+mod state;
 
 use std::process::ExitCode;
 use std::time::Duration;

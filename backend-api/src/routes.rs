@@ -1,6 +1,5 @@
 //! The HTTP surface: which path goes to which handler, and what wraps them all.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
@@ -8,23 +7,12 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
-use deadpool_postgres::Pool;
 use tracing::info;
 
 use crate::activities;
-use crate::db::MigrationStatus;
 use crate::error;
 use crate::health;
-
-/// Request bodies above this size are refused with 413 before they are parsed.
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
-
-/// What every handler can reach. Cheap to clone: both fields are shared handles.
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: Pool,
-    pub migrations: Arc<MigrationStatus>,
-}
+use crate::state::{AppState, MAX_BODY_BYTES};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -67,10 +55,11 @@ mod tests {
     //! not there): everything short of real queries can be checked without PostgreSQL.
 
     use super::*;
-    use crate::db;
+    use crate::db::{self, MigrationStatus};
     use axum::body::{Body, to_bytes};
     use axum::http::{Method, StatusCode, header};
     use serde_json::{Value, json};
+    use std::sync::Arc;
     use tower::ServiceExt;
 
     fn unreachable_state() -> AppState {

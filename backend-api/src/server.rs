@@ -9,7 +9,8 @@ use tracing::{error, info, warn};
 
 use crate::config::{self, Config};
 use crate::db::{self, MigrationStatus};
-use crate::routes::{self, AppState};
+use crate::routes;
+use crate::state::AppState;
 
 /// Serves until SIGTERM or SIGINT, then lets in-flight requests finish.
 ///

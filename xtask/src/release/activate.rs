@@ -40,14 +40,14 @@ pub fn go_live(
                 timestamp: crate::support::log::now_rfc3339(),
                 ..state
             };
-            return rollout::record(session, layout, &entry);
+            return rollout::record(session, layout, history, &entry);
         }
         Err(failure) => failure,
     };
     rollout::report_failure(session, &release_dir, &failure);
     let failed =
         DeploymentState { status: ReleaseStatus::Failed, timestamp: crate::support::log::now_rfc3339(), ..state };
-    rollout::record(session, layout, &failed)?;
+    let history = rollout::record(session, layout, history, &failed)?;
     match previous {
         Some(previous) => {
             // Nothing is stopped for a target that cannot start: a pruned directory or
@@ -60,7 +60,7 @@ pub fn go_live(
                 );
             }
             session.log.warn(format!("rolling back to {}", previous.version));
-            match restore(session, config, stack, layout, &previous, Some(version))? {
+            match restore(session, config, stack, layout, &history, &previous, Some(version))? {
                 Ok(_) => {
                     bail!("{}; the previous release {} was restored and is healthy", failure.reason, previous.version)
                 }
@@ -99,6 +99,7 @@ pub fn restore(
     config: &Config,
     stack: &Stack,
     layout: &Layout,
+    history: &History,
     target: &DeploymentState,
     replaced: Option<String>,
 ) -> Result<std::result::Result<DeploymentState, StartFailure>> {
@@ -113,7 +114,7 @@ pub fn restore(
                 replaced,
                 ..target.clone()
             };
-            rollout::record(session, layout, &entry)?;
+            rollout::record(session, layout, history, &entry)?;
             Ok(Ok(entry))
         }
         Err(failure) => {

@@ -242,10 +242,11 @@ pub fn read_history(session: &Session, layout: &Layout) -> Result<History> {
     History::parse(&text, &layout.history())
 }
 
-/// Appends `entry` to the history and writes the release's own `release.json`.
+/// Appends `entry` to `history` (as read under the lock, which keeps anyone else
+/// from writing it meanwhile) and writes it, and the release's own `release.json`.
 /// Returns the history as written.
-pub fn record(session: &Session, layout: &Layout, entry: &DeploymentState) -> Result<History> {
-    let mut history = read_history(session, layout)?;
+pub fn record(session: &Session, layout: &Layout, history: &History, entry: &DeploymentState) -> Result<History> {
+    let mut history = history.clone();
     history.deployments.push(entry.clone());
     session.upload(history.to_json().as_bytes(), &layout.history(), 0o644)?;
     write_state(session, layout, entry)?;

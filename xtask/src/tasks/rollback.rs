@@ -66,7 +66,7 @@ fn restore(config: &Config, args: &RollbackArgs, session: &Session) -> Result<St
         current.as_deref().unwrap_or("nothing"),
         target.version
     ));
-    match crate::release::activate::restore(session, config, &stack, &layout, &target, current.clone())? {
+    match crate::release::activate::restore(session, config, &stack, &layout, &history, &target, current.clone())? {
         Ok(_) => Ok(target.version),
         Err(failure) => {
             // Put back what was running; the data volume was never touched.
