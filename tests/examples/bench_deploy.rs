@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use cultivate_tests::deploy::{DeployConfig, built_manifest_path, derived_version};
 use cultivate_tests::hosts::{HostVariant, TestHost};
-use xtask::config::Config;
+use xtask::model::config::Config;
 use xtask::images::{Manifest, read_manifest};
 use xtask::model::compose::{RenderInput, render};
 use xtask::model::paths::DeploymentPaths;

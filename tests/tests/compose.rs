@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use xtask::config::Config;
+use xtask::model::config::Config;
 use xtask::model::compose::{self, RenderInput};
 use xtask::model::paths::DeploymentPaths;
 use xtask::model::platform::TargetOs;

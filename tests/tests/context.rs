@@ -1,4 +1,4 @@
-//! A build context archived by `xtask::context` is what a remote engine builds from:
+//! A build context archived by `xtask::images::context` is what a remote engine builds from:
 //! `docker build -f Dockerfile -` takes the tar.gz on stdin, written straight into the
 //! pipe. With the layers `cargo xtask images` left in the cache, the build is quick and
 //! gives the very layers of the image built from the directory: the archive carries the
@@ -49,7 +49,7 @@ fn docker_builds_the_archived_contexts_from_stdin() {
             let out = scope.spawn(move || read_all(&mut stdout));
             let err = scope.spawn(move || read_all(&mut stderr));
             // The pipe closes when write_context drops its writer: docker sees the end.
-            let archived = xtask::context::write_context(&project().path(service.name()), "Dockerfile", stdin);
+            let archived = xtask::images::context::write_context(&project().path(service.name()), "Dockerfile", stdin);
             (archived, out.join().unwrap() + &err.join().unwrap())
         });
         let status = child.wait().unwrap();
@@ -147,10 +147,10 @@ fn docker_filters_a_directory_as_the_archive_does() {
         }
     }
 
-    let ours: BTreeSet<String> = xtask::context::context_entries(&dir, "Dockerfile")
+    let ours: BTreeSet<String> = xtask::images::context::context_entries(&dir, "Dockerfile")
         .unwrap()
         .into_iter()
-        .filter(|entry| entry.kind == xtask::context::EntryKind::File)
+        .filter(|entry| entry.kind == xtask::images::context::EntryKind::File)
         .map(|entry| entry.path.to_string_lossy().into_owned())
         // Always sent; the engine drops them after reading them when the rules exclude them.
         .filter(|path| path != ".dockerignore" && path != "Dockerfile")

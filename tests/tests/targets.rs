@@ -10,7 +10,7 @@ use std::time::Duration;
 use cultivate_tests::deploy::xtask_binary;
 use cultivate_tests::hosts::{HostVariant, TestHost};
 use cultivate_tests::{project, require_engine};
-use xtask::config::Config;
+use xtask::model::config::Config;
 use xtask::host::probe::{PackageManager, SUPPORTED};
 use xtask::host::report::{check_connectivity, connectivity_cmd, machine_report};
 use xtask::host::transport::{Ssh, SshFailure, Transport};

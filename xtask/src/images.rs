@@ -5,6 +5,7 @@
 
 mod backend;
 mod base;
+pub mod context;
 mod manifest;
 mod progress;
 
@@ -18,7 +19,8 @@ pub use backend::{BackendBuild, BackendPath, glibc_required_by, parse_glibc_vers
 pub use base::{BaseImage, BaseOrigin, debian_mirror, debian_suite};
 pub use manifest::{ImageRecord, Manifest};
 
-use crate::config::Config;
+use crate::model::config::Config;
+use crate::model::image::validate_tag;
 use crate::host::runtime::{BuildSpec, Runtime};
 use crate::support::log::now_rfc3339;
 use crate::support::project::{Project, host_name};
@@ -116,19 +118,6 @@ impl BuildInfo {
     }
 }
 
-/// Docker's rule for a tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
-pub fn validate_tag(version: &str) -> Result<()> {
-    let mut chars = version.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
-    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if !first_ok || !rest_ok || version.len() > 128 {
-        bail!(
-            "version {version:?} is not a valid image tag: use letters, digits, `_`, `.` and `-` \
-             (not first), at most 128 characters, e.g. --version 1.4.0"
-        );
-    }
-    Ok(())
-}
 
 fn build_service(
     project: &Project,

@@ -5,8 +5,6 @@
 //! The crate is a library as well as the `xtask` binary so the integration tests in
 //! `tests/` can drive the same code paths the command line does.
 
-pub mod config;
-pub mod context;
 pub mod host;
 pub mod images;
 pub mod model;

@@ -3,6 +3,7 @@
 //! runs here.
 
 pub mod compose;
+pub mod config;
 pub mod image;
 pub mod paths;
 pub mod platform;

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 /// Each layer, lowest first, by the top-level modules that belong to it.
 const LAYERS: &[(&str, &[&str])] = &[
     ("support", &["support"]),
-    ("model", &["model", "config"]),
+    ("model", &["model"]),
     ("host", &["host"]),
-    ("images", &["images", "context"]),
+    ("images", &["images"]),
     ("release", &["release"]),
     ("tasks", &["tasks"]),
 ];

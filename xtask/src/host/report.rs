@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::config::{Config, Host};
+use crate::model::config::{Config, Host};
 use crate::host::probe::{self as target, FinchVm, OsInfo, Probe, RuntimeReport};
 use crate::host::transport::{Ssh, Transport};
 use crate::model::paths::DeploymentPaths;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::config::Config;
+use crate::model::config::Config;
 use crate::host::probe::ComposeCommand;
 use crate::host::runtime::RuntimeKind;
 use crate::host::transport::Transport;

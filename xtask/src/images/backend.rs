@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::base::BaseImage;
 use super::progress::Step;
-use crate::config::Config;
+use crate::model::config::Config;
 use crate::host::runtime::Runtime;
 use crate::support::command::{Cmd, TimedOutput};
 use crate::support::project::Project;

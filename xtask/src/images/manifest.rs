@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::Service;
+use crate::model::service::Service;
 use super::backend::BackendPath;
 use super::base::BaseImage;
 use crate::host::runtime::RuntimeKind;
@@ -115,12 +115,12 @@ impl Manifest {
     /// argument of a remote command: it is checked like the same value given on the
     /// command line (the version like `--version`).
     pub fn validate(&self) -> Result<()> {
-        super::validate_tag(&self.version).context("its `version`")?;
+        crate::model::image::validate_tag(&self.version).context("its `version`")?;
         for record in &self.images {
             let service = record.service;
-            crate::config::check_image_repository(&record.image)
+            crate::model::config::check_image_repository(&record.image)
                 .map_err(|why| anyhow::anyhow!("{service}: `image` {:?} {why}", record.image))?;
-            super::validate_tag(&record.tag).with_context(|| format!("{service}: its `tag`"))?;
+            crate::model::image::validate_tag(&record.tag).with_context(|| format!("{service}: its `tag`"))?;
             let expected = format!("{}:{}", record.image, record.tag);
             if record.reference != expected {
                 anyhow::bail!("{service}: `reference` {:?} is not `image:tag` ({expected:?})", record.reference);

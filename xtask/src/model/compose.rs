@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::config::{Config, Limits};
+use crate::model::config::{Config, Limits};
 use crate::model::paths::DeploymentPaths;
 use crate::model::platform::TargetOs;
 use crate::model::service::Service;

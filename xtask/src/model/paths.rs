@@ -6,7 +6,7 @@
 use anyhow::{Result, bail};
 use serde::Serialize;
 
-use crate::config::{Config, Host};
+use crate::model::config::{Config, Host};
 use crate::model::platform::TargetOs;
 
 /// Host directories Finch's VM mounts by default; `/Volumes` only when configured.
@@ -49,7 +49,7 @@ impl DeploymentPaths {
             trimmed => trimmed,
         });
         let home = home.map_or_else(|| home_of(os, user), str::to_string);
-        let chosen = |setting: &crate::config::PathSetting, from_host: Option<&str>| {
+        let chosen = |setting: &crate::model::config::PathSetting, from_host: Option<&str>| {
             setting.pick(from_host).map(|path| expand_home(path, &home))
         };
         let base = chosen(&config.paths.deployment, host.and_then(|h| h.deployment_path.as_deref())).unwrap_or_else(

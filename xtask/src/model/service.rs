@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use crate::model::config::Config;
 
 /// The database socket directory, as the database and the backend mount it.
 pub const SOCKET_DIR: &str = "/var/run/postgresql";

@@ -5,7 +5,7 @@
 
 use anyhow::{Result, bail};
 
-use crate::config::Config;
+use crate::model::config::Config;
 use crate::host::session::{Effect, Session};
 use crate::model::platform::TargetOs;
 use crate::release::rollout::{self, StartFailure};

@@ -7,8 +7,8 @@ use std::io::Write;
 
 use anyhow::{Context, Result, bail};
 
-use crate::config::Config;
-use crate::context;
+use crate::model::config::Config;
+use crate::images::context;
 use crate::host::runtime::{BuildSpec, ImageDetails, Runtime};
 use crate::host::session::{Effect, Session};
 use crate::model::image::Image;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::config::Config;
+use crate::model::config::Config;
 use crate::host::session::{Effect, Session, with_backoff};
 use crate::model::service::Service;
 use crate::release::stack::{ContainerState, Stack};

@@ -339,7 +339,7 @@ pub fn remove_releases_cmd(layout: &Layout, versions: &[String]) -> Cmd {
                   if [ -d \"$d\" ] && [ ! -L \"$d\" ] && [ -f \"$d/release.json\" ]; then rm -rf -- \"$d\"; \
                   else echo \"not a release written by cultivate, left alone: $d\" >&2; fi; done";
     let mut cmd = Cmd::new("sh").args(["-c", script, "remove-releases"]).arg(&layout.releases);
-    for version in versions.iter().filter(|v| crate::images::validate_tag(v).is_ok()) {
+    for version in versions.iter().filter(|v| crate::model::image::validate_tag(v).is_ok()) {
         cmd = cmd.arg(version);
     }
     cmd
@@ -375,7 +375,7 @@ pub fn is_own_log_name(name: &str) -> bool {
     shape
         && (1..=9).contains(&fraction.len())
         && fraction.bytes().all(|b| b.is_ascii_digit())
-        && crate::images::validate_tag(version).is_ok()
+        && crate::model::image::validate_tag(version).is_ok()
 }
 
 /// The tasks that write a log on the host.

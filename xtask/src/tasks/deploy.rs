@@ -15,7 +15,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
-use crate::config::Config;
+use crate::model::config::Config;
 use crate::host::runtime::Runtime;
 use crate::host::session::{ChangeArgs, Effect, HostArgs, Session};
 use crate::images::{self, BuildOptions, Manifest, Service};
@@ -194,7 +194,7 @@ fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<S
 /// was reached at, when that is a host name nginx can match.
 fn default_server_name(session: &Session) -> String {
     match &session.transport {
-        crate::host::transport::Transport::Ssh(ssh) if crate::config::is_server_name(&ssh.target.host) => {
+        crate::host::transport::Transport::Ssh(ssh) if crate::model::config::is_server_name(&ssh.target.host) => {
             ssh.target.host.clone()
         }
         _ => crate::model::compose::DEFAULT_SERVER_NAME.to_string(),
@@ -237,7 +237,7 @@ fn check_ports(session: &Session, config: &Config, stack: &crate::release::stack
              `[http] port` / `[http] https_port` in {}",
             taken.iter().map(u16::to_string).collect::<Vec<_>>().join(" and "),
             session.name,
-            crate::config::CONFIG_FILE
+            crate::model::config::CONFIG_FILE
         );
     }
     Ok(())

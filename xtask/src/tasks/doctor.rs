@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::model::config::Config;
 use crate::host::report::{MachineReport, connect, machine_report};
 use crate::host::transport::Transport;
 use crate::support::project::Project;

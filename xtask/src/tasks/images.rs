@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use crate::config::Config;
+use crate::model::config::Config;
 use crate::host::runtime::{Runtime, RuntimeKind};
 use crate::images::{self, BackendBuild, BuildOptions, Manifest, Service};
 use crate::support::project::Project;

@@ -3,7 +3,7 @@
 
 use anyhow::{Result, bail};
 
-use crate::config::Config;
+use crate::model::config::Config;
 use crate::host::session::{HostArgs, Session};
 use crate::model::service::Service;
 use crate::release::rollout;

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 
-use crate::config::Config;
+use crate::model::config::Config;
 use crate::model::compose::{self, RenderInput};
 use crate::model::paths::DeploymentPaths;
 use crate::model::platform::TargetOs;
@@ -49,7 +49,7 @@ pub fn run(project: &Project, args: &RenderArgs) -> Result<()> {
             .map(|manifest| manifest.version)
             .context("no image version to pin: pass --version V, or build the images first (cargo xtask images)")?,
     };
-    crate::images::validate_tag(&version)?;
+    crate::model::image::validate_tag(&version)?;
     // No target is asked: `~` is the home guessed from the user's name (/root,
     // /home/NAME, /Users/NAME). A deploy uses the $HOME the target reports instead.
     let paths = DeploymentPaths::resolve(os, &user, &config, host)?;

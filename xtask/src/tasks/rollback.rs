@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::config::Config;
+use crate::model::config::Config;
 use crate::host::session::{ChangeArgs, HostArgs, Session};
 use crate::release::rollout;
 use crate::release::state::Layout;
@@ -30,7 +30,7 @@ pub fn run(project: &Project, args: &RollbackArgs) -> Result<()> {
     let started = Instant::now();
     let config = Config::load(&project.config_file)?;
     if let Some(version) = &args.to {
-        crate::images::validate_tag(version).context("--to")?;
+        crate::model::image::validate_tag(version).context("--to")?;
     }
     let session = Session::open(&config, &args.target, false, args.change.dry_run, &log)?;
     let holder = args.to.as_deref().unwrap_or("previous");

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::model::config::Config;
 use crate::host::session::{HostArgs, Session};
 use crate::release::rollout;
 use crate::release::stack::ContainerState;

@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 
-use crate::config::Config;
+use crate::model::config::Config;
 use crate::host::install;
 use crate::images::{self, BuildOptions};
 use crate::support::command::Cmd;

@@ -1,7 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::config::Config;
+use crate::model::config::Config;
 use crate::model::paths::{DeploymentPaths, visible_to_finch};
 
 #[test]
@@ -95,9 +95,9 @@ fn any_config() -> impl Strategy<Value = (String, bool)> {
         .prop_filter("names PostgreSQL reserves are refused", |(_, _, _, user, name, ..)| {
             let usable = |n: &str| {
                 !n.starts_with("pg_")
-                    && !crate::config::SQL_RESERVED_WORDS.contains(&n)
-                    && !crate::config::RESERVED_ROLES.contains(&n)
-                    && !crate::config::RESERVED_DATABASES.contains(&n)
+                    && !crate::model::config::SQL_RESERVED_WORDS.contains(&n)
+                    && !crate::model::config::RESERVED_ROLES.contains(&n)
+                    && !crate::model::config::RESERVED_DATABASES.contains(&n)
             };
             usable(user) && usable(name)
         })

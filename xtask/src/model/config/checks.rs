@@ -212,3 +212,22 @@ pub fn is_server_name(name: &str) -> bool {
                 && !label.ends_with('-')
         })
 }
+
+/// `512m` → 536870912. Units b, k, m, g (either case, optional trailing `b`).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let lower = text.trim().to_ascii_lowercase();
+    let lower = lower.strip_suffix('b').filter(|rest| rest.ends_with(['k', 'm', 'g'])).unwrap_or(&lower);
+    let (digits, unit) = match lower.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => lower.split_at(at),
+        None => (lower, ""),
+    };
+    let number: u64 = digits.parse().ok()?;
+    let factor = match unit {
+        "" | "b" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}

@@ -1,4 +1,4 @@
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 
@@ -489,4 +489,66 @@ proptest! {
         let message = result.unwrap_err().to_string();
         prop_assert!(message.contains(&format!("{key} (from {variable})")), "{variable}={value:?}: {message}");
     }
+}
+
+// ---- the known keys and the file's structs agree ----
+
+// The field list comes from the structs themselves: the Raw structs derive `Serialize` in
+// tests only, and serde_json keeps a `None` as `null`, so a default `RawConfig` (with one
+// host) serializes to a tree whose leaves are exactly the fields; their paths must be
+// KNOWN_KEYS. The other way round, each known key set alone (to whichever value of a few
+// types the field takes) must pass the same unknown-key walk `Config::parse` uses.
+fn raw_field_keys() -> BTreeSet<String> {
+    fn leaves(prefix: &str, value: &serde_json::Value, keys: &mut BTreeSet<String>) {
+        match value {
+            serde_json::Value::Object(fields) => {
+                for (name, inner) in fields {
+                    let name = if prefix == "hosts" { "*" } else { name.as_str() };
+                    let path = if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
+                    leaves(&path, inner, keys);
+                }
+            }
+            _ => {
+                keys.insert(prefix.to_string());
+            }
+        }
+    }
+    let mut raw = raw::RawConfig::default();
+    raw.hosts.insert("web".to_string(), raw::RawHost::default());
+    let mut keys = BTreeSet::new();
+    leaves("", &serde_json::to_value(&raw).unwrap(), &mut keys);
+    keys
+}
+
+#[test]
+fn every_raw_field_is_a_known_key_and_every_known_key_a_raw_field() {
+    let known: BTreeSet<String> = KNOWN_KEYS.iter().map(|key| key.to_string()).collect();
+    let fields = raw_field_keys();
+    assert_eq!(known.len(), KNOWN_KEYS.len(), "KNOWN_KEYS lists a key twice");
+    let unlisted: Vec<&String> = fields.difference(&known).collect();
+    let fieldless: Vec<&String> = known.difference(&fields).collect();
+    assert!(unlisted.is_empty(), "fields of the Raw structs missing from KNOWN_KEYS: {unlisted:?}");
+    assert!(fieldless.is_empty(), "KNOWN_KEYS without a field in the Raw structs: {fieldless:?}");
+}
+
+#[test]
+fn each_known_key_set_alone_is_read_without_an_unknown_key() {
+    for key in KNOWN_KEYS {
+        let key = key.replace('*', "web");
+        let (table, field) = key.rsplit_once('.').unwrap();
+        let accepted = ["\"x\"", "1", "1.5", "true", "[\"x\"]"].iter().any(|value| {
+            let text = format!("[{table}]\n{field} = {value}\n");
+            matches!(keys::read_raw(&text), Ok((_, unknown)) if unknown.is_empty())
+        });
+        assert!(accepted, "`{key}`, set alone, is an unknown key or takes none of the values tried");
+    }
+}
+
+#[test]
+fn each_environment_override_names_a_known_key() {
+    for (variable, key) in ENV_OVERRIDES {
+        assert!(KNOWN_KEYS.contains(&key), "{variable} overrides `{key}`, which is not in KNOWN_KEYS");
+    }
+    let variables: BTreeSet<&str> = ENV_OVERRIDES.iter().map(|(variable, _)| *variable).collect();
+    assert_eq!(variables.len(), ENV_OVERRIDES.len(), "a variable overrides two keys");
 }

@@ -1,0 +1,32 @@
+//! The documented defaults (also written out in deploy/deploy.toml).
+
+pub const APP_ENVIRONMENT: &str = "production";
+pub const BASE_IMAGE: &str = "debian:bookworm-slim";
+pub const BUILDER_IMAGE: &str = "rust:1-bookworm";
+pub const DATABASE_IMAGE: &str = "cultivate-database";
+pub const BACKEND_IMAGE: &str = "cultivate-backend-api";
+pub const FRONTEND_IMAGE: &str = "cultivate-web-frontend";
+pub const HTTP_PORT: u16 = 80;
+pub const HTTPS_PORT: u16 = 443;
+pub const HTTPS: bool = false;
+pub const POSTGRES_USER: &str = "apiuser";
+pub const POSTGRES_DB: &str = "cultivate";
+pub const BACKEND_PORT: u16 = 3000;
+pub const FINCH_MOUNTS_VOLUMES: bool = false;
+pub const DATABASE_MEMORY: &str = "512m";
+pub const DATABASE_CPUS: f64 = 1.0;
+pub const BACKEND_MEMORY: &str = "256m";
+pub const BACKEND_CPUS: f64 = 1.0;
+pub const FRONTEND_MEMORY: &str = "128m";
+pub const FRONTEND_CPUS: f64 = 0.5;
+pub const RESTART: &str = "unless-stopped";
+pub const LOG_MAX_SIZE: &str = "10m";
+pub const LOG_MAX_FILES: u32 = 5;
+pub const KEEP_RELEASES: u32 = 5;
+pub const LOCK_TIMEOUT_SECONDS: u32 = 1800;
+pub const KEEP_LOGS: u32 = 20;
+pub const HEALTH_TIMEOUT_SECONDS: u32 = 180;
+pub const HEALTH_INTERVAL_SECONDS: u32 = 5;
+pub const HEALTH_RETRIES: u32 = 5;
+pub const HEALTH_START_PERIOD_SECONDS: u32 = 30;
+pub const SSH_CONNECT_TIMEOUT_SECONDS: u32 = 10;
