@@ -19,9 +19,9 @@ pub use backend::{BackendBuild, BackendPath, glibc_required_by, parse_glibc_vers
 pub use base::{BaseImage, BaseOrigin, debian_mirror, debian_suite};
 pub use manifest::{ImageRecord, Manifest};
 
+use crate::host::runtime::{BuildSpec, Runtime};
 use crate::model::config::Config;
 use crate::model::image::validate_tag;
-use crate::host::runtime::{BuildSpec, Runtime};
 use crate::support::log::now_rfc3339;
 use crate::support::project::{Project, host_name};
 use progress::Step;
@@ -117,7 +117,6 @@ impl BuildInfo {
         Ok(BuildInfo { version, revision, created })
     }
 }
-
 
 fn build_service(
     project: &Project,

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::model::config::{Config, Host};
 use crate::host::probe::{self as target, FinchVm, OsInfo, Probe, RuntimeReport};
 use crate::host::transport::{Ssh, Transport};
+use crate::model::config::{Config, Host};
 use crate::model::paths::DeploymentPaths;
 use crate::model::platform::TargetOs;
 use crate::model::ssh_target::SshTarget;
@@ -142,10 +142,7 @@ pub fn machine_report(
         Some(paths) => transport.output(&free_disk_cmd(&paths.base)).ok().and_then(|t| parse_df_available(&t)),
         None => None,
     };
-    let mut wanted = vec![config.http.port];
-    if config.http.https {
-        wanted.push(config.http.https_port);
-    }
+    let wanted = config.http.published_ports();
     let ports_in_use = match transport.output(&listening_ports_cmd(os.os)) {
         Ok(text) => parse_listening(&text, os.os).into_iter().filter(|p| wanted.contains(p)).collect(),
         Err(_) => Vec::new(),

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::model::config::Config;
 use crate::host::probe::ComposeCommand;
 use crate::host::runtime::RuntimeKind;
 use crate::host::transport::Transport;
+use crate::model::config::Config;
 use crate::model::paths::DeploymentPaths;
 use crate::model::platform::TargetOs;
 use crate::support::command::Cmd;

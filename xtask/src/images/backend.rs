@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::base::BaseImage;
 use super::progress::Step;
-use crate::model::config::Config;
 use crate::host::runtime::Runtime;
+use crate::model::config::Config;
 use crate::support::command::{Cmd, TimedOutput};
 use crate::support::project::Project;
 

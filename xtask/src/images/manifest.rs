@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::model::service::Service;
 use super::backend::BackendPath;
 use super::base::BaseImage;
 use crate::host::runtime::RuntimeKind;
+use crate::model::service::Service;
 use crate::support::log::now_rfc3339;
 use crate::support::project::{Project, host_name};
 

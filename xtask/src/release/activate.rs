@@ -5,8 +5,8 @@
 
 use anyhow::{Result, bail};
 
-use crate::model::config::Config;
 use crate::host::session::{Effect, Session};
+use crate::model::config::Config;
 use crate::model::platform::TargetOs;
 use crate::release::rollout::{self, StartFailure};
 use crate::release::stack::Stack;

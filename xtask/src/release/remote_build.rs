@@ -7,10 +7,10 @@ use std::io::Write;
 
 use anyhow::{Context, Result, bail};
 
-use crate::model::config::Config;
-use crate::images::context;
 use crate::host::runtime::{BuildSpec, ImageDetails, Runtime};
 use crate::host::session::{Effect, Session};
+use crate::images::context;
+use crate::model::config::Config;
 use crate::model::image::Image;
 use crate::release::ship::{self, Inventory};
 use crate::support::project::Project;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::model::config::Config;
 use crate::host::session::{Effect, Session, with_backoff};
+use crate::model::config::Config;
 use crate::model::service::Service;
 use crate::release::stack::{ContainerState, Stack};
 use crate::release::state::{self as release, DeploymentState, HealthCheckResult, History, Layout, LockHolder};

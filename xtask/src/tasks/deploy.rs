@@ -15,11 +15,11 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
-use crate::model::config::Config;
 use crate::host::runtime::Runtime;
 use crate::host::session::{ChangeArgs, Effect, HostArgs, Session};
 use crate::images::{self, BuildOptions, Manifest, Service};
 use crate::model::compose::{RenderInput, render};
+use crate::model::config::Config;
 use crate::model::image::Image;
 use crate::model::platform::TargetOs;
 use crate::release::rollout;
@@ -222,10 +222,7 @@ fn certificates(config: &Config) -> Result<Option<(PathBuf, PathBuf)>> {
 
 /// Ports the stack publishes must be free, or published by this stack already.
 fn check_ports(session: &Session, config: &Config, stack: &crate::release::stack::Stack) -> Result<()> {
-    let mut wanted = vec![config.http.port];
-    if config.http.https {
-        wanted.push(config.http.https_port);
-    }
+    let wanted = config.http.published_ports();
     let text = session.run(Effect::Read, &crate::host::report::listening_ports_cmd(session.os))?;
     let listening = crate::host::report::parse_listening(&text, session.os);
     let ours: Vec<u16> =
@@ -536,9 +533,7 @@ fn print_summary(session: &Session, config: &Config, version: &str, summary: &Su
         }
         crate::host::transport::Transport::Ssh(ssh) => ssh.target.host.clone(),
     };
-    let (scheme, port, default) =
-        if config.http.https { ("https", config.http.https_port, 443) } else { ("http", config.http.port, 80) };
-    let url = if port == default { format!("{scheme}://{address}/") } else { format!("{scheme}://{address}:{port}/") };
+    let url = config.http.url(&address);
     println!("\nCultivate {version} is live on {}: {url}", session.name);
     println!("\n  {:<14} {:<44} id", "service", "image");
     for (service, reference, id) in &summary.images {

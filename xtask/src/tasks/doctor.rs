@@ -10,9 +10,9 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use serde::Serialize;
 
-use crate::model::config::Config;
 use crate::host::report::{MachineReport, connect, machine_report};
 use crate::host::transport::Transport;
+use crate::model::config::Config;
 use crate::support::project::Project;
 
 #[derive(Debug, Clone, clap::Args)]

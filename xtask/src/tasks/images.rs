@@ -3,9 +3,9 @@
 
 use anyhow::Result;
 
-use crate::model::config::Config;
 use crate::host::runtime::{Runtime, RuntimeKind};
 use crate::images::{self, BackendBuild, BuildOptions, Manifest, Service};
+use crate::model::config::Config;
 use crate::support::project::Project;
 
 #[derive(Debug, Clone, clap::Args)]

@@ -3,8 +3,8 @@
 
 use anyhow::{Result, bail};
 
-use crate::model::config::Config;
 use crate::host::session::{HostArgs, Session};
+use crate::model::config::Config;
 use crate::model::service::Service;
 use crate::release::rollout;
 use crate::support::log::Log;

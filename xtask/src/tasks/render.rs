@@ -3,8 +3,8 @@
 
 use anyhow::{Context, Result, bail};
 
-use crate::model::config::Config;
 use crate::model::compose::{self, RenderInput};
+use crate::model::config::Config;
 use crate::model::paths::DeploymentPaths;
 use crate::model::platform::TargetOs;
 use crate::support::project::Project;

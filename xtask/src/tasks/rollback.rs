@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::model::config::Config;
 use crate::host::session::{ChangeArgs, HostArgs, Session};
+use crate::model::config::Config;
 use crate::release::rollout;
 use crate::release::state::Layout;
 use crate::support::log::Log;

@@ -4,8 +4,8 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::model::config::Config;
 use crate::host::session::{HostArgs, Session};
+use crate::model::config::Config;
 use crate::release::rollout;
 use crate::release::stack::ContainerState;
 use crate::release::state::{DeploymentState, Layout};

@@ -4,9 +4,9 @@
 
 use anyhow::{Context, Result};
 
-use crate::model::config::Config;
 use crate::host::install;
 use crate::images::{self, BuildOptions};
+use crate::model::config::Config;
 use crate::support::command::Cmd;
 use crate::support::project::Project;
 

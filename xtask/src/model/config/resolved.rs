@@ -70,6 +70,21 @@ pub struct Http {
     pub server_names: Vec<String>,
 }
 
+impl Http {
+    /// The host ports the frontend publishes: HTTP, and HTTPS when it is on.
+    pub fn published_ports(&self) -> Vec<u16> {
+        if self.https { vec![self.port, self.https_port] } else { vec![self.port] }
+    }
+
+    /// Where the site answers at `address`: `https://` when HTTPS is on, the port left
+    /// out when it is the scheme's own.
+    pub fn url(&self, address: &str) -> String {
+        let (scheme, port, default) =
+            if self.https { ("https", self.https_port, 443) } else { ("http", self.port, 80) };
+        if port == default { format!("{scheme}://{address}/") } else { format!("{scheme}://{address}:{port}/") }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Database {
     pub user: String,

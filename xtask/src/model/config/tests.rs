@@ -552,3 +552,11 @@ fn each_environment_override_names_a_known_key() {
     let variables: BTreeSet<&str> = ENV_OVERRIDES.iter().map(|(variable, _)| *variable).collect();
     assert_eq!(variables.len(), ENV_OVERRIDES.len(), "a variable overrides two keys");
 }
+
+#[test]
+fn published_ports_and_the_url_follow_https() {
+    let http = parse("[app]\nname = \"x\"\n[http]\nport = 8080\n").unwrap().http;
+    assert_eq!((http.published_ports(), http.url("example.com")), (vec![8080], "http://example.com:8080/".into()));
+    let https = parse("[app]\nname = \"x\"\n[http]\nhttps = true\ncert_path = \"/c\"\n").unwrap().http;
+    assert_eq!((https.published_ports(), https.url("example.com")), (vec![80, 443], "https://example.com/".into()));
+}

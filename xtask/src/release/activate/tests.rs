@@ -315,10 +315,9 @@ fn restore_records_the_release_it_replaced() {
     let layout = Layout::new(&session.paths);
     let stack = crate::release::rollout::stack(&session, &fixture.config);
     let target = state("v1", ReleaseStatus::Active);
-    let entry =
-        restore(&session, &fixture.config, &stack, &layout, &History::default(), &target, Some("v2".into()))
-            .unwrap()
-            .unwrap();
+    let entry = restore(&session, &fixture.config, &stack, &layout, &History::default(), &target, Some("v2".into()))
+        .unwrap()
+        .unwrap();
     assert_eq!((entry.status, entry.replaced.as_deref()), (ReleaseStatus::RolledBack, Some("v2")));
     assert_eq!(fixture.history(), [("v1".into(), ReleaseStatus::RolledBack)]);
 }
