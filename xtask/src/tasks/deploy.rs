@@ -81,8 +81,9 @@ pub fn run(project: &Project, args: &DeployArgs) -> Result<()> {
         bail!("the OpenSSH client (ssh) is missing on this machine: `sudo apt-get install openssh-client`");
     }
     // Every input is checked before the engine is touched or a host reached.
-    let version = match &args.manifest {
-        Some(path) => images::read_manifest(path)?.version,
+    let given = args.manifest.as_deref().map(images::read_manifest).transpose()?;
+    let version = match &given {
+        Some(manifest) => manifest.version.clone(),
         None => project.revision()?.version(),
     };
     let (local_runtime, engine) = if args.change.dry_run {
@@ -109,6 +110,7 @@ pub fn run(project: &Project, args: &DeployArgs) -> Result<()> {
             config: &config,
             local_runtime: &local_runtime,
             engine: &engine,
+            given: given.as_ref(),
             version: &version,
             secrets: &secrets,
             certs: &certs,
@@ -147,6 +149,8 @@ struct Inputs<'a> {
     local_runtime: &'a Runtime,
     /// The local engine's version, as it answered.
     engine: &'a str,
+    /// The images `--manifest` names, checked (else they are built now).
+    given: Option<&'a Manifest>,
     version: &'a str,
     /// Names of the files under secrets/.
     secrets: &'a [String],
@@ -155,7 +159,7 @@ struct Inputs<'a> {
 }
 
 fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<Summary> {
-    let Inputs { project, args, config, local_runtime, engine, version, .. } = *inputs;
+    let Inputs { project, args, config, local_runtime, engine, given, version, .. } = *inputs;
     let layout = Layout::new(&session.paths);
     let stack = rollout::stack(session, config);
 
@@ -166,7 +170,7 @@ fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<S
     let (images, sent_bytes) = match args.build_mode {
         BuildMode::Local => {
             let manifest =
-                phases.time("build", || local_images(project, config, args, (local_runtime, engine), version))?;
+                phases.time("build", || local_images(project, config, args, given, (local_runtime, engine), version))?;
             let local: Vec<Image> = local_images_of(&manifest, local_runtime)?;
             phases.time("ship", || ship_all(project, session, local_runtime, &local))?
         }
@@ -245,11 +249,12 @@ fn local_images(
     project: &Project,
     config: &Config,
     args: &DeployArgs,
+    given: Option<&Manifest>,
     (runtime, engine): (&Runtime, &str),
     version: &str,
 ) -> Result<Manifest> {
-    if let Some(path) = &args.manifest {
-        return images::read_manifest(path);
+    if let Some(manifest) = given {
+        return Ok(manifest.clone());
     }
     if args.change.dry_run {
         println!("[local] would run: cargo xtask images --version {version}");
