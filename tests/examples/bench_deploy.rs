@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use cultivate_tests::deploy::{DeployConfig, built_manifest_path, derived_version};
 use cultivate_tests::hosts::{HostVariant, TestHost};
-use xtask::model::config::Config;
 use xtask::images::{Manifest, read_manifest};
 use xtask::model::compose::{RenderInput, render};
+use xtask::model::config::Config;
 use xtask::model::paths::DeploymentPaths;
 use xtask::model::platform::TargetOs;
 

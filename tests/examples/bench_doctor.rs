@@ -9,9 +9,9 @@
 use std::time::{Duration, Instant};
 
 use cultivate_tests::hosts::TestHost;
-use xtask::model::config::Config;
 use xtask::host::report::{check_connectivity, machine_report};
 use xtask::host::transport::{Ssh, Transport};
+use xtask::model::config::Config;
 use xtask::model::ssh_target::SshTarget;
 
 const RUNS: usize = 5;

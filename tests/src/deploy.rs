@@ -2,9 +2,10 @@
 //! deploy configuration pointing at a test host, and image versions made from the
 //! built images (a changed backend, a broken one) with manifests naming them.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use anyhow::{Context, Result, bail};
 use xtask::images::{Manifest, Service};
@@ -158,7 +159,23 @@ pub fn wait_bounded(mut child: Child, limit_seconds: u64) -> Result<Ran> {
 /// rebuilt `FROM` the built one with the version label (a new image id, the same
 /// layers, as a new commit gives), and the backend additionally with `backend_extra`
 /// Dockerfile lines (a changed backend). Returns the manifest naming them.
+/// Each version is built once per test process (later calls return the same manifest),
+/// so tests sharing a version share its images.
 pub fn derived_version(version: &str, backend_extra: &str) -> Result<PathBuf> {
+    static BUILT: Mutex<BTreeMap<String, (String, PathBuf)>> = Mutex::new(BTreeMap::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((extra, path)) = built.get(version) {
+        if extra != backend_extra {
+            bail!("{version} was derived already, with other backend lines: {extra:?}");
+        }
+        return Ok(path.clone());
+    }
+    let path = build_derived_version(version, backend_extra)?;
+    built.insert(version.to_string(), (backend_extra.to_string(), path.clone()));
+    Ok(path)
+}
+
+fn build_derived_version(version: &str, backend_extra: &str) -> Result<PathBuf> {
     let built = manifest();
     let mut derived: Manifest = built.clone();
     derived.version = version.to_string();

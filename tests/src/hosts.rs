@@ -20,6 +20,7 @@ use std::sync::{Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use xtask::host::probe::FinchVm;
 use xtask::support::command::{Cmd, TimedOutput};
 
 use crate::{Resource, docker, docker_capture, logs, project, published_port, require_engine};
@@ -58,9 +59,9 @@ pub enum HostVariant {
     Docker,
     /// One of [`OS_VARIANTS`].
     Os(&'static str),
-    /// Simulated macOS; `finch_vm` is the initial VM state (Nonexistent, Stopped or
-    /// Running), `finch: false` leaves Finch uninstalled.
-    Macos { finch_vm: &'static str, finch: bool },
+    /// Simulated macOS; `finch_vm` is the initial VM state, `finch: false` leaves Finch
+    /// uninstalled.
+    Macos { finch_vm: FinchVm, finch: bool },
 }
 
 impl HostVariant {
@@ -83,17 +84,20 @@ impl HostVariant {
             HostVariant::Docker => Ok(()),
             HostVariant::Os(name) if OS_VARIANTS.contains(name) => Ok(()),
             HostVariant::Os(name) => bail!("unknown OS variant {name:?}; known: {}", OS_VARIANTS.join(", ")),
-            HostVariant::Macos { finch_vm: "Nonexistent" | "Stopped" | "Running", .. } => Ok(()),
-            HostVariant::Macos { finch_vm, .. } => {
-                bail!("finch_vm must be Nonexistent, Stopped or Running, not {finch_vm:?}")
-            }
+            HostVariant::Macos { .. } => Ok(()),
         }
     }
 
     fn env(&self, fake_docker_old: bool) -> Vec<String> {
         let mut env = vec![format!("HOST_VARIANT={}", self.name())];
         if let HostVariant::Macos { finch_vm, finch } = self {
-            env.push(format!("FINCH_VM={finch_vm}"));
+            // The entrypoint's FINCH_VM is what `finch vm status` prints (FinchVm::parse).
+            let state = match finch_vm {
+                FinchVm::Nonexistent => "Nonexistent",
+                FinchVm::Stopped => "Stopped",
+                FinchVm::Running => "Running",
+            };
+            env.push(format!("FINCH_VM={state}"));
             if !finch {
                 env.push("FINCH=absent".to_string());
             }
@@ -142,7 +146,7 @@ impl TestHost {
     pub fn macos() -> &'static TestHost {
         static HOST: OnceLock<TestHost> = OnceLock::new();
         HOST.get_or_init(|| {
-            TestHost::start(HostVariant::Macos { finch_vm: "Running", finch: true }, false)
+            TestHost::start(HostVariant::Macos { finch_vm: FinchVm::Running, finch: true }, false)
                 .map(TestHost::share)
                 .unwrap_or_else(|e| panic!("starting the shared macOS test host: {e:#}"))
         })

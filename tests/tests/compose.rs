@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use xtask::model::config::Config;
 use xtask::model::compose::{self, RenderInput};
+use xtask::model::config::Config;
 use xtask::model::paths::DeploymentPaths;
 use xtask::model::platform::TargetOs;
 

@@ -2,18 +2,21 @@
 //! test hosts that run their own dockerd, serving real HTTP through nginx → backend →
 //! PostgreSQL, checked by a real browser.
 
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use cultivate_tests::deploy::{DeployConfig, Ran, built_manifest_path, derived_version, wait_bounded};
 use cultivate_tests::hosts::{HostVariant, TestHost};
 use cultivate_tests::{get, get_when_up, http, require_engine};
+use xtask::host::probe::FinchVm;
 
 #[path = "support/tls.rs"]
 mod tls;
 
 const BUILT: &str = "built";
 
-fn deploy(config: &DeployConfig, manifest: &std::path::Path) -> Ran {
+fn deploy(config: &DeployConfig, manifest: &Path) -> Ran {
     let manifest = manifest.to_string_lossy().into_owned();
     config.run(&["deploy", "--host", "e2e", "--manifest", &manifest, "--yes"]).expect("running deploy")
 }
@@ -84,174 +87,391 @@ fn restore_gunzip(host: &TestHost) {
     host_sh(host, "rm -f /usr/local/bin/gunzip /tmp/gunzip-started");
 }
 
+// The scenarios below share one host (a fresh one, started and first deployed to once
+// per test process) and run one at a time on it: each takes the fixture's lock and
+// establishes its own precondition (deploying what it needs), so any order works.
+
+const V2_BACKEND: &str = "RUN echo e2e-v2 > /tmp/cultivate-e2e-release\n";
+const BROKEN_BACKEND: &str =
+    "ENTRYPOINT [\"sh\", \"-c\", \"echo cultivate-e2e-broken-backend starting; exec sleep 600\"]\n";
+const V3_BACKEND: &str = "RUN head -c 40000000 /dev/urandom > /tmp/e2e-ballast\n";
+const SWAPPED_BACKEND: &str = "RUN echo swapped > /tmp/cultivate-e2e-release\n";
+const V4_BACKEND: &str = "RUN head -c 2000000 /dev/urandom > /tmp/e2e-ballast-4\n";
+
+/// Successful deploys and rollbacks the pruning scenario needs behind it: more than
+/// `keep_logs` (6), so that there is something to prune.
+const RUNS_BEFORE_PRUNING: usize = 7;
+
+/// The shared host of the scenarios, and what they know about it.
+struct Scenarios {
+    host: &'static TestHost,
+    config: DeployConfig,
+    v1: PathBuf,
+    v1_version: String,
+    /// The first deploy, made on the fresh host when the fixture started.
+    first: Ran,
+    /// The title of the row written through the API once v1 served.
+    row: Option<String>,
+    /// Successful deploys and rollbacks so far.
+    runs: usize,
+}
+
+/// The scenarios' host, locked for the calling test; the first call starts it and
+/// deploys the built images (v1) to it.
+fn scenarios() -> MutexGuard<'static, Scenarios> {
+    static SCENARIOS: OnceLock<Mutex<Scenarios>> = OnceLock::new();
+    let scenarios = SCENARIOS.get_or_init(|| {
+        require_engine();
+        let host = TestHost::docker();
+        let config = DeployConfig::new(host, "").unwrap();
+        let v1 = built_manifest_path();
+        let v1_version = xtask::images::read_manifest(&v1).unwrap().version;
+        let first = deploy(&config, &v1);
+        let runs = usize::from(first.success);
+        Mutex::new(Scenarios { host, config, v1, v1_version, first, row: None, runs })
+    });
+    // A failed scenario poisons the lock; the others still run, on a host reset here.
+    let mut locked = scenarios.lock().unwrap_or_else(|e| e.into_inner());
+    locked.reset();
+    locked
+}
+
+impl Scenarios {
+    /// Undoes what a scenario that failed half-way may have left: wrappers on the host.
+    fn reset(&mut self) {
+        restore_gunzip(self.host);
+        host_sh(self.host, "rm -f /usr/local/bin/docker");
+    }
+
+    fn deploy(&mut self, manifest: &Path) -> Ran {
+        let ran = deploy(&self.config, manifest);
+        self.runs += usize::from(ran.success);
+        ran
+    }
+
+    fn rollback(&mut self, args: &[&str]) -> Ran {
+        let ran = self.config.run(&[&["rollback", "--host", "e2e"], args, &["--yes"]].concat()).unwrap();
+        self.runs += usize::from(ran.success);
+        ran
+    }
+
+    /// The version the host serves, healthy; None if none.
+    fn serving(&self) -> Option<String> {
+        let ran = self.config.run(&["status", "--host", "e2e", "--json"]).expect("running status");
+        let status: serde_json::Value = serde_json::from_str(&ran.stdout).ok().filter(|_| ran.success)?;
+        let version = status["current"]["version"].as_str()?.to_string();
+        (status["healthy"] == true).then_some(version)
+    }
+
+    /// Precondition: `version` (from `manifest`) is deployed and serving.
+    fn ensure_serving(&mut self, manifest: &Path, version: &str) {
+        if self.serving().as_deref() != Some(version) {
+            let ran = self.deploy(manifest);
+            assert!(ran.success, "precondition: deploying {version} failed: {}", ran.all());
+        }
+        assert_serves(self.host, version, &self.config);
+    }
+
+    /// Precondition: v1 is deployed and serving.
+    fn ensure_v1(&mut self) {
+        let (v1, version) = (self.v1.clone(), self.v1_version.clone());
+        self.ensure_serving(&v1, &version);
+    }
+
+    /// Precondition: `version`'s images are not on the host (so a deploy of it sends
+    /// them). It must not be the version serving.
+    fn remove_from_host(&self, version: &str) {
+        assert_ne!(self.serving().as_deref(), Some(version));
+        let listed = format!("docker images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep ':{version}$'");
+        host_sh(self.host, &format!("{listed} | xargs -r docker rmi >/dev/null 2>&1; true"));
+        let left = host_sh(self.host, &listed);
+        assert!(left.trim().is_empty(), "precondition: {version}'s images stay on the host: {left}");
+    }
+
+    /// The row written through nginx → backend → PostgreSQL (written on first use,
+    /// with v1 serving); the database's data is kept across releases.
+    fn row(&mut self) -> String {
+        if let Some(title) = &self.row {
+            return title.clone();
+        }
+        self.ensure_v1();
+        let title = format!("e2e row {}", cultivate_tests::unique(BUILT));
+        let body = serde_json::json!({"title": title, "notes": "kept across releases"}).to_string();
+        let created = http(
+            "POST",
+            &format!("http://127.0.0.1:{}/api/v1/activities", self.host.http_port),
+            &[("content-type", "application/json")],
+            Some(body.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(created.status, 201, "{}", created.text());
+        assert!(activities(self.host).contains(&title));
+        self.row = Some(title.clone());
+        title
+    }
+}
+
+fn v2() -> PathBuf {
+    derived_version("e2e-v2", V2_BACKEND).unwrap()
+}
+
+fn v3() -> PathBuf {
+    derived_version("e2e-v3", V3_BACKEND).unwrap()
+}
+
+fn v4() -> PathBuf {
+    derived_version("e2e-v4", V4_BACKEND).unwrap()
+}
+
 #[test]
-fn deploy_upgrade_rollback_and_failures_on_a_fresh_host() {
-    require_engine();
-    let host = TestHost::start(HostVariant::Docker, false).unwrap();
-    let config = DeployConfig::new(&host, "").unwrap();
-    let v1 = built_manifest_path();
-    let v1_version = xtask::images::read_manifest(&v1).unwrap().version;
+fn first_deploy_on_a_fresh_host_serves_a_row_to_a_browser() {
+    let mut s = scenarios();
+    let (first, v1_version) = (&s.first, s.v1_version.clone());
 
     // Fresh host → deploy: the frontend answers and a row goes through nginx → backend → PostgreSQL.
-    let first = deploy(&config, &v1);
     assert!(first.success, "first deploy failed: {}", first.all());
     assert!(first.stdout.contains(&format!("Cultivate {v1_version} is live on e2e")), "{}", first.all());
-    assert_serves(&host, &v1_version, &config);
-    let title = format!("e2e row {}", cultivate_tests::unique(BUILT));
-    let body = serde_json::json!({"title": title, "notes": "kept across releases"}).to_string();
-    let created = http(
-        "POST",
-        &format!("http://127.0.0.1:{}/api/v1/activities", host.http_port),
-        &[("content-type", "application/json")],
-        Some(body.as_bytes()),
-    )
-    .unwrap();
-    assert_eq!(created.status, 201, "{}", created.text());
-    assert!(activities(&host).contains(&title));
+    s.ensure_v1();
+    let title = s.row();
 
     // A real browser loads the deployed page and sees the row.
     let dom =
-        cultivate_tests::browser::rendered_dom_containing(&format!("http://127.0.0.1:{}/", host.http_port), &title)
+        cultivate_tests::browser::rendered_dom_containing(&format!("http://127.0.0.1:{}/", s.host.http_port), &title)
             .unwrap();
     assert!(dom.contains(&title));
 
     // The deploy log is on the host, every line timestamped (Properties 32, 34).
-    let logs = host_sh(&host, "cat /var/log/cultivate/deploy-*.log");
+    let logs = host_sh(s.host, "cat /var/log/cultivate/deploy-*.log");
     assert!(logs.lines().count() > 5, "{logs}");
     for line in logs.lines() {
         assert!(xtask::support::log::is_log_line(line), "untimestamped line in the host's deploy log: {line:?}");
     }
+}
+
+#[test]
+fn dry_run_changes_nothing_and_verbose_shows_the_commands() {
+    let mut s = scenarios();
+    s.ensure_v1();
+    let (host, config) = (s.host, &s.config);
     // --dry-run prints what it would change and changes nothing; --verbose adds each
     // command (Property 35), which a normal run does not show.
-    let history_before = status(&config)["history"].as_array().unwrap().len();
-    let containers_before = host_sh(&host, "docker ps -q --no-trunc | sort");
+    let history_before = status(config)["history"].as_array().unwrap().len();
+    let containers_before = host_sh(host, "docker ps -q --no-trunc | sort");
     let dry = config
-        .run(&["deploy", "--host", "e2e", "--manifest", &v1.to_string_lossy(), "--dry-run", "--verbose"])
+        .run(&["deploy", "--host", "e2e", "--manifest", &s.v1.to_string_lossy(), "--dry-run", "--verbose"])
         .unwrap();
     assert!(dry.success, "{}", dry.all());
     assert!(dry.stdout.contains("[e2e] would run: ") && dry.stdout.contains("up --detach"), "{}", dry.all());
     assert!(dry.stderr.contains(" DEBUG $ "), "--verbose shows no commands: {}", dry.all());
-    assert!(!first.stderr.contains(" DEBUG "), "a normal run shows debug lines: {}", first.all());
-    assert_eq!(status(&config)["history"].as_array().unwrap().len(), history_before, "--dry-run changed the history");
-    assert_eq!(host_sh(&host, "docker ps -q --no-trunc | sort"), containers_before, "--dry-run changed containers");
+    assert!(!s.first.stderr.contains(" DEBUG "), "a normal run shows debug lines: {}", s.first.all());
+    assert_eq!(status(config)["history"].as_array().unwrap().len(), history_before, "--dry-run changed the history");
+    assert_eq!(host_sh(host, "docker ps -q --no-trunc | sort"), containers_before, "--dry-run changed containers");
+}
 
+#[test]
+fn secrets_are_private_on_the_host() {
+    let mut s = scenarios();
+    s.ensure_v1();
     // Secrets are 0600 on the host; the database publishes no port.
-    let env_mode = host_sh(&host, &format!("stat -c %a /opt/cultivate/releases/{v1_version}/.env"));
+    let env_mode = host_sh(s.host, &format!("stat -c %a /opt/cultivate/releases/{}/.env", s.v1_version));
     assert_eq!(env_mode.trim(), "600");
-    let data_owner = host_sh(&host, "stat -c '%u %a' /opt/cultivate/volumes/db_data");
+    let data_owner = host_sh(s.host, "stat -c '%u %a' /opt/cultivate/volumes/db_data");
     assert_eq!(data_owner.trim(), "999 700");
+}
 
+#[test]
+fn upgrade_keeps_the_row_and_ships_only_the_changed_layer() {
+    let mut s = scenarios();
+    let title = s.row();
+    s.ensure_v1();
+    let v2 = v2();
+    s.remove_from_host("e2e-v2");
     // A second version with a changed backend: it serves, the row is still there, and
     // only the backend's new layer (plus two image configs) travels.
-    let v2 = derived_version("e2e-v2", "RUN echo e2e-v2 > /tmp/cultivate-e2e-release\n").unwrap();
-    let second = deploy(&config, &v2);
+    let second = s.deploy(&v2);
     assert!(second.success, "second deploy failed: {}", second.all());
-    assert_serves(&host, "e2e-v2", &config);
-    assert!(activities(&host).contains(&title), "the row is gone after the upgrade");
+    assert_serves(s.host, "e2e-v2", &s.config);
+    assert!(activities(s.host).contains(&title), "the row is gone after the upgrade");
     let shipped = second.shipped_mb().expect("the summary names the bytes shipped");
     assert!(shipped < 1.0, "a backend-only change shipped {shipped} MB: {}", second.all());
     assert!(second.stderr.contains("layers are on e2e already"), "{}", second.all());
+}
 
+#[test]
+fn redeploy_with_nothing_changed_ships_no_image_bytes() {
+    let mut s = scenarios();
+    let v2 = v2();
+    s.ensure_serving(&v2, "e2e-v2");
     // Redeploy with nothing changed: no image bytes shipped.
-    let again = deploy(&config, &v2);
+    let again = s.deploy(&v2);
     assert!(again.success, "{}", again.all());
     assert_eq!(again.shipped_mb(), Some(0.0), "{}", again.all());
     assert!(again.stderr.contains("no image bytes shipped"), "{}", again.all());
+}
 
+#[test]
+fn logs_come_through_the_same_transport() {
+    let mut s = scenarios();
+    if s.serving().is_none() {
+        s.ensure_v1();
+    }
     // `logs` through the same transport.
-    let backend_logs = config.run(&["logs", "--host", "e2e", "--service", "backend", "--lines", "20"]).unwrap();
+    let backend_logs = s.config.run(&["logs", "--host", "e2e", "--service", "backend", "--lines", "20"]).unwrap();
     assert!(backend_logs.success && !backend_logs.stdout.trim().is_empty(), "{}", backend_logs.all());
+}
+
+#[test]
+fn rollback_restores_the_previous_version() {
+    let mut s = scenarios();
+    let title = s.row();
+    // v2 serving with v1 the release before it.
+    s.ensure_v1();
+    let v2 = v2();
+    let upgraded = s.deploy(&v2);
+    assert!(upgraded.success, "precondition: deploying e2e-v2 failed: {}", upgraded.all());
+    assert_serves(s.host, "e2e-v2", &s.config);
 
     // rollback → the previous version serves, the row is still there.
-    let rolled = config.run(&["rollback", "--host", "e2e", "--yes"]).unwrap();
+    let rolled = s.rollback(&[]);
     assert!(rolled.success, "rollback failed: {}", rolled.all());
-    assert_serves(&host, &v1_version, &config);
-    assert!(activities(&host).contains(&title), "the row is gone after the rollback");
-    let history = status(&config)["history"].as_array().unwrap().clone();
+    assert_serves(s.host, &s.v1_version, &s.config);
+    assert!(activities(s.host).contains(&title), "the row is gone after the rollback");
+    let history = status(&s.config)["history"].as_array().unwrap().clone();
     assert_eq!(history.last().unwrap()["status"], "rolled_back");
     assert_eq!(history.last().unwrap()["replaced"], "e2e-v2");
+}
+
+#[test]
+fn rollback_to_an_unknown_version_is_refused() {
+    let mut s = scenarios();
+    // v1 serving, e2e-v2 a release on the host.
+    s.ensure_v1();
+    if host_sh(s.host, "ls -d /opt/cultivate/releases/e2e-v2 2>/dev/null").trim().is_empty() {
+        let upgraded = s.deploy(&v2());
+        assert!(upgraded.success, "precondition: deploying e2e-v2 failed: {}", upgraded.all());
+        let rolled = s.rollback(&[]);
+        assert!(rolled.success, "precondition: rolling back to v1 failed: {}", rolled.all());
+    }
+    assert_serves(s.host, &s.v1_version, &s.config);
+    let history = status(&s.config)["history"].as_array().unwrap().clone();
 
     // rollback --to an unknown version → a clear error, nothing changed.
-    let unknown = config.run(&["rollback", "--host", "e2e", "--to", "no-such-version", "--yes"]).unwrap();
+    let unknown = s.rollback(&["--to", "no-such-version"]);
     assert!(!unknown.success);
     assert!(
         unknown.stderr.contains("no release \"no-such-version\"") && unknown.stderr.contains("e2e-v2"),
         "{}",
         unknown.all()
     );
-    assert_eq!(status(&config)["history"].as_array().unwrap().len(), history.len());
-    assert_serves(&host, &v1_version, &config);
+    assert_eq!(status(&s.config)["history"].as_array().unwrap().len(), history.len());
+    assert_serves(s.host, &s.v1_version, &s.config);
+}
 
+#[test]
+fn a_backend_that_never_gets_healthy_is_rolled_back_automatically() {
+    let mut s = scenarios();
+    let title = s.row();
+    s.ensure_v1();
+    let v1_version = s.v1_version.clone();
     // A backend that never becomes healthy → automatic rollback, its logs shown, the
     // previous version serving.
-    let broken = derived_version(
-        "e2e-broken",
-        "ENTRYPOINT [\"sh\", \"-c\", \"echo cultivate-e2e-broken-backend starting; exec sleep 600\"]\n",
-    )
-    .unwrap();
-    let failed = deploy(&config, &broken);
+    let broken = derived_version("e2e-broken", BROKEN_BACKEND).unwrap();
+    let failed = s.deploy(&broken);
     assert!(!failed.success, "a broken backend deployed: {}", failed.all());
     assert!(failed.stderr.contains("cultivate-e2e-broken-backend starting"), "no backend logs: {}", failed.all());
     assert!(failed.stderr.contains(&format!("the previous release {v1_version} was restored")), "{}", failed.all());
-    assert_serves(&host, &v1_version, &config);
-    assert!(activities(&host).contains(&title));
-    let saved = host_sh(&host, "cat /opt/cultivate/releases/e2e-broken/failure-*backend*.log");
+    assert_serves(s.host, &v1_version, &s.config);
+    assert!(activities(s.host).contains(&title));
+    let saved = host_sh(s.host, "cat /opt/cultivate/releases/e2e-broken/failure-*backend*.log");
     assert!(saved.contains("cultivate-e2e-broken-backend"), "failing logs not saved on the host: {saved}");
+}
 
+#[test]
+fn a_corrupted_image_stream_starts_nothing() {
+    let mut s = scenarios();
+    s.ensure_v1();
+    let v3 = v3();
+    s.remove_from_host("e2e-v3");
+    let host = s.host;
     // A corrupted image stream (the backend's, the only large one) → the load fails,
     // nothing started.
-    let v3 = derived_version("e2e-v3", "RUN head -c 40000000 /dev/urandom > /tmp/e2e-ballast\n").unwrap();
-    let containers_before = host_sh(&host, "docker ps -q --no-trunc | sort");
+    let containers_before = host_sh(host, "docker ps -q --no-trunc | sort");
     wrap_gunzip(
-        &host,
+        host,
         "/bin/gunzip -c | python3 -c 'import sys; d=sys.stdin.buffer.read(); i=len(d)//2; big=len(d)>1000000; sys.stdout.buffer.write(d[:i] + bytes([d[i]^(255 if big else 0)]) + d[i+1:])' | gzip -1 -c | exec /bin/gunzip \"$@\"",
     );
-    let corrupted = deploy(&config, &v3);
-    restore_gunzip(&host);
+    let corrupted = s.deploy(&v3);
+    restore_gunzip(host);
     assert!(!corrupted.success, "a corrupted stream deployed: {}", corrupted.all());
     assert!(corrupted.stderr.contains("loading cultivate-backend-api:e2e-v3"), "{}", corrupted.all());
-    assert_eq!(host_sh(&host, "docker ps -q --no-trunc | sort"), containers_before, "containers changed");
-    assert_serves(&host, &v1_version, &config);
+    assert_eq!(host_sh(host, "docker ps -q --no-trunc | sort"), containers_before, "containers changed");
+    assert_serves(host, &s.v1_version, &s.config);
+}
 
+#[test]
+fn another_image_loaded_under_the_tag_is_refused() {
+    let mut s = scenarios();
+    s.ensure_v1();
+    let swapped_version = derived_version("e2e-swapped", SWAPPED_BACKEND).unwrap();
+    s.remove_from_host("e2e-swapped");
+    let (host, v1_version) = (s.host, s.v1_version.clone());
+    let containers_before = host_sh(host, "docker ps -q --no-trunc | sort");
     // A load that "succeeds" with another image under the tag → verification fails
     // (Property 20), nothing started.
-    let swapped_version = derived_version("e2e-swapped", "RUN echo swapped > /tmp/cultivate-e2e-release\n").unwrap();
     let swap = format!(
         "#!/bin/sh\nif [ \"$1\" = load ]; then /usr/bin/docker \"$@\" || exit 1; \
          /usr/bin/docker tag cultivate-database:{v1_version} cultivate-backend-api:e2e-swapped; exit 0; fi\n\
          exec /usr/bin/docker \"$@\"\n"
     );
-    host_sh(&host, &format!("cat > /usr/local/bin/docker <<'EOF'\n{swap}EOF\nchmod 755 /usr/local/bin/docker"));
-    let swapped = deploy(&config, &swapped_version);
-    host_sh(&host, "rm -f /usr/local/bin/docker");
+    host_sh(host, &format!("cat > /usr/local/bin/docker <<'EOF'\n{swap}EOF\nchmod 755 /usr/local/bin/docker"));
+    let swapped = s.deploy(&swapped_version);
+    host_sh(host, "rm -f /usr/local/bin/docker");
     assert!(!swapped.success, "a swapped image deployed: {}", swapped.all());
     assert!(swapped.stderr.contains("is not the image built here"), "{}", swapped.all());
-    assert_eq!(host_sh(&host, "docker ps -q --no-trunc | sort"), containers_before, "containers changed");
-    assert_serves(&host, &v1_version, &config);
+    assert_eq!(host_sh(host, "docker ps -q --no-trunc | sort"), containers_before, "containers changed");
+    assert_serves(host, &v1_version, &s.config);
+}
 
+#[test]
+fn an_ssh_connection_cut_mid_transfer_keeps_the_previous_release() {
+    let mut s = scenarios();
+    let title = s.row();
+    s.ensure_v1();
+    let v3 = v3();
+    s.remove_from_host("e2e-v3");
+    let host = s.host;
     // The SSH connection cut mid-transfer → the deploy fails, the previous release keeps
     // serving, a retry succeeds.
-    wrap_gunzip(&host, "touch /tmp/gunzip-started; sleep 5");
-    let child = config.spawn(&["deploy", "--host", "e2e", "--manifest", &v3.to_string_lossy(), "--yes"]).unwrap();
-    wait_on_host(&host, "ls /tmp/gunzip-started 2>/dev/null", "the transfer to start");
-    host_sh(&host, "pkill -f 'sshd: root@' ; true");
+    wrap_gunzip(host, "touch /tmp/gunzip-started; sleep 5");
+    let child = s.config.spawn(&["deploy", "--host", "e2e", "--manifest", &v3.to_string_lossy(), "--yes"]).unwrap();
+    wait_on_host(host, "ls /tmp/gunzip-started 2>/dev/null", "the transfer to start");
+    host_sh(host, "pkill -f 'sshd: root@' ; true");
     let cut = wait_bounded(child, 300).unwrap();
-    restore_gunzip(&host);
+    restore_gunzip(host);
     assert!(!cut.success, "a cut connection deployed: {}", cut.all());
-    assert_serves(&host, &v1_version, &config);
-    assert!(activities(&host).contains(&title));
-    let retry = deploy(&config, &v3);
+    assert_serves(host, &s.v1_version, &s.config);
+    assert!(activities(host).contains(&title));
+    let retry = s.deploy(&v3);
     assert!(retry.success, "the retry failed: {}", retry.all());
-    assert_serves(&host, "e2e-v3", &config);
-    assert!(activities(&host).contains(&title));
+    assert_serves(host, "e2e-v3", &s.config);
+    assert!(activities(host).contains(&title));
+}
 
+#[test]
+fn concurrent_deploys_are_refused_and_a_stale_lock_is_taken_over() {
+    let mut s = scenarios();
+    let title = s.row();
+    s.ensure_serving(&v3(), "e2e-v3");
+    let v4 = v4();
+    s.remove_from_host("e2e-v4");
+    let host = s.host;
     // Two deploys at once → the second is refused with the holder's details; a deploy
     // killed mid-way leaves a stale lock the next deploy takes over.
-    wrap_gunzip(&host, "touch /tmp/gunzip-started; sleep 60");
-    let v4 = derived_version("e2e-v4", "RUN head -c 2000000 /dev/urandom > /tmp/e2e-ballast-4\n").unwrap();
-    let mut holder = config.spawn(&["deploy", "--host", "e2e", "--manifest", &v4.to_string_lossy(), "--yes"]).unwrap();
-    wait_on_host(&host, "ls /tmp/gunzip-started 2>/dev/null", "the first deploy to hold the lock");
-    let second_deploy = deploy(&config, &v4);
+    wrap_gunzip(host, "touch /tmp/gunzip-started; sleep 60");
+    let mut holder =
+        s.config.spawn(&["deploy", "--host", "e2e", "--manifest", &v4.to_string_lossy(), "--yes"]).unwrap();
+    wait_on_host(host, "ls /tmp/gunzip-started 2>/dev/null", "the first deploy to hold the lock");
+    let second_deploy = s.deploy(&v4);
     assert!(!second_deploy.success, "two deploys ran at once: {}", second_deploy.all());
     assert!(
         second_deploy.stderr.contains("is locked") && second_deploy.stderr.contains(&format!("pid {}", holder.id())),
@@ -260,22 +480,39 @@ fn deploy_upgrade_rollback_and_failures_on_a_fresh_host() {
     );
     holder.kill().unwrap();
     let _ = holder.wait();
-    host_sh(&host, "pkill -f 'sshd: root@' ; true");
-    restore_gunzip(&host);
-    assert!(host_sh(&host, "cat /opt/cultivate/deploy.lock").contains("\"operation\":\"deploy\""), "no stale lock");
+    host_sh(host, "pkill -f 'sshd: root@' ; true");
+    restore_gunzip(host);
+    assert!(host_sh(host, "cat /opt/cultivate/deploy.lock").contains("\"operation\":\"deploy\""), "no stale lock");
     std::thread::sleep(Duration::from_secs(4)); // past lock_timeout_seconds = 3
-    let takeover = deploy(&config, &v4);
+    let takeover = s.deploy(&v4);
     assert!(takeover.success, "the stale lock was not taken over: {}", takeover.all());
     assert!(takeover.stderr.contains("taking over a stale deploy lock"), "{}", takeover.all());
-    assert_serves(&host, "e2e-v4", &config);
-    assert!(activities(&host).contains(&title), "the row is gone at the end");
-    assert!(host_sh(&host, "ls /opt/cultivate/deploy.lock 2>/dev/null").trim().is_empty(), "the lock was left behind");
+    assert_serves(host, "e2e-v4", &s.config);
+    assert!(activities(host).contains(&title), "the row is gone at the end");
+    assert!(host_sh(host, "ls /opt/cultivate/deploy.lock 2>/dev/null").trim().is_empty(), "the lock was left behind");
+}
 
-    // Old deploy logs are pruned to `[runtime] keep_logs` (6 here; this test ran more
-    // than a dozen deploys and rollbacks); old releases to `keep_releases` (4).
-    let logs = host_sh(&host, "ls /var/log/cultivate/*.log | wc -l").trim().parse::<usize>().unwrap();
-    assert_eq!(logs, 6, "{}", host_sh(&host, "ls -l /var/log/cultivate"));
-    let releases = host_sh(&host, "ls /opt/cultivate/releases");
+#[test]
+fn old_deploy_logs_and_releases_are_pruned() {
+    let mut s = scenarios();
+    // e2e-v3 deployed, then e2e-v4 serving, after more runs than `keep_logs`.
+    let v4 = v4();
+    if s.serving().as_deref() != Some("e2e-v4")
+        || host_sh(s.host, "ls -d /opt/cultivate/releases/e2e-v3 2>/dev/null").trim().is_empty()
+    {
+        s.ensure_serving(&v3(), "e2e-v3");
+        s.ensure_serving(&v4, "e2e-v4");
+    }
+    while s.runs < RUNS_BEFORE_PRUNING {
+        let again = s.deploy(&v4);
+        assert!(again.success, "precondition: redeploying e2e-v4 failed: {}", again.all());
+    }
+    let host = s.host;
+    // Old deploy logs are pruned to `[runtime] keep_logs` (6 here; the scenarios ran
+    // more deploys and rollbacks than that); old releases to `keep_releases` (4).
+    let logs = host_sh(host, "ls /var/log/cultivate/*.log | wc -l").trim().parse::<usize>().unwrap();
+    assert_eq!(logs, 6, "{}", host_sh(host, "ls -l /var/log/cultivate"));
+    let releases = host_sh(host, "ls /opt/cultivate/releases");
     assert!(releases.lines().count() <= 5, "releases not pruned: {releases}");
     assert!(releases.contains("e2e-v4") && releases.contains("e2e-v3"), "{releases}");
 }
@@ -283,7 +520,7 @@ fn deploy_upgrade_rollback_and_failures_on_a_fresh_host() {
 #[test]
 fn deploy_to_the_simulated_macos_host_uses_finch_and_refuses_paths_outside_its_vm() {
     require_engine();
-    let host = TestHost::start(HostVariant::Macos { finch_vm: "Running", finch: true }, false).unwrap();
+    let host = TestHost::start(HostVariant::Macos { finch_vm: FinchVm::Running, finch: true }, false).unwrap();
     // A Mac user's home is under /Users, as the host reports it ($HOME).
     let config = DeployConfig::with_user(&host, "ada", "").unwrap();
     let v1 = built_manifest_path();

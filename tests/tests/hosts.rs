@@ -8,6 +8,7 @@ use std::thread;
 use std::time::Duration;
 
 use cultivate_tests::hosts::{HostVariant, TestHost};
+use xtask::host::probe::FinchVm;
 
 /// Runs `command` as `user` over SSH; it must succeed. Returns trimmed stdout.
 fn ok(host: &TestHost, user: &str, command: &str) -> String {
@@ -196,7 +197,7 @@ fn macos_host_simulates_darwin_and_finch() {
     fails(host, "ada", "command -v docker || command -v docker-compose || test -e /etc/os-release");
     fails(host, "root", "command -v docker || command -v docker-compose");
     assert_eq!(ok(host, "ada", "finch --version"), "finch version v1.2.0");
-    assert_eq!(ok(host, "ada", "finch vm status"), "Running");
+    assert_eq!(FinchVm::parse(&ok(host, "ada", "finch vm status")), Some(FinchVm::Running));
     // Finch's own message (runfinch/finch virtual_machine_init.go) for init on a running VM.
     assert!(fails(host, "ada", "finch vm init").contains(r#"the instance \"finch\" is already running"#));
 
@@ -229,9 +230,9 @@ fn macos_host_simulates_darwin_and_finch() {
 
 #[test]
 fn finch_vm_lifecycle_from_nonexistent() {
-    let host = TestHost::start(HostVariant::Macos { finch_vm: "Nonexistent", finch: true }, false)
+    let host = TestHost::start(HostVariant::Macos { finch_vm: FinchVm::Nonexistent, finch: true }, false)
         .unwrap_or_else(|e| panic!("{e:#}"));
-    assert_eq!(ok(&host, "ada", "finch vm status"), "Nonexistent");
+    assert_eq!(FinchVm::parse(&ok(&host, "ada", "finch vm status")), Some(FinchVm::Nonexistent));
     let error = fails(&host, "ada", "finch vm start");
     assert!(
         error.contains(r#"the instance \"finch\" does not exist, run `finch vm init` to create a new instance"#),
@@ -239,18 +240,18 @@ fn finch_vm_lifecycle_from_nonexistent() {
     );
     assert!(fails(&host, "ada", "finch ps").contains("does not exist"));
     ok(&host, "ada", "finch vm init");
-    assert_eq!(ok(&host, "ada", "finch vm status"), "Running");
+    assert_eq!(FinchVm::parse(&ok(&host, "ada", "finch vm status")), Some(FinchVm::Running));
     ok(&host, "ada", "finch ps");
     ok(&host, "ada", "finch vm stop");
     assert!(fails(&host, "ada", "finch vm init").contains("already exists but is stopped"));
 
-    let without = TestHost::start(HostVariant::Macos { finch_vm: "Running", finch: false }, false)
+    let without = TestHost::start(HostVariant::Macos { finch_vm: FinchVm::Running, finch: false }, false)
         .unwrap_or_else(|e| panic!("{e:#}"));
     fails(&without, "ada", "command -v finch");
     assert_eq!(ok(&without, "ada", "uname"), "Darwin");
     // Homebrew refuses root; as the user it "installs" Finch, whose VM does not exist yet.
     assert!(fails(&without, "root", "brew install --cask finch").contains("Running Homebrew as root"));
     ok(&without, "ada", "brew install --cask finch");
-    assert_eq!(ok(&without, "ada", "finch vm status"), "Nonexistent");
+    assert_eq!(FinchVm::parse(&ok(&without, "ada", "finch vm status")), Some(FinchVm::Nonexistent));
     assert_eq!(without.package_calls(), "0 brew install --cask finch\n501 brew install --cask finch\n");
 }

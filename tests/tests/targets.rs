@@ -10,10 +10,10 @@ use std::time::Duration;
 use cultivate_tests::deploy::xtask_binary;
 use cultivate_tests::hosts::{HostVariant, TestHost};
 use cultivate_tests::{project, require_engine};
-use xtask::model::config::Config;
-use xtask::host::probe::{PackageManager, SUPPORTED};
+use xtask::host::probe::{FinchVm, PackageManager, SUPPORTED};
 use xtask::host::report::{check_connectivity, connectivity_cmd, machine_report};
 use xtask::host::transport::{Ssh, SshFailure, Transport};
+use xtask::model::config::Config;
 use xtask::model::platform::TargetOs;
 use xtask::model::ssh_target::SshTarget;
 use xtask::support::command::Cmd;
@@ -251,20 +251,20 @@ fn property_22_old_docker_is_reported() {
 fn finch_vm_is_brought_up_or_explained() {
     require_engine();
     let config = config();
-    for (state, expected) in [("Nonexistent", "finch vm init"), ("Stopped", "finch vm start")] {
+    for (state, expected) in [(FinchVm::Nonexistent, "finch vm init"), (FinchVm::Stopped, "finch vm start")] {
         let host = TestHost::start(HostVariant::Macos { finch_vm: state, finch: true }, false).unwrap();
         let transport = ssh_to(&host, "ada");
         let before = machine_report(&config, &transport, "mac".into(), None, false).unwrap();
-        assert!(before.missing.iter().any(|m| m.contains(expected)), "{state}: {:?}", before.missing);
+        assert!(before.missing.iter().any(|m| m.contains(expected)), "{state:?}: {:?}", before.missing);
         let after = machine_report(&config, &transport, "mac".into(), None, true).unwrap();
         transport.close();
-        assert!(after.missing.is_empty(), "{state}: {:?}", after.missing);
+        assert!(after.missing.is_empty(), "{state:?}: {:?}", after.missing);
         assert_eq!(after.actions, vec![expected.to_string()]);
         assert!(host.finch_calls().contains(&expected.replace("finch ", "")), "{}", host.finch_calls());
         let paths = after.paths.unwrap();
         assert_eq!(paths.base, "/Users/ada/cultivate");
     }
-    let host = TestHost::start(HostVariant::Macos { finch_vm: "Running", finch: false }, false).unwrap();
+    let host = TestHost::start(HostVariant::Macos { finch_vm: FinchVm::Running, finch: false }, false).unwrap();
     let transport = ssh_to(&host, "ada");
     let report = machine_report(&config, &transport, "mac".into(), None, false).unwrap();
     assert!(report.missing.iter().any(|m| m.contains("brew install --cask finch")), "{:?}", report.missing);

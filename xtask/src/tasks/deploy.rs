@@ -169,8 +169,8 @@ fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<S
     // 5 and 6. Images: built here and shipped, or built on the host.
     let (images, sent_bytes) = match args.build_mode {
         BuildMode::Local => {
-            let manifest =
-                phases.time("build", || local_images(project, config, args, given, (local_runtime, engine), version))?;
+            let manifest = phases
+                .time("build", || local_images(project, config, args, given, (local_runtime, engine), version))?;
             let local: Vec<Image> = local_images_of(&manifest, local_runtime)?;
             phases.time("ship", || ship_all(project, session, local_runtime, &local))?
         }
