@@ -1,14 +1,18 @@
 //! Benchmark: `cargo xtask deploy` and `rollback` against the naive path a user would
 //! script — `docker save | gzip | ssh 'gunzip | docker load'` of all three images, then
 //! `docker-compose up -d` and a wait for health — in the same run, each on a fresh test
-//! host of its own.
+//! host of its own, for each image store: Docker 20.10 (classic), Docker 28 (classic)
+//! and Docker 28 with the containerd image store.
 //!
-//!     cargo run -p cultivate-tests --example bench_deploy
+//!     cargo run -p cultivate-tests --example bench_deploy [-- STORE…]
 //!
-//! Needs a Docker engine and the images (`cargo xtask images`). Prints one table: wall
-//! time and bytes over the wire for a first deploy, a redeploy with nothing changed, a
-//! deploy changing only the backend, and a rollback to the previous release (time until
-//! healthy).
+//! STORE: `docker20`, `docker28`, `docker28-containerd` (default: all three). Needs a
+//! Docker engine and the images (`cargo xtask images`). Prints one table, a row group
+//! per store: wall time and bytes over the wire for a first deploy, a redeploy with
+//! nothing changed, a deploy changing only the backend (a new 2 MB layer of random
+//! bytes, as a new binary brings), and a rollback to the previous release (time until
+//! healthy); then the backend's changed layer, gzip-compressed, to hold the
+//! backend-only figure against.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -16,40 +20,79 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cultivate_tests::deploy::{DeployConfig, built_manifest_path, derived_version};
-use cultivate_tests::hosts::{HostVariant, TestHost};
-use xtask::images::{Manifest, read_manifest};
+use cultivate_tests::hosts::{Engine, HostVariant, TestHost};
+use xtask::images::{Manifest, Service, read_manifest};
 use xtask::model::compose::{RenderInput, render};
 use xtask::model::config::Config;
 use xtask::model::paths::DeploymentPaths;
 use xtask::model::platform::TargetOs;
 
 struct Row {
+    store: &'static str,
     step: &'static str,
     ours: (f64, f64),
     naive: (f64, f64),
 }
 
+const STORES: [(&str, HostVariant); 3] = [
+    ("docker20", HostVariant::Docker),
+    ("docker28", HostVariant::Engine(Engine::Docker28)),
+    ("docker28-containerd", HostVariant::Engine(Engine::Docker28Containerd)),
+];
+
 fn main() {
     cultivate_tests::require_engine();
+    let wanted: Vec<String> = std::env::args().skip(1).collect();
+    for name in &wanted {
+        assert!(
+            STORES.iter().any(|(store, _)| store == name),
+            "unknown store {name:?}: docker20, docker28, docker28-containerd"
+        );
+    }
     let v1 = built_manifest_path();
-    let v2 = derived_version("bench-v2", "RUN echo bench-v2 > /tmp/cultivate-bench-release\n").expect("v2 images");
+    let v2 = derived_version("bench-v2", "RUN head -c 2000000 /dev/urandom > /tmp/cultivate-bench-binary\n")
+        .expect("v2 images");
     let manifests = [read_manifest(&v1).expect("v1 manifest"), read_manifest(&v2).expect("v2 manifest")];
+    let changed_layer = top_layer_gzipped_mb(&manifests[1]);
 
-    let ours_host = TestHost::start(HostVariant::Docker, false).expect("test host");
-    let naive_host = TestHost::start(HostVariant::Docker, false).expect("test host");
+    let mut rows = Vec::new();
+    for (store, variant) in STORES {
+        if !wanted.is_empty() && !wanted.iter().any(|w| w == store) {
+            continue;
+        }
+        rows.extend(bench_store(store, variant, &v1, &v2, &manifests));
+    }
+
+    println!("\nDeploy to a test host over SSH on loopback (2 cores); MB = compressed bytes over the wire\n");
+    println!(
+        "{:<20} {:<38} {:>12} {:>10} {:>12} {:>10}",
+        "store", "step", "xtask time", "xtask MB", "naive time", "naive MB"
+    );
+    for row in &rows {
+        println!(
+            "{:<20} {:<38} {:>11.1}s {:>10.2} {:>11.1}s {:>10.2}",
+            row.store, row.step, row.ours.0, row.ours.1, row.naive.0, row.naive.1
+        );
+    }
+    println!("\nthe backend's changed layer, gzip -6: {changed_layer:.2} MB");
+}
+
+fn bench_store(store: &'static str, variant: HostVariant, v1: &Path, v2: &Path, manifests: &[Manifest; 2]) -> Vec<Row> {
+    let ours_host = TestHost::start(variant, false).expect("test host");
+    let naive_host = TestHost::start(variant, false).expect("test host");
     let config = DeployConfig::new(&ours_host, "").expect("config");
     let naive = Naive::new(&naive_host);
 
     let mut rows = Vec::new();
     let mut measure = |step: &'static str, ours: &mut dyn FnMut() -> f64, naive: &mut dyn FnMut() -> f64| {
-        eprintln!("== {step}");
+        eprintln!("== {store}: {step}");
         let started = Instant::now();
         let ours_bytes = ours();
         let ours_time = started.elapsed().as_secs_f64();
         let started = Instant::now();
         let naive_bytes = naive();
         let naive_time = started.elapsed().as_secs_f64();
-        rows.push(Row { step, ours: (ours_time, ours_bytes), naive: (naive_time, naive_bytes) });
+        rows.push(Row { store, step, ours: (ours_time, ours_bytes), naive: (naive_time, naive_bytes) });
     };
     let deploy = |manifest: &Path| -> f64 {
         let ran = config
@@ -61,9 +104,9 @@ fn main() {
         }
         ran.shipped_mb().expect("shipped bytes in the summary")
     };
-    measure("first deploy", &mut || deploy(&v1), &mut || naive.deploy(&manifests[0]));
-    measure("redeploy, nothing changed", &mut || deploy(&v1), &mut || naive.deploy(&manifests[0]));
-    measure("deploy, backend changed", &mut || deploy(&v2), &mut || naive.deploy(&manifests[1]));
+    measure("first deploy", &mut || deploy(v1), &mut || naive.deploy(&manifests[0]));
+    measure("redeploy, nothing changed", &mut || deploy(v1), &mut || naive.deploy(&manifests[0]));
+    measure("deploy, backend changed", &mut || deploy(v2), &mut || naive.deploy(&manifests[1]));
     measure(
         "rollback to previous (until healthy)",
         &mut || {
@@ -73,15 +116,28 @@ fn main() {
         },
         &mut || naive.up(&manifests[0]),
     );
+    rows
+}
 
-    println!("\nDeploy to a test host over SSH on loopback (2 cores); MB = compressed bytes over the wire\n");
-    println!("{:<38} {:>12} {:>10} {:>12} {:>10}", "step", "xtask time", "xtask MB", "naive time", "naive MB");
-    for row in &rows {
-        println!(
-            "{:<38} {:>11.1}s {:>10.2} {:>11.1}s {:>10.2}",
-            row.step, row.ours.0, row.ours.1, row.naive.0, row.naive.1
-        );
+/// The backend image's last layer (the one the change added), gzip -6, in MB.
+fn top_layer_gzipped_mb(manifest: &Manifest) -> f64 {
+    let reference = &manifest.image(Service::BackendApi).expect("backend image").reference;
+    let saved = Command::new("docker").args(["save", reference]).output().expect("docker save");
+    assert!(saved.status.success(), "docker save {reference} failed");
+    let mut archive = tar::Archive::new(&saved.stdout[..]);
+    let mut files = std::collections::BTreeMap::new();
+    for entry in archive.entries().expect("save stream") {
+        let mut entry = entry.expect("save stream");
+        let path = entry.path().expect("path").to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).expect("save stream");
+        files.insert(path, data);
     }
+    let listed: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).expect("manifest.json");
+    let top = listed[0]["Layers"].as_array().and_then(|l| l.last()).and_then(|l| l.as_str()).expect("layers");
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gzip.write_all(&files[top]).expect("gzip");
+    gzip.finish().expect("gzip").len() as f64 / 1e6
 }
 
 /// The deploy.sh a user would write: ship all three images, write the compose file,
@@ -170,6 +226,7 @@ impl<'a> Naive<'a> {
         }
         self.ssh("mkdir -p /opt/naive/volumes/db_data && chown 999:999 /opt/naive/volumes/db_data && chmod 700 /opt/naive/volumes/db_data && cat > /opt/naive/docker-compose.yml", Some(rendered.compose_yaml().as_bytes()));
         self.ssh("cat > /opt/naive/.env", Some(env.render().as_bytes()));
+        // `docker-compose` is v1 on Debian 12 and v2 (same command line) on sid.
         self.ssh("cd /opt/naive && docker-compose -p naive up -d >/dev/null 2>&1", None);
         let deadline = Instant::now() + Duration::from_secs(300);
         let check = "docker inspect --format '{{.State.Health.Status}}' $(docker ps -q --filter label=com.docker.compose.project=naive)";

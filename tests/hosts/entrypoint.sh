@@ -5,6 +5,7 @@
 #   HOST_VARIANT=<OS variant>      sshd only; another OS's release files and package managers
 # AUTHORIZED_KEY: the public key every user accepts (required).
 # FAKE_DOCKER=old: a fake Docker 19.03 CLI and docker-compose 1.20 on PATH.
+# DOCKER_STORE=classic (default) | containerd: the image store of the host's dockerd.
 # macos only: FINCH_VM=Nonexistent|Stopped|Running (default Running), FINCH=absent.
 set -eu
 lib=/usr/local/lib/cultivate-testhost
@@ -44,6 +45,17 @@ install_managers() {
 
 start_dockerd() {
     rm -f /var/run/docker.pid
+    # Docker 28 fails every container start ("failed to disable IPv6") on a read-only
+    # /proc/sys (HOST-SETUP §9); the flags the tests start hosts with allow this.
+    mount -o remount,rw /proc/sys 2>/dev/null || true
+    case ${DOCKER_STORE:-classic} in
+    classic) ;;
+    containerd)
+        mkdir -p /etc/docker
+        echo '{"features":{"containerd-snapshotter":true}}' >/etc/docker/daemon.json
+        ;;
+    *) fail "DOCKER_STORE must be classic or containerd, not '$DOCKER_STORE'" ;;
+    esac
     "$1" >/var/log/dockerd.log 2>&1 &
 }
 

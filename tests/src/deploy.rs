@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use xtask::images::{Manifest, Service};
 
 use crate::hosts::TestHost;
-use crate::{docker, manifest, project, unique};
+use crate::{docker, get_when_up, manifest, project, unique};
 
 /// The xtask binary, built once per test process (`cargo build -p xtask`).
 pub fn xtask_binary() -> &'static Path {
@@ -217,4 +218,48 @@ pub fn built_manifest_path() -> PathBuf {
     std::env::var_os("CULTIVATE_IMAGES_MANIFEST")
         .map(PathBuf::from)
         .unwrap_or_else(|| xtask::images::latest_manifest_path(&project()))
+}
+
+/// `deploy --host e2e --manifest FILE --yes`, run to completion.
+pub fn deploy(config: &DeployConfig, manifest: &Path) -> Ran {
+    let manifest = manifest.to_string_lossy().into_owned();
+    config.run(&["deploy", "--host", "e2e", "--manifest", &manifest, "--yes"]).expect("running deploy")
+}
+
+/// `status --host e2e --json`, which must succeed.
+pub fn status(config: &DeployConfig) -> serde_json::Value {
+    let ran = config.run(&["status", "--host", "e2e", "--json"]).expect("running status");
+    assert!(ran.success, "status failed: {}", ran.all());
+    serde_json::from_str(&ran.stdout).unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {}", ran.stdout))
+}
+
+/// The images the running containers use, by service.
+pub fn running_images(config: &DeployConfig) -> Vec<(String, String)> {
+    let status = status(config);
+    status["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .map(|s| (s["service"].as_str().unwrap().to_string(), s["image"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+/// `version` is current and healthy, every service runs it, and `/health` answers.
+pub fn assert_serves(host: &TestHost, version: &str, config: &DeployConfig) {
+    let status = status(config);
+    assert_eq!(status["current"]["version"], version, "{status:#}");
+    assert_eq!(status["healthy"], true, "{status:#}");
+    for (service, image) in running_images(config) {
+        assert!(image.ends_with(&format!(":{version}")), "{service} runs {image}, not {version}");
+    }
+    let health = get_when_up(&format!("http://127.0.0.1:{}/health", host.http_port), Duration::from_secs(30)).unwrap();
+    assert_eq!(health.status, 200, "{}", health.text());
+}
+
+/// `GET /api/v1/activities` through the host's nginx.
+pub fn activities(host: &TestHost) -> String {
+    let list = get_when_up(&format!("http://127.0.0.1:{}/api/v1/activities", host.http_port), Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(list.status, 200, "{}", list.text());
+    list.text()
 }

@@ -11,6 +11,7 @@
 //! accepted connection, so tests can assert what the xtask ran and how many connections
 //! it opened. Containers and volumes carry the test label like every other resource.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -62,6 +63,34 @@ pub enum HostVariant {
     /// Simulated macOS; `finch_vm` is the initial VM state, `finch: false` leaves Finch
     /// uninstalled.
     Macos { finch_vm: FinchVm, finch: bool },
+    /// sshd + a newer engine, from Debian sid's packages (HOST-SETUP §9).
+    Engine(Engine),
+}
+
+/// The engines of the host matrix beyond Debian 12's Docker 20.10 + Compose v1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// Docker 28 + Compose v2, classic image store (overlay2).
+    Docker28,
+    /// Docker 28 + Compose v2, containerd image store (Docker 29's default).
+    Docker28Containerd,
+}
+
+impl Engine {
+    pub const ALL: [Engine; 2] = [Engine::Docker28, Engine::Docker28Containerd];
+
+    /// The Debian suite whose packages give this engine.
+    pub fn suite(self) -> &'static str {
+        "sid"
+    }
+
+    /// The entrypoint's DOCKER_STORE.
+    fn store(self) -> &'static str {
+        match self {
+            Engine::Docker28 => "classic",
+            Engine::Docker28Containerd => "containerd",
+        }
+    }
 }
 
 impl HostVariant {
@@ -71,6 +100,8 @@ impl HostVariant {
             HostVariant::Docker => "docker",
             HostVariant::Os(name) => name,
             HostVariant::Macos { .. } => "macos",
+            HostVariant::Engine(Engine::Docker28) => "docker28",
+            HostVariant::Engine(Engine::Docker28Containerd) => "docker28-containerd",
         }
     }
 
@@ -84,12 +115,19 @@ impl HostVariant {
             HostVariant::Docker => Ok(()),
             HostVariant::Os(name) if OS_VARIANTS.contains(name) => Ok(()),
             HostVariant::Os(name) => bail!("unknown OS variant {name:?}; known: {}", OS_VARIANTS.join(", ")),
-            HostVariant::Macos { .. } => Ok(()),
+            HostVariant::Macos { .. } | HostVariant::Engine(_) => Ok(()),
         }
     }
 
     fn env(&self, fake_docker_old: bool) -> Vec<String> {
-        let mut env = vec![format!("HOST_VARIANT={}", self.name())];
+        let entrypoint_variant = match self {
+            HostVariant::Engine(_) => "docker",
+            other => other.name(),
+        };
+        let mut env = vec![format!("HOST_VARIANT={entrypoint_variant}")];
+        if let HostVariant::Engine(engine) = self {
+            env.push(format!("DOCKER_STORE={}", engine.store()));
+        }
         if let HostVariant::Macos { finch_vm, finch } = self {
             // The entrypoint's FINCH_VM is what `finch vm status` prints (FinchVm::parse).
             let state = match finch_vm {
@@ -158,15 +196,20 @@ impl TestHost {
     pub fn start(variant: HostVariant, fake_docker_old: bool) -> Result<TestHost> {
         require_engine();
         variant.validate()?;
-        let image = image()?;
+        let image = match variant {
+            HostVariant::Engine(engine) => image_for(&suite_base(engine.suite())?)?,
+            _ => image()?,
+        };
         let keys = keys()?;
         let started = Instant::now();
 
         let mut args = Vec::new();
-        let volume = if variant.runs_dockerd() {
-            let volume = Resource::volume(&format!("th-{}-docker", variant.name()))?;
-            // HOST-SETUP §4: --privileged fails here; this set works. The volume gives
-            // the inner dockerd overlay2 instead of vfs.
+        let mut volumes = Vec::new();
+        if variant.runs_dockerd() {
+            // HOST-SETUP §4: --privileged fails here; this set works. The volumes give
+            // the inner engine overlay (Docker's and, for its containerd store,
+            // containerd's) instead of overlay on overlay.
+            let docker = Resource::volume(&format!("th-{}-docker", variant.name()))?;
             args.extend(
                 [
                     "--cap-add=ALL",
@@ -179,7 +222,7 @@ impl TestHost {
                     "-v",
                     "/sys/fs/cgroup:/sys/fs/cgroup:rw",
                     "-v",
-                    &format!("{}:/var/lib/docker", volume.name),
+                    &format!("{}:/var/lib/docker", docker.name),
                     "-p",
                     "127.0.0.1::80",
                     "-p",
@@ -187,10 +230,13 @@ impl TestHost {
                 ]
                 .map(String::from),
             );
-            Some(volume)
-        } else {
-            None
-        };
+            volumes.push(docker);
+            if matches!(variant, HostVariant::Engine(_)) {
+                let containerd = Resource::volume(&format!("th-{}-containerd", variant.name()))?;
+                args.extend(["-v".to_string(), format!("{}:/var/lib/containerd", containerd.name)]);
+                volumes.push(containerd);
+            }
+        }
         args.extend(["-p", "127.0.0.1::22"].map(String::from));
         for pair in variant.env(fake_docker_old) {
             args.extend(["-e".to_string(), pair]);
@@ -201,7 +247,7 @@ impl TestHost {
         let container = Resource::container(&format!("th-{}", variant.name()), &args)?;
         let name = container.name.clone();
         let mut guards = vec![container];
-        guards.extend(volume);
+        guards.extend(volumes);
 
         let mut host = TestHost {
             container: name.clone(),
@@ -445,23 +491,38 @@ extern "C" fn kill_shared_inner_containers() {
     }
 }
 
-/// The test-host image, built on first use: `cultivate-testhost:<hash of tests/hosts/
-/// and the base reference>`, so it is rebuilt only when those change.
+/// The test-host image on the images' base, built on first use.
 pub fn image() -> Result<String> {
-    static IMAGE: Mutex<Option<String>> = Mutex::new(None);
+    image_for(&base_image()?)
+}
+
+/// The test-host image on `base`, built on first use: `cultivate-testhost:<hash of
+/// tests/hosts/ and the base reference>`, so it is rebuilt only when those change.
+pub fn image_for(base: &str) -> Result<String> {
+    static IMAGES: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
     // Held across the build: concurrent tests wait for one build instead of racing.
-    let mut cached = IMAGE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(tag) = cached.as_ref() {
+    let mut built = IMAGES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(tag) = built.get(base) {
         return Ok(tag.clone());
     }
     let dir = project().path("tests/hosts");
-    let base = base_image()?;
-    let tag = format!("cultivate-testhost:{}", &content_hash(&dir, &base)?[..12]);
+    let tag = format!("cultivate-testhost:{}", &content_hash(&dir, base)?[..12]);
     if docker(["image", "inspect", "--format", "{{.Id}}", tag.as_str()]).is_err() {
-        build(&dir, &base, &tag)?;
+        build(&dir, base, &tag)?;
     }
-    *cached = Some(tag.clone());
+    built.insert(base.to_string(), tag.clone());
     Ok(tag)
+}
+
+/// `cultivate-base:<suite>`, built from the Debian mirror by the xtask's own offline
+/// base builder when the engine lacks it (as `cargo xtask images` builds bookworm's).
+pub fn suite_base(suite: &str) -> Result<String> {
+    static BUILT: Mutex<()> = Mutex::new(());
+    let _one_build = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let runtime = xtask::host::runtime::Runtime::detect_local(Some(xtask::host::runtime::RuntimeKind::Docker))?;
+    let base = xtask::images::ensure_base(&project(), &runtime, &format!("debian:{suite}-slim"))
+        .with_context(|| format!("building the Debian {suite} base of the engine test hosts"))?;
+    Ok(base.reference)
 }
 
 /// The base image named by the images manifest (the file `crate::manifest()` reads,

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use cultivate_tests::deploy::{DeployConfig, Ran, built_manifest_path, derived_version, wait_bounded};
+use cultivate_tests::deploy::{
+    DeployConfig, Ran, activities, assert_serves, built_manifest_path, deploy, derived_version, status, wait_bounded,
+};
 use cultivate_tests::hosts::{HostVariant, TestHost};
 use cultivate_tests::{get, get_when_up, http, require_engine};
 use xtask::host::probe::FinchVm;
@@ -15,46 +17,6 @@ use xtask::host::probe::FinchVm;
 mod tls;
 
 const BUILT: &str = "built";
-
-fn deploy(config: &DeployConfig, manifest: &Path) -> Ran {
-    let manifest = manifest.to_string_lossy().into_owned();
-    config.run(&["deploy", "--host", "e2e", "--manifest", &manifest, "--yes"]).expect("running deploy")
-}
-
-fn status(config: &DeployConfig) -> serde_json::Value {
-    let ran = config.run(&["status", "--host", "e2e", "--json"]).expect("running status");
-    assert!(ran.success, "status failed: {}", ran.all());
-    serde_json::from_str(&ran.stdout).unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {}", ran.stdout))
-}
-
-/// The images the running containers use, by service.
-fn running_images(config: &DeployConfig) -> Vec<(String, String)> {
-    let status = status(config);
-    status["services"]
-        .as_array()
-        .expect("services")
-        .iter()
-        .map(|s| (s["service"].as_str().unwrap().to_string(), s["image"].as_str().unwrap().to_string()))
-        .collect()
-}
-
-fn assert_serves(host: &TestHost, version: &str, config: &DeployConfig) {
-    let status = status(config);
-    assert_eq!(status["current"]["version"], version, "{status:#}");
-    assert_eq!(status["healthy"], true, "{status:#}");
-    for (service, image) in running_images(config) {
-        assert!(image.ends_with(&format!(":{version}")), "{service} runs {image}, not {version}");
-    }
-    let health = get_when_up(&format!("http://127.0.0.1:{}/health", host.http_port), Duration::from_secs(30)).unwrap();
-    assert_eq!(health.status, 200, "{}", health.text());
-}
-
-fn activities(host: &TestHost) -> String {
-    let list = get_when_up(&format!("http://127.0.0.1:{}/api/v1/activities", host.http_port), Duration::from_secs(30))
-        .unwrap();
-    assert_eq!(list.status, 200, "{}", list.text());
-    list.text()
-}
 
 /// Runs `script` on the host (as root, through docker exec).
 fn host_sh(host: &TestHost, script: &str) -> String {

@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 
 pub use crate::model::service::Service;
 pub use backend::{BackendBuild, BackendPath, glibc_required_by, parse_glibc_version};
-pub use base::{BaseImage, BaseOrigin, debian_mirror, debian_suite};
+pub use base::{BaseImage, BaseOrigin, debian_mirror, debian_suite, ensure as ensure_base};
 pub use manifest::{ImageRecord, Manifest};
 
 use crate::host::runtime::{BuildSpec, Runtime};

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::model::image::Image;
 use crate::support::command::{Cmd, TimedOutput};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -183,9 +184,10 @@ pub struct BuildSpec {
 }
 
 /// The part of `image inspect` we use.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 pub struct ImageDetails {
-    /// The image id: with the classic store, the digest of the image's config.
+    /// The image id: the digest of the image's config in Docker's classic store and in
+    /// Podman, the digest of a manifest (or index) in Docker's containerd store.
     #[serde(rename = "Id")]
     pub id: String,
     #[serde(rename = "Size")]
@@ -196,6 +198,12 @@ pub struct ImageDetails {
     pub rootfs: RootFs,
     #[serde(rename = "Config", default)]
     pub config: ImageConfig,
+    #[serde(rename = "Created", default)]
+    pub created: Option<String>,
+    #[serde(rename = "Architecture", default)]
+    pub architecture: Option<String>,
+    #[serde(rename = "Os", default)]
+    pub os: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -206,12 +214,72 @@ pub struct RootFs {
     pub layers: Vec<String>,
 }
 
+/// The image config's fields that say what runs. `null`, missing and empty read alike:
+/// engines differ in which they print.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 pub struct ImageConfig {
     #[serde(rename = "Labels", default)]
     pub labels: Option<BTreeMap<String, String>>,
     #[serde(rename = "User", default)]
     pub user: String,
+    #[serde(rename = "Env", default)]
+    pub env: Option<Vec<String>>,
+    #[serde(rename = "Cmd", default)]
+    pub cmd: Option<Vec<String>>,
+    #[serde(rename = "Entrypoint", default)]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(rename = "WorkingDir", default)]
+    pub working_dir: Option<String>,
+    #[serde(rename = "ExposedPorts", default)]
+    pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
+    #[serde(rename = "Volumes", default)]
+    pub volumes: Option<BTreeMap<String, serde_json::Value>>,
+    #[serde(rename = "StopSignal", default)]
+    pub stop_signal: Option<String>,
+    #[serde(rename = "Healthcheck", default)]
+    pub healthcheck: Option<serde_json::Value>,
+}
+
+impl ImageDetails {
+    /// What identifies this image in every store (Property 20 across stores): a digest
+    /// of its config's creation time, platform and what runs (command, environment,
+    /// user, labels, ports, volumes, health check). Docker's containerd store names an
+    /// image by its manifest digest, which differs from the classic store's config
+    /// digest for the very same image; these fields do not.
+    pub fn config_fingerprint(&self) -> String {
+        let config = &self.config;
+        let keys = |map: &Option<BTreeMap<String, serde_json::Value>>| -> Vec<String> {
+            map.iter().flat_map(|m| m.keys().cloned()).collect()
+        };
+        let canonical = serde_json::json!({
+            "created": self.created.as_deref().unwrap_or(""),
+            "architecture": self.architecture.as_deref().unwrap_or(""),
+            "os": self.os.as_deref().unwrap_or(""),
+            "user": config.user,
+            "env": config.env.clone().unwrap_or_default(),
+            "cmd": config.cmd.clone().unwrap_or_default(),
+            "entrypoint": config.entrypoint.clone().unwrap_or_default(),
+            "working_dir": config.working_dir.as_deref().unwrap_or(""),
+            "labels": config.labels.clone().unwrap_or_default(),
+            "exposed_ports": keys(&config.exposed_ports),
+            "volumes": keys(&config.volumes),
+            "stop_signal": config.stop_signal.as_deref().unwrap_or(""),
+            "healthcheck": config.healthcheck.as_ref().map(|h| h["Test"].clone()).unwrap_or_default(),
+        });
+        crate::support::digest::sha256(canonical.to_string().as_bytes())
+    }
+
+    /// The release's record of this image, as `reference` of `service`.
+    pub fn to_image(&self, service: &str, reference: &str) -> Image {
+        Image {
+            service: service.to_string(),
+            reference: reference.to_string(),
+            id: self.id.clone(),
+            layers: self.rootfs.layers.clone(),
+            config_fingerprint: self.config_fingerprint(),
+            size_bytes: self.size,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,11 @@ pub struct Image {
     pub id: String,
     /// Layer diff_ids, base first.
     pub layers: Vec<String>,
+    /// What identifies the image's config in every image store, where `id` does not
+    /// (`host::runtime::ImageDetails::config_fingerprint`). Empty in records written
+    /// before it existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub config_fingerprint: String,
     /// Its size in this machine's engine, for the disk check before shipping; not
     /// recorded on the host.
     #[serde(skip)]

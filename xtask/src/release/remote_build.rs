@@ -69,13 +69,7 @@ pub fn run(
             summary.files,
             summary.compressed_bytes as f64 / 1e6
         ));
-        images.push(Image {
-            service: service.name().to_string(),
-            reference,
-            id: details.id,
-            layers: details.rootfs.layers,
-            size_bytes: details.size,
-        });
+        images.push(details.to_image(service.name(), &reference));
     }
     Ok((images, sent))
 }
@@ -83,15 +77,9 @@ pub fn run(
 /// Ships the base image when the target lacks it.
 fn ship_base(project: &Project, session: &Session, local: &Runtime, reference: &str) -> Result<u64> {
     let details = local.inspect_image(reference)?.with_context(|| format!("{reference} is not on this machine"))?;
-    let image = Image {
-        service: "base".into(),
-        reference: reference.to_string(),
-        id: details.id,
-        layers: details.rootfs.layers,
-        size_bytes: details.size,
-    };
+    let image = details.to_image("base", reference);
     let plan = ship::plan(&image, &Inventory::read(session)?);
-    let shipped = ship::deliver(session, local, &image, &plan, &ship::layer_cache_dir(&project.state_dir()))?;
+    let shipped = ship::deliver(session, local, &image, &plan, &project.state_dir())?;
     if shipped.sent_bytes > 0 {
         session.log.info(format!("base: sent {reference}, {:.1} MB", shipped.sent_bytes as f64 / 1e6));
     }

@@ -1,16 +1,19 @@
-//! Shipping images to a target without a registry: `save` here → gzip → the session's
-//! stream → `gunzip | load` there, with no temporary file on either side, then a check
-//! that the target holds the very image built here (Property 20).
+//! Shipping images to a target without a registry: `save` here → rewritten into an
+//! archive every Docker store loads ([`archive`]) → gzip → the session's stream →
+//! `gunzip | load` there, with no temporary file on the target, then a check that
+//! the target holds the very image built here (Property 20).
 //!
-//! Only what the target lacks travels:
-//! - an image the target already holds (same id and layers) is not sent at all; it is
-//!   only tagged when the tag is missing;
-//! - with a classic image store (overlay2 and friends), layer files the target already
-//!   holds (same chain of diff_ids from the base up) are left out of the `save` stream:
-//!   such stores load a tarball whose present layers are missing (HOST-SETUP §6).
-//!   containerd-backed stores (Finch, Docker's containerd store) get whole images.
+//! Only what the target lacks travels, on every Docker store:
+//! - an image the target already holds (same layers and config) is not sent at all;
+//!   it is only tagged when the tag is missing;
+//! - a layer whose whole chain (same diff_ids from the base up) the target holds is
+//!   left out of the archive, and so is one an earlier image of the same deploy
+//!   brings: each layer crosses the wire at most once per deploy;
+//! - Finch and Podman get whole images: their loaders need every blob.
 
-use std::collections::{BTreeMap, BTreeSet};
+pub mod archive;
+
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,19 +23,38 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
-use crate::host::runtime::{ImageDetails, Runtime, RuntimeKind};
+use crate::host::runtime::{ImageDetails, RootFs, Runtime, RuntimeKind};
 use crate::host::session::{Effect, Session};
 use crate::model::image::Image;
 use crate::support::command::Cmd;
+use archive::{LayerNames, Limits, Written};
 
-/// The images a target holds, and whether its store takes partial `save` streams.
+/// How a target's image store takes an archive.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ImageStore {
+    /// Docker's graph drivers (overlay2 and friends): ids are config digests.
+    Classic,
+    /// Docker's containerd snapshotter (the default from Docker 29): ids are manifest
+    /// digests.
+    Containerd,
+    /// Finch and Podman: whole images only.
+    #[default]
+    WholeImages,
+}
+
+impl ImageStore {
+    /// Whether an archive may leave out layers the target holds.
+    pub fn takes_partial_archives(self) -> bool {
+        self != ImageStore::WholeImages
+    }
+}
+
+/// The images a target holds, and its image store.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Inventory {
     pub images: Vec<ImageDetails>,
-    pub classic_store: bool,
+    pub store: ImageStore,
 }
 
 /// Prints the target's images as one `inspect` JSON array, then `==store` and the
@@ -49,7 +71,12 @@ impl Inventory {
         let (images, store) = text.split_once("==store").unwrap_or((text, ""));
         let images: Vec<ImageDetails> =
             serde_json::from_str(images.trim()).context("cannot read the target's `image inspect` output")?;
-        Ok(Inventory { images, classic_store: runtime == RuntimeKind::Docker && is_classic_store(store) })
+        let store = match runtime {
+            RuntimeKind::Docker if is_classic_store(store) => ImageStore::Classic,
+            RuntimeKind::Docker => ImageStore::Containerd,
+            RuntimeKind::Finch | RuntimeKind::Podman => ImageStore::WholeImages,
+        };
+        Ok(Inventory { images, store })
     }
 
     pub fn read(session: &Session) -> Result<Inventory> {
@@ -57,14 +84,23 @@ impl Inventory {
         Inventory::parse(&text, session.runtime)
     }
 
-    fn holding(&self, id: &str, layers: &[String]) -> Option<&ImageDetails> {
-        self.images.iter().find(|image| image.id == id && image.rootfs.layers == layers)
+    fn holding(&self, image: &Image) -> Option<&ImageDetails> {
+        self.images.iter().find(|held| is_same_image(held, image))
     }
 
     /// Whether some image here has exactly `chain` as its first layers.
     fn has_chain(&self, chain: &[String]) -> bool {
         self.images.iter().any(|image| image.rootfs.layers.starts_with(chain))
     }
+}
+
+/// Property 20 in every store: the same layers, and the same config (by id where the
+/// ids are config digests, by the config's fields where the store names images by
+/// manifest digest).
+pub fn is_same_image(held: &ImageDetails, image: &Image) -> bool {
+    held.rootfs.layers == image.layers
+        && (held.id == image.id
+            || (!image.config_fingerprint.is_empty() && held.config_fingerprint() == image.config_fingerprint))
 }
 
 /// Docker's classic stores name a graph driver; the containerd snapshotter says so in
@@ -78,19 +114,20 @@ pub fn is_classic_store(info: &str) -> bool {
 /// What to do with one image.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Plan {
-    /// The target holds it; `tag` when its reference is missing there.
-    Present { tag: bool },
+    /// The target holds it; `tag_id` is the target's id for it when its reference is
+    /// missing there (ids differ between stores, so the target's own).
+    Present { tag_id: Option<String> },
     /// Send it, leaving out the layers whose diff_ids are in `skip`.
     Send { skip: BTreeSet<String> },
 }
 
 /// The plan for `image` against what the target holds.
 pub fn plan(image: &Image, inventory: &Inventory) -> Plan {
-    if let Some(held) = inventory.holding(&image.id, &image.layers) {
+    if let Some(held) = inventory.holding(image) {
         let tagged = held.repo_tags.as_ref().is_some_and(|tags| tags.contains(&image.reference));
-        return Plan::Present { tag: !tagged };
+        return Plan::Present { tag_id: (!tagged).then(|| held.id.clone()) };
     }
-    if !inventory.classic_store {
+    if !inventory.store.takes_partial_archives() {
         return Plan::Send { skip: BTreeSet::new() };
     }
     // A layer can be left out when the whole chain up to it is there; a diff_id that
@@ -105,22 +142,50 @@ pub fn plan(image: &Image, inventory: &Inventory) -> Plan {
     Plan::Send { skip }
 }
 
+/// The plans for `images`, shipped in this order: each image's layers count as held
+/// for the images after it, so a layer they share crosses the wire once.
+pub fn plan_all(images: &[Image], inventory: &Inventory) -> Vec<Plan> {
+    let mut expected = inventory.clone();
+    images
+        .iter()
+        .map(|image| {
+            let plan = plan(image, &expected);
+            expected.images.push(ImageDetails {
+                id: image.id.clone(),
+                rootfs: RootFs { layers: image.layers.clone() },
+                ..ImageDetails::default()
+            });
+            plan
+        })
+        .collect()
+}
+
 /// Carries out `plan` for `image`: tags it when the target holds it under another
-/// name, or sends it (learning the save stream's layer files first when layers are
-/// left out). Either way the target's image is verified.
-pub fn deliver(session: &Session, local: &Runtime, image: &Image, plan: &Plan, cache_dir: &Path) -> Result<Shipped> {
+/// name, or sends it. Either way the target's image is verified.
+pub fn deliver(session: &Session, local: &Runtime, image: &Image, plan: &Plan, state_dir: &Path) -> Result<Shipped> {
     match plan {
-        Plan::Present { tag } => {
-            if *tag {
-                session.run(Effect::Change, &tag_cmd(session.runtime, &image.id, &image.reference))?;
+        Plan::Present { tag_id } => {
+            if let Some(id) = tag_id {
+                session.run(Effect::Change, &tag_cmd(session.runtime, id, &image.reference))?;
             }
             verify(session, image, None)?;
             Ok(Shipped::default())
         }
-        Plan::Send { skip } => {
-            let layer_paths = if skip.is_empty() { BTreeMap::new() } else { layer_paths(local, image, cache_dir)? };
-            send(session, local, image, skip, &layer_paths)
-        }
+        Plan::Send { skip } => match send(session, local, image, skip, state_dir) {
+            // A store that lacks a left-out layer's content after all (e.g. it holds
+            // the layer only as an unpacked snapshot) refuses the load: send it whole.
+            Err(err) if !skip.is_empty() && format!("{err:#}").contains("not found") => {
+                session.log.warn(format!(
+                    "{}: {} refused the archive without its {} held layers ({}); sending the whole image",
+                    image.service,
+                    session.name,
+                    skip.len(),
+                    format!("{err:#}").lines().next().unwrap_or("")
+                ));
+                send(session, local, image, &BTreeSet::new(), state_dir)
+            }
+            other => other,
+        },
     }
 }
 
@@ -158,33 +223,29 @@ pub struct Shipped {
 }
 
 /// Streams `image` to the target with the layers in `skip` left out, then verifies it.
-/// `layer_paths` maps the save stream's layer file paths to diff_ids (needed only to
-/// skip layers in Docker's legacy `save` format).
 pub fn send(
     session: &Session,
     local: &Runtime,
     image: &Image,
     skip: &BTreeSet<String>,
-    layer_paths: &BTreeMap<String, String>,
+    state_dir: &Path,
 ) -> Result<Shipped> {
     let started = Instant::now();
     let save_cmd = local.save_cmd(&image.reference);
     if session.dry_run {
         println!(
-            "[{}] would run: {save_cmd} | gzip | {}",
+            "[{}] would run: {save_cmd} | (archive without {} held layers) | gzip | {}",
             session.name,
+            skip.len(),
             session.transport.carrier(&load_cmd(session.runtime))
         );
         return Ok(Shipped::default());
     }
-    let dropped: BTreeSet<String> = layer_paths
-        .iter()
-        .filter(|(_, diff_id)| skip.contains(*diff_id))
-        .map(|(path, _)| path.clone())
-        .chain(skip.iter().map(|diff_id| format!("blobs/sha256/{}", diff_id.trim_start_matches("sha256:"))))
-        .collect();
+    let names_file = layer_names_file(state_dir);
+    let spool_dir = state_dir.join("images").join("spool");
+    let mut names = LayerNames::load(&names_file);
 
-    let bar = progress_bar(&image.service, estimated_bytes(image, &Plan::Send { skip: skip.clone() }));
+    let bar = progress_bar(&image.service, image.size_bytes.max(1));
     let saved = Arc::new(AtomicU64::new(0));
     let sent = Arc::new(AtomicU64::new(0));
     let mut save = save_cmd.spawn_piped(false)?;
@@ -192,15 +253,19 @@ pub fn send(
     let mut save_err = save.stderr.take().context("save stderr")?;
     let (mut reader, writer) = std::io::pipe().context("creating a pipe")?;
 
-    let (filtered, remote, save_errors) = std::thread::scope(|scope| {
+    let (rewritten, remote, save_errors) = std::thread::scope(|scope| {
         let counter = Arc::clone(&saved);
         let wire = Arc::clone(&sent);
         let bar_ref = &bar;
-        let drop_ref = &dropped;
-        let filter = scope.spawn(move || {
+        let names_ref = &mut names;
+        let spool_ref = &spool_dir;
+        let rewrite = scope.spawn(move || {
             let input = Counting { inner: save_out, count: counter, bar: Some(bar_ref) };
-            let output = GzEncoder::new(Counting { inner: writer, count: wire, bar: None }, Compression::fast());
-            filter_save_stream(input, output, drop_ref)
+            let mut output = GzEncoder::new(Counting { inner: writer, count: wire, bar: None }, Compression::fast());
+            let written =
+                archive::rewrite(input, &mut output, &image.reference, skip, names_ref, spool_ref, Limits::DEFAULT)?;
+            output.finish().context("finishing the stream to the target")?.flush().context("flushing the stream")?;
+            Ok::<Written, anyhow::Error>(written)
         });
         let errors = scope.spawn(move || {
             let mut text = String::new();
@@ -210,16 +275,20 @@ pub fn send(
         let mut output = Vec::new();
         let remote = session.stream(&load_cmd(session.runtime), Some(&mut reader), &mut output).map(|_| output);
         drop(reader);
-        (filter.join(), remote, errors.join())
+        (rewrite.join(), remote, errors.join())
     });
     bar.finish_and_clear();
+    // What was learned about layer names holds whatever happened to the transfer.
+    if let Err(err) = names.save(&names_file) {
+        session.log.warn(format!("could not keep the layer names: {err:#}"));
+    }
     let status = save.wait().with_context(|| format!("waiting for `{save_cmd}`"))?;
     let save_errors = save_errors.unwrap_or_default();
     let saved_bytes = saved.load(Ordering::Relaxed);
     let sent_bytes = sent.load(Ordering::Relaxed);
 
     // The error of whichever side failed: the target (then this machine's save, which
-    // dies of a broken pipe, is only a note), this machine's save, or the filter.
+    // dies of a broken pipe, is only a note), this machine's save, or the rewrite.
     let save_note = || {
         if status.success() { String::new() } else { format!("; `{save_cmd}` here: {status} {}", save_errors.trim()) }
     };
@@ -237,19 +306,25 @@ pub fn send(
     if !status.success() {
         bail!("`{save_cmd}` failed on this machine ({status}): {}", save_errors.trim());
     }
-    let loaded = match filtered {
-        Ok(Ok(config_digest)) => config_digest,
+    let written = match rewritten {
+        Ok(Ok(written)) => written,
         Ok(Err(err)) => return Err(err.context(format!("streaming {} to {}", image.reference, session.transport))),
         Err(_) => bail!("the thread streaming {} panicked", image.reference),
     };
     session.log.debug(String::from_utf8_lossy(&output));
-    verify(session, image, loaded.as_deref())?;
-    Ok(Shipped { saved_bytes, sent_bytes, skipped_layers: skip.len(), seconds: started.elapsed().as_secs_f64() })
+    verify(session, image, Some(&written))?;
+    Ok(Shipped {
+        saved_bytes,
+        sent_bytes,
+        skipped_layers: written.left_out.len(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
-/// Property 20: the target's image under `image.reference` has the layers built here
-/// and, where the store's ids are config digests, the same config digest.
-pub fn verify(session: &Session, image: &Image, config_digest: Option<&str>) -> Result<()> {
+/// Property 20: the target's image under `image.reference` has the layers and config
+/// built here; after a transfer, its id is the config digest (classic store, Podman)
+/// or the manifest digest (containerd store) of the archive just sent.
+pub fn verify(session: &Session, image: &Image, written: Option<&Written>) -> Result<()> {
     let cmd = session.runtime_cmd(["image", "inspect", "--format", "{{json .}}", image.reference.as_str()]);
     let (found, stdout, stderr) = session.try_run(Effect::Read, &cmd)?;
     if session.dry_run {
@@ -266,9 +341,9 @@ pub fn verify(session: &Session, image: &Image, config_digest: Option<&str>) -> 
     }
     let held: ImageDetails =
         serde_json::from_str(stdout.trim()).with_context(|| format!("cannot read `{cmd}` on {}", session.transport))?;
-    let expected_id = config_digest.unwrap_or(&image.id);
-    let ids_comparable = session.runtime == RuntimeKind::Finch || is_classic_store_id(&held.id, expected_id);
-    if held.rootfs.layers != image.layers || (ids_comparable && held.id != expected_id) {
+    let id_matches = written.is_none_or(|w| held.id == w.config_digest || held.id == w.manifest_digest);
+    if !is_same_image(&held, image) || !id_matches {
+        let expected = written.map(|w| format!("{} or {}", w.config_digest, w.manifest_digest));
         bail!(
             "{} on {} is not the image built here (Property 20): id {} with {} layers there, id {} with {} \
              layers here. Nothing was started; the transfer was corrupted or the target's store changed the \
@@ -277,7 +352,7 @@ pub fn verify(session: &Session, image: &Image, config_digest: Option<&str>) -> 
             session.transport,
             held.id,
             held.rootfs.layers.len(),
-            expected_id,
+            expected.unwrap_or_else(|| image.id.clone()),
             image.layers.len()
         );
     }
@@ -291,136 +366,64 @@ pub fn verify(session: &Session, image: &Image, config_digest: Option<&str>) -> 
     Ok(())
 }
 
-/// Both ids are sha256 digests; with Docker's containerd store the target's id is a
-/// manifest digest and cannot match a config digest, so only layers are compared.
-fn is_classic_store_id(held: &str, expected: &str) -> bool {
-    held.starts_with("sha256:") && expected.starts_with("sha256:")
-}
-
-/// Copies a `save` tar stream to `output` without the entries in `drop`, returning the
-/// image's config digest when the stream names it (manifest.json).
-fn filter_save_stream(
-    input: impl Read,
-    output: GzEncoder<impl Write>,
-    drop: &BTreeSet<String>,
-) -> Result<Option<String>> {
-    let mut archive = tar::Archive::new(input);
-    let mut builder = tar::Builder::new(output);
-    let mut digests: BTreeMap<String, String> = BTreeMap::new();
-    let mut manifest: Option<Vec<u8>> = None;
-    for entry in archive.entries().context("reading the save stream")? {
-        let mut entry = entry.context("reading the save stream")?;
-        let path = entry.path().context("a save stream entry's path")?.to_string_lossy().into_owned();
-        if drop.contains(&path) {
-            // Read past it: the layer is on the target already.
-            std::io::copy(&mut entry, &mut std::io::sink()).context("reading the save stream")?;
-            continue;
-        }
-        let header = entry.header().clone();
-        if entry.header().entry_type().is_file() && header.size().unwrap_or(u64::MAX) < 1 << 22 {
-            let mut data = Vec::new();
-            entry.read_to_end(&mut data).with_context(|| format!("reading {path} from the save stream"))?;
-            digests.insert(path.clone(), crate::support::digest::sha256(&data));
-            if path == "manifest.json" {
-                manifest = Some(data.clone());
-            }
-            builder.append(&header, &data[..]).context("writing to the target")?;
-        } else {
-            builder.append(&header, &mut entry).context("writing to the target")?;
-        }
-    }
-    let output = builder.into_inner().context("finishing the stream to the target")?;
-    output.finish().context("finishing the stream to the target")?.flush().context("flushing the stream")?;
-    Ok(manifest.and_then(|m| config_digest(&m, &digests)))
-}
-
-#[derive(Deserialize)]
-struct SavedManifest {
-    #[serde(rename = "Config")]
-    config: String,
-}
-
-/// The config file's digest, by the path manifest.json gives for it.
-fn config_digest(manifest: &[u8], digests: &BTreeMap<String, String>) -> Option<String> {
-    let entries: Vec<SavedManifest> = serde_json::from_slice(manifest).ok()?;
-    let [entry] = entries.as_slice() else { return None };
-    digests.get(&entry.config).cloned()
-}
-
-/// For Docker's legacy `save` format (`<v1 id>/layer.tar`), which layer file holds
-/// which diff_id: one pass over the stream hashing each layer, cached per image id
-/// under `cache_dir`. (The OCI format names layers by digest: nothing to learn.)
-pub fn layer_paths(local: &Runtime, image: &Image, cache_dir: &Path) -> Result<BTreeMap<String, String>> {
-    let cache = cache_dir.join(format!("{}.json", image.id.trim_start_matches("sha256:")));
-    if let Ok(text) = std::fs::read_to_string(&cache)
-        && let Ok(map) = serde_json::from_str(&text)
+/// Ships every image of a release the target lacks, in order, after checking the
+/// target's disk can take them (before anything is sent or stopped). Returns the
+/// release's images and the bytes sent.
+pub fn ship_all(session: &Session, local: &Runtime, images: &[Image], state_dir: &Path) -> Result<(Vec<Image>, u64)> {
+    let log = session.log;
+    let inventory = Inventory::read(session)?;
+    let plans = plan_all(images, &inventory);
+    let needed: u64 = images.iter().zip(&plans).map(|(i, p)| estimated_bytes(i, p)).sum();
+    let margin = 256 * 1024 * 1024;
+    if let Some(free) = session.free_disk_bytes
+        && needed > 0
+        && free < needed + margin
     {
-        return Ok(map);
+        bail!(
+            "{} has {:.1} GB free at {}; the images to ship need about {:.1} GB (plus {:.1} GB margin). Free some \
+             space (e.g. `docker image prune`) and deploy again; nothing was changed.",
+            session.name,
+            free as f64 / 1e9,
+            session.paths.base,
+            needed as f64 / 1e9,
+            margin as f64 / 1e9
+        );
     }
-    let save_cmd = local.save_cmd(&image.reference);
-    let mut save = save_cmd.spawn_piped(false)?;
-    let stdout = save.stdout.take().context("save stdout")?;
-    let mut archive = tar::Archive::new(stdout);
-    let mut map = BTreeMap::new();
-    let mut links = BTreeMap::new();
-    for entry in archive.entries().context("reading the save stream")? {
-        let mut entry = entry.context("reading the save stream")?;
-        let path = entry.path()?.to_string_lossy().into_owned();
-        if !path.ends_with("/layer.tar") {
-            std::io::copy(&mut entry, &mut std::io::sink())?;
-            continue;
-        }
-        if entry.header().entry_type().is_symlink() {
-            // Docker links a layer saved twice to its first copy.
-            if let Some(target) = entry.link_name()? {
-                let resolved = normalize(&Path::new(&path).parent().unwrap_or(Path::new("")).join(target));
-                links.insert(path, resolved);
+    let mut sent = 0;
+    for (image, plan) in images.iter().zip(&plans) {
+        match plan {
+            Plan::Present { .. } => {
+                deliver(session, local, image, plan, state_dir)?;
+                log.info(format!("{}: {} is on {} already, not sent", image.service, image.reference, session.name));
             }
-            continue;
-        }
-        let mut hasher = Sha256::new();
-        std::io::copy(&mut entry, &mut HashWriter(&mut hasher)).context("hashing a layer")?;
-        map.insert(path, crate::support::digest::finish(hasher));
-    }
-    let output = save.wait_with_output().context("waiting for save")?;
-    if !output.status.success() {
-        bail!("`{save_cmd}` failed: {}", String::from_utf8_lossy(&output.stderr).trim());
-    }
-    for (link, target) in links {
-        if let Some(diff_id) = map.get(&target).cloned() {
-            map.insert(link, diff_id);
-        }
-    }
-    std::fs::create_dir_all(cache_dir).with_context(|| format!("creating {}", cache_dir.display()))?;
-    std::fs::write(&cache, serde_json::to_string(&map)?).with_context(|| format!("writing {}", cache.display()))?;
-    Ok(map)
-}
-
-/// `a/../b/layer.tar` → `b/layer.tar`.
-fn normalize(path: &Path) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for part in path.components() {
-        match part {
-            std::path::Component::ParentDir => {
-                parts.pop();
+            Plan::Send { skip } => {
+                log.info(format!(
+                    "{}: sending {} ({} of {} layers are on {} already)",
+                    image.service,
+                    image.reference,
+                    skip.len(),
+                    image.layers.len(),
+                    session.name
+                ));
+                let shipped = deliver(session, local, image, plan, state_dir)?;
+                sent += shipped.sent_bytes;
+                log.info(format!(
+                    "{}: sent {:.1} MB compressed ({:.1} MB saved, {} layers left out) in {:.1} s, {:.1} MB/s; \
+                     verified",
+                    image.service,
+                    shipped.sent_bytes as f64 / 1e6,
+                    shipped.saved_bytes as f64 / 1e6,
+                    shipped.skipped_layers,
+                    shipped.seconds,
+                    shipped.sent_bytes as f64 / 1e6 / shipped.seconds.max(0.001)
+                ));
             }
-            std::path::Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
-            _ => {}
         }
     }
-    parts.join("/")
-}
-
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
+    if sent == 0 {
+        log.info("no image bytes shipped: the host holds every image");
     }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    Ok((images.to_vec(), sent))
 }
 
 /// Counts bytes passing through (and moves the progress bar).
@@ -463,9 +466,9 @@ fn progress_bar(label: &str, total: u64) -> indicatif::ProgressBar {
     bar
 }
 
-/// Where `layer_paths` caches its maps.
-pub fn layer_cache_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("images").join("layer-paths")
+/// Where the layer names learned from `save` streams are kept.
+pub fn layer_names_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("images").join("layer-names.json")
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use crate::model::config::Config;
 use crate::model::image::Image;
 use crate::model::platform::TargetOs;
 use crate::release::rollout;
-use crate::release::ship::{self, Inventory, Plan};
+use crate::release::ship;
 use crate::release::state::{self as release, DeploymentState, Layout, ReleaseStatus};
 use crate::support::command::Cmd;
 use crate::support::log::Log;
@@ -172,7 +172,7 @@ fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<S
             let manifest = phases
                 .time("build", || local_images(project, config, args, given, (local_runtime, engine), version))?;
             let local: Vec<Image> = local_images_of(&manifest, local_runtime)?;
-            phases.time("ship", || ship_all(project, session, local_runtime, &local))?
+            phases.time("ship", || ship::ship_all(session, local_runtime, &local, &project.state_dir()))?
         }
         BuildMode::Remote => phases.time("remote build", || {
             crate::release::remote_build::run(project, config, session, local_runtime, version)
@@ -277,79 +277,9 @@ fn local_images_of(manifest: &Manifest, runtime: &Runtime) -> Result<Vec<Image>>
             let details = runtime.inspect_image(&record.reference)?.with_context(|| {
                 format!("{} is not in this machine's engine: run `cargo xtask images`", record.reference)
             })?;
-            Ok(Image {
-                service: service.name().to_string(),
-                reference: record.reference.clone(),
-                id: details.id,
-                layers: details.rootfs.layers,
-                size_bytes: details.size,
-            })
+            Ok(details.to_image(service.name(), &record.reference))
         })
         .collect()
-}
-
-/// Ships every image the target lacks (step 6), after checking the disk can take
-/// them (step 4). Returns the release's images and the bytes sent.
-fn ship_all(
-    project: &Project,
-    session: &Session,
-    local_runtime: &Runtime,
-    images: &[Image],
-) -> Result<(Vec<Image>, u64)> {
-    let log = session.log;
-    let inventory = Inventory::read(session)?;
-    let plans: Vec<Plan> = images.iter().map(|image| ship::plan(image, &inventory)).collect();
-    let needed: u64 = images.iter().zip(&plans).map(|(i, p)| ship::estimated_bytes(i, p)).sum();
-    // 4b. Disk: refuse before anything is sent or stopped.
-    let margin = 256 * 1024 * 1024;
-    if let Some(free) = session.free_disk_bytes
-        && needed > 0
-        && free < needed + margin
-    {
-        bail!(
-            "{} has {:.1} GB free at {}; the images to ship need about {:.1} GB (plus {:.1} GB margin). Free some \
-             space (e.g. `docker image prune`) and deploy again; nothing was changed.",
-            session.name,
-            free as f64 / 1e9,
-            session.paths.base,
-            needed as f64 / 1e9,
-            margin as f64 / 1e9
-        );
-    }
-    let mut sent = 0;
-    let cache = ship::layer_cache_dir(&project.state_dir());
-    for (image, plan) in images.iter().zip(&plans) {
-        match plan {
-            Plan::Present { .. } => {
-                ship::deliver(session, local_runtime, image, plan, &cache)?;
-                log.info(format!("{}: {} is on {} already, not sent", image.service, image.reference, session.name));
-            }
-            Plan::Send { skip } => {
-                log.info(format!(
-                    "{}: sending {} ({} of {} layers are on {} already)",
-                    image.service,
-                    image.reference,
-                    skip.len(),
-                    image.layers.len(),
-                    session.name
-                ));
-                let shipped = ship::deliver(session, local_runtime, image, plan, &cache)?;
-                sent += shipped.sent_bytes;
-                log.info(format!(
-                    "{}: sent {:.1} MB compressed ({:.1} MB saved) in {:.1} s, {:.1} MB/s; verified",
-                    image.service,
-                    shipped.sent_bytes as f64 / 1e6,
-                    shipped.saved_bytes as f64 / 1e6,
-                    shipped.seconds,
-                    shipped.sent_bytes as f64 / 1e6 / shipped.seconds.max(0.001)
-                ));
-            }
-        }
-    }
-    if sent == 0 {
-        log.info("no image bytes shipped: the host holds every image");
-    }
-    Ok((images.to_vec(), sent))
 }
 
 /// Writes `releases/<version>/` (step 7) and checks every file is there.

@@ -185,6 +185,7 @@ fn state(version: &str, status: ReleaseStatus) -> DeploymentState {
             reference: format!("cultivate-web-frontend:{version}"),
             id: "sha256:0".into(),
             layers: Vec::new(),
+            config_fingerprint: String::new(),
             size_bytes: 0,
         }],
         configuration_hash: String::new(),

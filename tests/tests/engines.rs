@@ -1,0 +1,152 @@
+//! The host matrix beyond Debian 12's Docker 20.10 + Compose v1 (which tests/deploy.rs
+//! covers): Docker 28 + Compose v2 with the classic image store and with the
+//! containerd image store (Docker 29's default), each a fresh test host from Debian
+//! sid's packages, reached over real SSH. One lifecycle per engine, the engines in
+//! parallel: deploy, a row written, a backend-only change, a no-change redeploy,
+//! rollback, the row kept; and Property 20 both ways (the same image is never
+//! refused, another image under the tag always is).
+
+use std::path::PathBuf;
+
+use cultivate_tests::deploy::{
+    DeployConfig, activities, assert_serves, built_manifest_path, deploy, derived_version, status,
+};
+use cultivate_tests::hosts::{Engine, HostVariant, TestHost};
+use cultivate_tests::{http, manifest, require_engine};
+
+const CHANGED_BACKEND: &str = "RUN echo engines-v2 > /tmp/cultivate-engines-release\n";
+const SWAPPED_BACKEND: &str = "RUN echo swapped > /tmp/cultivate-engines-release\n";
+
+fn host_sh(host: &TestHost, script: &str) -> String {
+    let output = host.exec(&["sh", "-c", script]).unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn changed() -> PathBuf {
+    derived_version("engines-v2", CHANGED_BACKEND).unwrap()
+}
+
+fn lifecycle(engine: Engine) {
+    require_engine();
+    let host = TestHost::start(HostVariant::Engine(engine), false).unwrap_or_else(|e| panic!("{engine:?}: {e:#}"));
+    let store = host_sh(&host, "docker info --format '{{.Driver}} {{json .DriverStatus}}'");
+    match engine {
+        Engine::Docker28 => assert!(store.starts_with("overlay2"), "{store}"),
+        Engine::Docker28Containerd => assert!(store.contains("io.containerd.snapshotter"), "{store}"),
+    }
+    assert!(host_sh(&host, "docker version --format '{{.Server.Version}}'").starts_with("28."));
+    let config = DeployConfig::new(&host, "").unwrap();
+    let v1 = built_manifest_path();
+    let v1_version = manifest().version.clone();
+
+    // First deploy: every image sent once, the base layer with the first image only
+    // (each layer crosses the wire at most once per deploy).
+    let first = deploy(&config, &v1);
+    assert!(first.success, "{engine:?}: first deploy failed: {}", first.all());
+    assert_serves(&host, &v1_version, &config);
+    let reused = first.stderr.lines().filter(|l| l.contains("sending") && !l.contains("(0 of")).count();
+    assert_eq!(
+        reused,
+        2,
+        "{engine:?}: the 2nd and 3rd image must reuse the base layer sent with the 1st: {}",
+        first.all()
+    );
+    // Compose v2 runs the stack (`docker compose`, detected on the host).
+    assert!(first.stderr.contains("docker compose 2."), "{engine:?}: {}", first.all());
+
+    let title = format!("engines {engine:?}");
+    let created = http(
+        "POST",
+        &format!("http://127.0.0.1:{}/api/v1/activities", host.http_port),
+        &[("content-type", "application/json")],
+        Some(serde_json::json!({"title": title, "notes": "kept"}).to_string().as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(created.status, 201, "{}", created.text());
+
+    // A backend-only change ships its layer only, on this store too.
+    let v2 = changed();
+    let second = deploy(&config, &v2);
+    assert!(second.success, "{engine:?}: changed deploy failed: {}", second.all());
+    assert_serves(&host, "engines-v2", &config);
+    let shipped = second.shipped_mb().expect("the summary names the bytes shipped");
+    assert!(shipped < 1.0, "{engine:?}: a backend-only change shipped {shipped} MB: {}", second.all());
+    assert!(activities(&host).contains(&title), "{engine:?}: the row is gone after the upgrade");
+
+    // Nothing changed: nothing shipped; the images the store holds are recognised as
+    // the ones built here whatever id the store gives them.
+    let again = deploy(&config, &v2);
+    assert!(again.success, "{engine:?}: {}", again.all());
+    assert_eq!(again.shipped_mb(), Some(0.0), "{engine:?}: {}", again.all());
+
+    // Rollback restores v1, the row kept.
+    let rolled = config.run(&["rollback", "--host", "e2e", "--yes"]).unwrap();
+    assert!(rolled.success, "{engine:?}: rollback failed: {}", rolled.all());
+    assert_serves(&host, &v1_version, &config);
+    assert!(activities(&host).contains(&title), "{engine:?}: the row is gone after the rollback");
+    assert_eq!(status(&config)["history"].as_array().unwrap().last().unwrap()["status"], "rolled_back");
+
+    // Property 20 the other way: another image loaded under the tag is refused, with
+    // nothing started.
+    let swapped = derived_version("engines-swapped", SWAPPED_BACKEND).unwrap();
+    let containers_before = host_sh(&host, "docker ps -q --no-trunc | sort");
+    let swap = format!(
+        "#!/bin/sh\nif [ \"$1\" = load ]; then /usr/bin/docker \"$@\" || exit 1; \
+         /usr/bin/docker tag cultivate-database:{v1_version} cultivate-backend-api:engines-swapped; exit 0; fi\n\
+         exec /usr/bin/docker \"$@\"\n"
+    );
+    host_sh(&host, &format!("cat > /usr/local/bin/docker <<'EOF'\n{swap}EOF\nchmod 755 /usr/local/bin/docker"));
+    let refused = deploy(&config, &swapped);
+    host_sh(&host, "rm -f /usr/local/bin/docker");
+    assert!(!refused.success, "{engine:?}: a swapped image deployed: {}", refused.all());
+    assert!(refused.stderr.contains("is not the image built here"), "{engine:?}: {}", refused.all());
+    assert_eq!(host_sh(&host, "docker ps -q --no-trunc | sort"), containers_before, "{engine:?}: containers changed");
+    assert_serves(&host, &v1_version, &config);
+
+    if engine == Engine::Docker28 {
+        switch_store_and_back(&host, &config, &v1_version, &title);
+    }
+}
+
+/// The README's procedure: switch the host's Docker to the containerd store, restart
+/// it, deploy; then back. The data directory is in neither store: the row survives.
+fn switch_store_and_back(host: &TestHost, config: &DeployConfig, version: &str, title: &str) {
+    let v1 = built_manifest_path();
+    for (containerd, store) in [(true, "io.containerd.snapshotter"), (false, "overlay2")] {
+        restart_docker(host, &format!("{{\"features\":{{\"containerd-snapshotter\":{containerd}}}}}"));
+        assert!(host_sh(host, "docker info --format '{{.Driver}} {{json .DriverStatus}}'").contains(store));
+        let redeployed = deploy(config, &v1);
+        assert!(redeployed.success, "deploy after switching the store failed: {}", redeployed.all());
+        assert_serves(host, version, config);
+        assert!(activities(host).contains(title), "the row is gone after switching the store");
+        if containerd {
+            // The release before lives in the other store: refused, saying why.
+            let rollback = config.run(&["rollback", "--host", "e2e", "--yes"]).unwrap();
+            assert!(!rollback.success, "{}", rollback.all());
+            assert!(rollback.stderr.contains("cannot be restored"), "{}", rollback.all());
+            assert_serves(host, version, config);
+        }
+    }
+}
+
+/// Stops the host's dockerd, writes `daemon_json`, starts it again (both bounded).
+fn restart_docker(host: &TestHost, daemon_json: &str) {
+    let script = format!(
+        "pkill -x dockerd; i=0; while pgrep -x dockerd >/dev/null; do i=$((i+1)); [ $i -lt 300 ] || exit 1; sleep 0.1; done; \
+         echo '{daemon_json}' > /etc/docker/daemon.json; \
+         nohup /usr/sbin/dockerd >>/var/log/dockerd.log 2>&1 </dev/null & \
+         i=0; until docker info >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 300 ] || exit 1; sleep 0.1; done; echo up"
+    );
+    let output = host.exec(&["sh", "-c", &script]).unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "up", "dockerd did not come back: {output:?}");
+}
+
+#[test]
+fn docker_28_with_the_classic_store_runs_the_whole_lifecycle() {
+    lifecycle(Engine::Docker28);
+}
+
+#[test]
+fn docker_28_with_the_containerd_store_runs_the_whole_lifecycle() {
+    lifecycle(Engine::Docker28Containerd);
+}
