@@ -188,7 +188,7 @@ pub struct BuildSpec {
 pub struct ImageDetails {
     /// The image id: the digest of the image's config in Docker's classic store and in
     /// Podman, the digest of a manifest (or index) in Docker's containerd store.
-    #[serde(rename = "Id")]
+    #[serde(rename = "Id", deserialize_with = "digest_id")]
     pub id: String,
     #[serde(rename = "Size")]
     pub size: u64,
@@ -238,6 +238,10 @@ pub struct ImageConfig {
     pub stop_signal: Option<String>,
     #[serde(rename = "Healthcheck", default)]
     pub healthcheck: Option<serde_json::Value>,
+}
+
+fn digest_id<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    String::deserialize(deserializer).map(|id| crate::model::image::digest_id(&id))
 }
 
 impl ImageDetails {

@@ -39,3 +39,66 @@ pub fn validate_tag(version: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// `name:tag` as the containerd store names it: `docker.io/library/name:tag` for an
+/// official-style name, `docker.io/…` for a path without a registry host.
+pub fn full_name(reference: &str) -> String {
+    let first = reference.split('/').next().unwrap_or("");
+    let has_host = reference.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    if has_host {
+        reference.to_string()
+    } else if reference.contains('/') {
+        format!("docker.io/{reference}")
+    } else {
+        format!("docker.io/library/{reference}")
+    }
+}
+
+/// Whether an engine's name for an image is `reference`: engines add the default
+/// registry (`docker.io/library/`, the containerd store and Podman) or `localhost/`
+/// (Podman, for images loaded without a registry) to a short name.
+pub fn names_same_image(listed: &str, reference: &str) -> bool {
+    let short = |name: &str| -> String {
+        let name = name.strip_prefix("localhost/").unwrap_or(name);
+        let name = name.strip_prefix("docker.io/").unwrap_or(name);
+        name.strip_prefix("library/").unwrap_or(name).to_string()
+    };
+    listed == reference || short(listed) == short(reference)
+}
+
+/// An image id as `sha256:<hex>`: Podman prints ids without the algorithm.
+pub fn digest_id(id: &str) -> String {
+    let is_bare_hex = id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit());
+    if is_bare_hex { format!("sha256:{id}") } else { id.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engines_names_for_a_reference_are_recognised() {
+        for listed in [
+            "cultivate-web-frontend:v1",
+            "docker.io/library/cultivate-web-frontend:v1",
+            "localhost/cultivate-web-frontend:v1",
+        ] {
+            assert!(names_same_image(listed, "cultivate-web-frontend:v1"), "{listed}");
+        }
+        assert!(names_same_image("docker.io/acme/web:v1", "acme/web:v1"));
+        assert!(!names_same_image("cultivate-web-frontend:v2", "cultivate-web-frontend:v1"));
+        assert!(!names_same_image("registry.example/cultivate-web-frontend:v1", "cultivate-web-frontend:v1"));
+        assert_eq!(full_name("cultivate-web-frontend:v1"), "docker.io/library/cultivate-web-frontend:v1");
+        assert_eq!(full_name("acme/web:v1"), "docker.io/acme/web:v1");
+        assert_eq!(full_name("registry.example:5000/acme/web:v1"), "registry.example:5000/acme/web:v1");
+        assert_eq!(full_name("localhost/web:v1"), "localhost/web:v1");
+    }
+
+    #[test]
+    fn podman_ids_get_their_algorithm() {
+        let hex = "984e120fd48e88ea4608f6ae739f19b92daec8523df532eea3b1f3c567a961bb";
+        assert_eq!(digest_id(hex), format!("sha256:{hex}"));
+        assert_eq!(digest_id(&format!("sha256:{hex}")), format!("sha256:{hex}"));
+        assert_eq!(digest_id("x"), "x");
+    }
+}

@@ -26,7 +26,7 @@ use flate2::write::GzEncoder;
 
 use crate::host::runtime::{ImageDetails, RootFs, Runtime, RuntimeKind};
 use crate::host::session::{Effect, Session};
-use crate::model::image::Image;
+use crate::model::image::{Image, names_same_image};
 use crate::support::command::Cmd;
 use archive::{LayerNames, Limits, Written};
 
@@ -124,7 +124,7 @@ pub enum Plan {
 /// The plan for `image` against what the target holds.
 pub fn plan(image: &Image, inventory: &Inventory) -> Plan {
     if let Some(held) = inventory.holding(image) {
-        let tagged = held.repo_tags.as_ref().is_some_and(|tags| tags.contains(&image.reference));
+        let tagged = held.repo_tags.iter().flatten().any(|tag| names_same_image(tag, &image.reference));
         return Plan::Present { tag_id: (!tagged).then(|| held.id.clone()) };
     }
     if !inventory.store.takes_partial_archives() {

@@ -304,7 +304,7 @@ pub fn rewrite(
             digest: manifest_digest.clone(),
             size: manifest_json.len() as u64,
             annotations: Some(BTreeMap::from([
-                ("io.containerd.image.name", full_name(reference)),
+                ("io.containerd.image.name", crate::model::image::full_name(reference)),
                 ("org.opencontainers.image.ref.name", tag.to_string()),
             ])),
         }],
@@ -354,20 +354,6 @@ fn blob_header(size: u64) -> tar::Header {
     header.set_mode(0o644);
     header.set_entry_type(tar::EntryType::Regular);
     header
-}
-
-/// `name:tag` as the containerd store names it: `docker.io/library/name:tag` for an
-/// official-style name, `docker.io/…` for a path without a registry host.
-pub fn full_name(reference: &str) -> String {
-    let first = reference.split('/').next().unwrap_or("");
-    let has_host = reference.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
-    if has_host {
-        reference.to_string()
-    } else if reference.contains('/') {
-        format!("docker.io/{reference}")
-    } else {
-        format!("docker.io/library/{reference}")
-    }
 }
 
 fn small_blob(data: &[u8]) -> Result<Blob> {

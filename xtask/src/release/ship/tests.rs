@@ -221,3 +221,18 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_image_under_the_engines_long_name_and_bare_id_is_held_and_tagged() {
+    // Podman prints a bare hex id; the containerd store and Podman list short names
+    // with the default registry (or localhost/) in front. The same image, already tagged.
+    let hex = "984e120fd48e88ea4608f6ae739f19b92daec8523df532eea3b1f3c567a961bb";
+    let json = format!(
+        r#"[{{"Id":"{hex}","Size":1,"RepoTags":["docker.io/library/cultivate-backend-api:v2"],
+             "RootFS":{{"Layers":["l1"]}},"Created":"2026-12-03T10:50:10.862426876Z"}}]"#
+    );
+    let images: Vec<ImageDetails> = serde_json::from_str(&json).unwrap();
+    assert_eq!(images[0].id, format!("sha256:{hex}"));
+    let inventory = inventory(images, ImageStore::WholeImages);
+    assert_eq!(plan(&image(&format!("sha256:{hex}"), &["l1"]), &inventory), Plan::Present { tag_id: None });
+}

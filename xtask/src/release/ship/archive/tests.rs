@@ -221,11 +221,3 @@ fn an_oci_stream_keeps_its_blob_names_and_compressed_layers() {
     assert_eq!(manifest["layers"][1]["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
     assert_eq!(manifest["layers"][1]["digest"], digest(&app_gz).as_str());
 }
-
-#[test]
-fn references_get_the_name_the_containerd_store_gives_them() {
-    assert_eq!(full_name("cultivate-web-frontend:v1"), "docker.io/library/cultivate-web-frontend:v1");
-    assert_eq!(full_name("acme/web:v1"), "docker.io/acme/web:v1");
-    assert_eq!(full_name("registry.example:5000/acme/web:v1"), "registry.example:5000/acme/web:v1");
-    assert_eq!(full_name("localhost/web:v1"), "localhost/web:v1");
-}
