@@ -150,11 +150,10 @@ pub fn plan_all(images: &[Image], inventory: &Inventory) -> Vec<Plan> {
         .iter()
         .map(|image| {
             let plan = plan(image, &expected);
-            expected.images.push(ImageDetails {
-                id: image.id.clone(),
-                rootfs: RootFs { layers: image.layers.clone() },
-                ..ImageDetails::default()
-            });
+            // Its layers only: it is not on the target yet, so never "held" under an id.
+            expected
+                .images
+                .push(ImageDetails { rootfs: RootFs { layers: image.layers.clone() }, ..ImageDetails::default() });
             plan
         })
         .collect()
