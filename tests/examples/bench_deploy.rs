@@ -1,12 +1,13 @@
 //! Benchmark: `cargo xtask deploy` and `rollback` against the naive path a user would
 //! script — `docker save | gzip | ssh 'gunzip | docker load'` of all three images, then
 //! `docker-compose up -d` and a wait for health — in the same run, each on a fresh test
-//! host of its own, for each image store: Docker 20.10 (classic), Docker 28 (classic)
-//! and Docker 28 with the containerd image store.
+//! host of its own, for each image store: Docker 20.10 (classic), Docker 28 (classic),
+//! Docker 28 with the containerd image store, and Podman 5 (whose naive path is the
+//! same with `podman load` and `podman-compose`).
 //!
 //!     cargo run -p cultivate-tests --example bench_deploy [-- STORE…]
 //!
-//! STORE: `docker20`, `docker28`, `docker28-containerd` (default: all three). Needs a
+//! STORE: `docker20`, `docker28`, `docker28-containerd`, `podman5` (default: all). Needs a
 //! Docker engine and the images (`cargo xtask images`). Prints one table, a row group
 //! per store: wall time and bytes over the wire for a first deploy, a redeploy with
 //! nothing changed, a deploy changing only the backend (a new 2 MB layer of random
@@ -25,7 +26,7 @@ use xtask::images::{Manifest, Service, read_manifest};
 use xtask::model::compose::{RenderInput, render};
 use xtask::model::config::Config;
 use xtask::model::paths::DeploymentPaths;
-use xtask::model::platform::TargetOs;
+use xtask::model::platform::{LinuxEngine, TargetOs};
 
 struct Row {
     store: &'static str,
@@ -34,10 +35,11 @@ struct Row {
     naive: (f64, f64),
 }
 
-const STORES: [(&str, HostVariant); 3] = [
+const STORES: [(&str, HostVariant); 4] = [
     ("docker20", HostVariant::Docker),
     ("docker28", HostVariant::Engine(Engine::Docker28)),
     ("docker28-containerd", HostVariant::Engine(Engine::Docker28Containerd)),
+    ("podman5", HostVariant::Engine(Engine::Podman5)),
 ];
 
 fn main() {
@@ -46,7 +48,7 @@ fn main() {
     for name in &wanted {
         assert!(
             STORES.iter().any(|(store, _)| store == name),
-            "unknown store {name:?}: docker20, docker28, docker28-containerd"
+            "unknown store {name:?}: docker20, docker28, docker28-containerd, podman5"
         );
     }
     let v1 = built_manifest_path();
@@ -81,7 +83,9 @@ fn bench_store(store: &'static str, variant: HostVariant, v1: &Path, v2: &Path, 
     let ours_host = TestHost::start(variant, false).expect("test host");
     let naive_host = TestHost::start(variant, false).expect("test host");
     let config = DeployConfig::new(&ours_host, "").expect("config");
-    let naive = Naive::new(&naive_host);
+    let engine =
+        if variant == HostVariant::Engine(Engine::Podman5) { LinuxEngine::Podman } else { LinuxEngine::Docker };
+    let naive = Naive::new(&naive_host, engine);
 
     let mut rows = Vec::new();
     let mut measure = |step: &'static str, ours: &mut dyn FnMut() -> f64, naive: &mut dyn FnMut() -> f64| {
@@ -141,21 +145,22 @@ fn top_layer_gzipped_mb(manifest: &Manifest) -> f64 {
 }
 
 /// The deploy.sh a user would write: ship all three images, write the compose file,
-/// `docker-compose up -d`, poll until healthy.
+/// `docker-compose up -d` (`podman-compose`), poll until healthy.
 struct Naive<'a> {
     host: &'a TestHost,
     config: Config,
+    engine: LinuxEngine,
 }
 
 impl<'a> Naive<'a> {
-    fn new(host: &'a TestHost) -> Naive<'a> {
+    fn new(host: &'a TestHost, engine: LinuxEngine) -> Naive<'a> {
         let config = Config::parse(
             "[app]\nname = \"naive\"\n[health]\nstart_period_seconds = 20\ninterval_seconds = 1\n",
             "bench",
             &|_| None,
         )
         .expect("config");
-        Naive { host, config }
+        Naive { host, config, engine }
     }
 
     fn ssh(&self, command: &str, input: Option<&[u8]>) -> String {
@@ -189,7 +194,7 @@ impl<'a> Naive<'a> {
             let args = self.host.ssh_args("root");
             let mut ssh = Command::new(&args[0])
                 .args(&args[1..])
-                .arg("gunzip | docker load")
+                .arg(format!("gunzip | {} load", self.engine))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .spawn()
@@ -216,8 +221,13 @@ impl<'a> Naive<'a> {
     fn up(&self, manifest: &Manifest) -> f64 {
         let paths = DeploymentPaths::resolve(TargetOs::Linux, "root", &self.config, None).expect("paths");
         let paths = DeploymentPaths { base: "/opt/naive".into(), volumes: "/opt/naive/volumes".into(), ..paths };
-        let rendered =
-            render(RenderInput { config: &self.config, paths: &paths, version: &manifest.version, secrets: &[] });
+        let rendered = render(RenderInput {
+            config: &self.config,
+            paths: &paths,
+            engine: self.engine,
+            version: &manifest.version,
+            secrets: &[],
+        });
         let mut env = rendered.env.clone();
         for (key, value) in env.vars.iter_mut() {
             if key == "DEPLOYMENT_PATH" {
@@ -227,9 +237,21 @@ impl<'a> Naive<'a> {
         self.ssh("mkdir -p /opt/naive/volumes/db_data && chown 999:999 /opt/naive/volumes/db_data && chmod 700 /opt/naive/volumes/db_data && cat > /opt/naive/docker-compose.yml", Some(rendered.compose_yaml().as_bytes()));
         self.ssh("cat > /opt/naive/.env", Some(env.render().as_bytes()));
         // `docker-compose` is v1 on Debian 12 and v2 (same command line) on sid.
-        self.ssh("cd /opt/naive && docker-compose -p naive up -d >/dev/null 2>&1", None);
+        // podman-compose needs --force-recreate (see release::stack), and someone to run
+        // the checks where no systemd timer does: the loop below.
+        let (up, check) = match self.engine {
+            LinuxEngine::Docker => (
+                "docker-compose -p naive up -d",
+                "docker inspect --format '{{.State.Health.Status}}' $(docker ps -q --filter label=com.docker.compose.project=naive)",
+            ),
+            LinuxEngine::Podman => (
+                "podman-compose -p naive up -d --force-recreate",
+                "for c in $(podman ps -q --filter label=com.docker.compose.project=naive); do \
+                 podman healthcheck run $c >/dev/null 2>&1; podman inspect --format '{{.State.Health.Status}}' $c; done",
+            ),
+        };
+        self.ssh(&format!("cd /opt/naive && {up} >/dev/null 2>&1"), None);
         let deadline = Instant::now() + Duration::from_secs(300);
-        let check = "docker inspect --format '{{.State.Health.Status}}' $(docker ps -q --filter label=com.docker.compose.project=naive)";
         loop {
             let states = self.ssh(check, None);
             if states.lines().count() == 3 && states.lines().all(|s| s.trim() == "healthy") {

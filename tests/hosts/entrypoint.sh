@@ -1,6 +1,7 @@
 #!/bin/sh
 # Entrypoint of the test host (installed as cultivate-testhost-entrypoint).
 #   HOST_VARIANT=docker (default)  sshd and a real dockerd
+#   HOST_VARIANT=podman            sshd and rootful Podman with podman-compose; no Docker
 #   HOST_VARIANT=macos             simulated macOS: sshd, dockerd hidden behind a simulated Finch
 #   HOST_VARIANT=<OS variant>      sshd only; another OS's release files and package managers
 # AUTHORIZED_KEY: the public key every user accepts (required).
@@ -73,6 +74,20 @@ done
 case $variant in
 docker)
     start_dockerd /usr/sbin/dockerd
+    ;;
+podman)
+    command -v podman >/dev/null || fail "HOST_VARIANT=podman needs an image built with ENGINE_PACKAGES (podman)"
+    # A Podman server has no Docker: the probe must find podman alone.
+    rm -f /usr/bin/docker /usr/bin/docker-compose /usr/sbin/dockerd /usr/sbin/docker-proxy \
+        /usr/libexec/docker/cli-plugins/docker-compose
+    # netavark writes sysctls (HOST-SETUP §9); crun refuses this machine's hybrid
+    # cgroups and there is no systemd to manage them: runc and cgroupfs.
+    mount -o remount,rw /proc/sys 2>/dev/null || true
+    mkdir -p /etc/containers
+    printf '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n' \
+        >/etc/containers/containers.conf
+    # Podman warns on every command that cgroups v1 is deprecated; the machine's, not ours.
+    echo 'SetEnv PODMAN_IGNORE_CGROUPSV1_WARNING=1' >/etc/ssh/sshd_config.d/podman.conf
     ;;
 macos)
     mkdir -p /Users /private/tmp /var/folders /tmp/lima

@@ -74,10 +74,18 @@ pub enum Engine {
     Docker28,
     /// Docker 28 + Compose v2, containerd image store (Docker 29's default).
     Docker28Containerd,
+    /// Podman 5 (rootful) + podman-compose, no Docker on the host.
+    Podman5,
 }
 
+/// What the engine hosts install beyond the Dockerfile's own packages: one image serves
+/// every engine of a suite (built once), the entrypoint picks which one runs. runc:
+/// crun refuses this machine's hybrid cgroups; nftables: netavark's firewall;
+/// aardvark-dns: names on Podman networks (only recommended, so not installed by default).
+const ENGINE_HOST_PACKAGES: &str = "podman podman-compose runc nftables aardvark-dns";
+
 impl Engine {
-    pub const ALL: [Engine; 2] = [Engine::Docker28, Engine::Docker28Containerd];
+    pub const ALL: [Engine; 3] = [Engine::Docker28, Engine::Docker28Containerd, Engine::Podman5];
 
     /// The Debian suite whose packages give this engine.
     pub fn suite(self) -> &'static str {
@@ -87,8 +95,16 @@ impl Engine {
     /// The entrypoint's DOCKER_STORE.
     fn store(self) -> &'static str {
         match self {
-            Engine::Docker28 => "classic",
+            Engine::Docker28 | Engine::Podman5 => "classic",
             Engine::Docker28Containerd => "containerd",
+        }
+    }
+
+    /// Where the engine keeps its images and containers (a volume on the host).
+    fn store_dirs(self) -> &'static [&'static str] {
+        match self {
+            Engine::Docker28 | Engine::Docker28Containerd => &["/var/lib/docker", "/var/lib/containerd"],
+            Engine::Podman5 => &["/var/lib/containers"],
         }
     }
 }
@@ -102,11 +118,12 @@ impl HostVariant {
             HostVariant::Macos { .. } => "macos",
             HostVariant::Engine(Engine::Docker28) => "docker28",
             HostVariant::Engine(Engine::Docker28Containerd) => "docker28-containerd",
+            HostVariant::Engine(Engine::Podman5) => "podman5",
         }
     }
 
-    /// Whether the host runs a real dockerd (and publishes port 80).
-    pub fn runs_dockerd(&self) -> bool {
+    /// Whether the host runs a real engine, dockerd or Podman (and publishes port 80).
+    pub fn runs_engine(&self) -> bool {
         !matches!(self, HostVariant::Os(_))
     }
 
@@ -121,6 +138,7 @@ impl HostVariant {
 
     fn env(&self, fake_docker_old: bool) -> Vec<String> {
         let entrypoint_variant = match self {
+            HostVariant::Engine(Engine::Podman5) => "podman",
             HostVariant::Engine(_) => "docker",
             other => other.name(),
         };
@@ -197,7 +215,7 @@ impl TestHost {
         require_engine();
         variant.validate()?;
         let image = match variant {
-            HostVariant::Engine(engine) => image_for(&suite_base(engine.suite())?)?,
+            HostVariant::Engine(engine) => image_for(&suite_base(engine.suite())?, ENGINE_HOST_PACKAGES)?,
             _ => image()?,
         };
         let keys = keys()?;
@@ -205,11 +223,14 @@ impl TestHost {
 
         let mut args = Vec::new();
         let mut volumes = Vec::new();
-        if variant.runs_dockerd() {
+        if variant.runs_engine() {
             // HOST-SETUP §4: --privileged fails here; this set works. The volumes give
             // the inner engine overlay (Docker's and, for its containerd store,
-            // containerd's) instead of overlay on overlay.
-            let docker = Resource::volume(&format!("th-{}-docker", variant.name()))?;
+            // containerd's; Podman's) instead of overlay on overlay.
+            let store_dirs: &[&str] = match variant {
+                HostVariant::Engine(engine) => engine.store_dirs(),
+                _ => &["/var/lib/docker"],
+            };
             args.extend(
                 [
                     "--cap-add=ALL",
@@ -221,8 +242,6 @@ impl TestHost {
                     "--cgroupns=host",
                     "-v",
                     "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-                    "-v",
-                    &format!("{}:/var/lib/docker", docker.name),
                     "-p",
                     "127.0.0.1::80",
                     "-p",
@@ -230,11 +249,11 @@ impl TestHost {
                 ]
                 .map(String::from),
             );
-            volumes.push(docker);
-            if matches!(variant, HostVariant::Engine(_)) {
-                let containerd = Resource::volume(&format!("th-{}-containerd", variant.name()))?;
-                args.extend(["-v".to_string(), format!("{}:/var/lib/containerd", containerd.name)]);
-                volumes.push(containerd);
+            for dir in store_dirs {
+                let label = dir.rsplit('/').next().unwrap_or("store");
+                let volume = Resource::volume(&format!("th-{}-{label}", variant.name()))?;
+                args.extend(["-v".to_string(), format!("{}:{dir}", volume.name)]);
+                volumes.push(volume);
             }
         }
         args.extend(["-p", "127.0.0.1::22"].map(String::from));
@@ -267,7 +286,7 @@ impl TestHost {
 
     fn wait_until_ready(&mut self) -> Result<()> {
         self.ssh_port = published_port(&self.container, 22)?;
-        if self.variant.runs_dockerd() {
+        if self.variant.runs_engine() {
             self.http_port = published_port(&self.container, 80)?;
             self.https_port = published_port(&self.container, 443)?;
         }
@@ -291,9 +310,9 @@ impl TestHost {
         })
         .with_context(|| format!("last ssh error: {last}"))?;
 
-        if self.variant.runs_dockerd() {
-            let docker = self.docker_path();
-            self.wait_for("the inner dockerd to answer", || Ok(self.exec(&[docker, "info"])?.status.success()))
+        if self.variant.runs_engine() {
+            let docker = self.engine_path();
+            self.wait_for("the inner engine to answer", || Ok(self.exec(&[docker, "info"])?.status.success()))
                 .with_context(|| {
                     let log = self.exec(&["tail", "-n", "30", "/var/log/dockerd.log"]);
                     format!(
@@ -333,9 +352,9 @@ impl TestHost {
         for guard in self.guards.drain(..) {
             guard.keep_until_exit();
         }
-        if self.variant.runs_dockerd() {
+        if self.variant.runs_engine() {
             // Registered after the exit cleanup above, so it runs before it (atexit is LIFO).
-            SHARED_DIND.lock().unwrap_or_else(|e| e.into_inner()).push((self.container.clone(), self.docker_path()));
+            SHARED_DIND.lock().unwrap_or_else(|e| e.into_inner()).push((self.container.clone(), self.engine_path()));
             static REGISTERED: Once = Once::new();
             REGISTERED.call_once(|| unsafe {
                 libc::atexit(kill_shared_inner_containers);
@@ -417,10 +436,11 @@ impl TestHost {
         }
     }
 
-    /// The host's real docker CLI (hidden from PATH on the macOS host).
-    pub fn docker_path(&self) -> &'static str {
+    /// The host's real engine CLI: docker (hidden from PATH on the macOS host), or podman.
+    pub fn engine_path(&self) -> &'static str {
         match self.variant {
             HostVariant::Macos { .. } => "/opt/realdocker/docker",
+            HostVariant::Engine(Engine::Podman5) => "/usr/bin/podman",
             _ => "/usr/bin/docker",
         }
     }
@@ -428,7 +448,7 @@ impl TestHost {
     /// Copies an image of the outer engine into the host's dockerd (`docker save |
     /// docker exec -i … docker load`), so tests need no registry.
     pub fn load_image(&self, reference: &str) -> Result<()> {
-        if !self.variant.runs_dockerd() {
+        if !self.variant.runs_engine() {
             bail!("{} runs no dockerd", self.container);
         }
         let mut save = Command::new("docker")
@@ -439,7 +459,7 @@ impl TestHost {
             .context("starting docker save")?;
         let stdout = save.stdout.take().context("docker save stdout")?;
         let load = Command::new("docker")
-            .args(["exec", "-i", self.container.as_str(), self.docker_path(), "load"])
+            .args(["exec", "-i", self.container.as_str(), self.engine_path(), "load"])
             .stdin(stdout)
             .output()
             .context("running docker load in the test host")?;
@@ -451,7 +471,7 @@ impl TestHost {
             bail!("docker load in {} failed: {}", self.container, String::from_utf8_lossy(&load.stderr).trim());
         }
         // A load can exit 0 and still be incomplete (HOST-SETUP §6): check.
-        let check = self.exec(&[self.docker_path(), "image", "inspect", "--format", "{{.Id}}", reference])?;
+        let check = self.exec(&[self.engine_path(), "image", "inspect", "--format", "{{.Id}}", reference])?;
         if !check.status.success() {
             bail!("{reference} is not in {} after docker load", self.container);
         }
@@ -464,8 +484,8 @@ impl Drop for TestHost {
         if self.guards.is_empty() {
             return;
         }
-        if self.variant.runs_dockerd() {
-            kill_inner_containers(&self.container, self.docker_path());
+        if self.variant.runs_engine() {
+            kill_inner_containers(&self.container, self.engine_path());
         }
         for guard in self.guards.drain(..) {
             drop(guard);
@@ -477,8 +497,8 @@ impl Drop for TestHost {
 /// Kills the containers of a host's inner dockerd. With `--cgroupns=host` their cgroups
 /// live in the outer hierarchy, and removing the host under running containers leaves
 /// those cgroup directories behind on the machine.
-fn kill_inner_containers(container: &str, docker_path: &str) {
-    let script = format!("{docker_path} ps -q | xargs -r {docker_path} kill >/dev/null 2>&1");
+fn kill_inner_containers(container: &str, engine_path: &str) {
+    let script = format!("{engine_path} ps -q | xargs -r {engine_path} kill >/dev/null 2>&1");
     let _ =
         Cmd::new("docker").args(["exec", container, "sh", "-c", &script]).capture_with_timeout(Duration::from_secs(30));
 }
@@ -486,31 +506,35 @@ fn kill_inner_containers(container: &str, docker_path: &str) {
 static SHARED_DIND: Mutex<Vec<(String, &'static str)>> = Mutex::new(Vec::new());
 
 extern "C" fn kill_shared_inner_containers() {
-    for (container, docker_path) in SHARED_DIND.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
-        kill_inner_containers(&container, docker_path);
+    for (container, engine_path) in SHARED_DIND.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        kill_inner_containers(&container, engine_path);
     }
 }
 
 /// The test-host image on the images' base, built on first use.
 pub fn image() -> Result<String> {
-    image_for(&base_image()?)
+    image_for(&base_image()?, "")
 }
 
-/// The test-host image on `base`, built on first use: `cultivate-testhost:<hash of
-/// tests/hosts/ and the base reference>`, so it is rebuilt only when those change.
-pub fn image_for(base: &str) -> Result<String> {
+/// The test-host image on `base` with `packages` added, built on first use:
+/// `cultivate-testhost:<hash of tests/hosts/, the base reference and the packages>`, so
+/// it is rebuilt only when those change.
+pub fn image_for(base: &str, packages: &str) -> Result<String> {
     static IMAGES: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
     // Held across the build: concurrent tests wait for one build instead of racing.
     let mut built = IMAGES.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(tag) = built.get(base) {
+    let key = format!("{base} {packages}");
+    if let Some(tag) = built.get(&key) {
         return Ok(tag.clone());
     }
     let dir = project().path("tests/hosts");
-    let tag = format!("cultivate-testhost:{}", &content_hash(&dir, base)?[..12]);
+    // Without packages the key is the base alone, as before: the image keeps its tag.
+    let hashed = if packages.is_empty() { base.to_string() } else { key.clone() };
+    let tag = format!("cultivate-testhost:{}", &content_hash(&dir, &hashed)?[..12]);
     if docker(["image", "inspect", "--format", "{{.Id}}", tag.as_str()]).is_err() {
-        build(&dir, base, &tag)?;
+        build(&dir, base, packages, &tag)?;
     }
-    built.insert(base.to_string(), tag.clone());
+    built.insert(key, tag.clone());
     Ok(tag)
 }
 
@@ -546,7 +570,7 @@ pub fn base_image() -> Result<String> {
     Ok(reference)
 }
 
-fn build(dir: &Path, base: &str, tag: &str) -> Result<()> {
+fn build(dir: &Path, base: &str, packages: &str, tag: &str) -> Result<()> {
     let log = project().state_dir().join("logs").join("testhost-build.log");
     let started = Instant::now();
     // --force-rm: the legacy builder otherwise leaves a failed step's container behind.
@@ -555,6 +579,8 @@ fn build(dir: &Path, base: &str, tag: &str) -> Result<()> {
         "--force-rm",
         "--build-arg",
         &format!("BASE_IMAGE={base}"),
+        "--build-arg",
+        &format!("ENGINE_PACKAGES={packages}"),
         "--label",
         "cultivate.testhost=1",
         "-t",

@@ -8,7 +8,7 @@ use std::process::Command;
 use xtask::model::compose::{self, RenderInput};
 use xtask::model::config::Config;
 use xtask::model::paths::DeploymentPaths;
-use xtask::model::platform::TargetOs;
+use xtask::model::platform::{LinuxEngine, TargetOs};
 
 struct Scratch(PathBuf);
 
@@ -40,8 +40,13 @@ fn write_release(dir: &Path, os: TargetOs, text: &str) -> String {
     let config = Config::parse(text, "case", &|_| None).unwrap_or_else(|e| panic!("{e}"));
     let paths = DeploymentPaths::resolve(os, "ada", &config, None).unwrap();
     let secrets = vec!["api_token".to_string()];
-    let rendered =
-        compose::render(RenderInput { config: &config, paths: &paths, version: "0ca9c96", secrets: &secrets });
+    let rendered = compose::render(RenderInput {
+        config: &config,
+        paths: &paths,
+        engine: LinuxEngine::Docker,
+        version: "0ca9c96",
+        secrets: &secrets,
+    });
     std::fs::create_dir_all(dir.join("secrets")).unwrap();
     std::fs::write(dir.join("secrets/api_token"), "not-a-real-token\n").unwrap();
     std::fs::write(dir.join("docker-compose.yml"), rendered.compose_yaml()).unwrap();

@@ -502,7 +502,7 @@ fn deploy_to_the_simulated_macos_host_uses_finch_and_refuses_paths_outside_its_v
     assert!(host.finch_calls().contains("finch compose"), "{}", host.finch_calls());
     let user_home_release = host_sh(&host, &format!("ls -d /Users/*/cultivate/releases/{version}"));
     assert_eq!(user_home_release.trim(), format!("/Users/ada/cultivate/releases/{version}"));
-    let volumes = host_sh(&host, &format!("{} volume ls --format '{{{{.Name}}}}'", host.docker_path()));
+    let volumes = host_sh(&host, &format!("{} volume ls --format '{{{{.Name}}}}'", host.engine_path()));
     assert!(volumes.contains("cultivate_db_data") && volumes.contains("cultivate_db_socket"), "{volumes}");
     let status = status(&config);
     assert_eq!(status["current"]["version"], version.as_str(), "{status:#}");

@@ -1,10 +1,11 @@
 //! The host matrix beyond Debian 12's Docker 20.10 + Compose v1 (which tests/deploy.rs
 //! covers): Docker 28 + Compose v2 with the classic image store and with the
-//! containerd image store (Docker 29's default), each a fresh test host from Debian
-//! sid's packages, reached over real SSH. One lifecycle per engine, the engines in
-//! parallel: deploy, a row written, a backend-only change, a no-change redeploy,
-//! rollback, the row kept; and Property 20 both ways (the same image is never
-//! refused, another image under the tag always is).
+//! containerd image store (Docker 29's default), and rootful Podman 5 with
+//! podman-compose on a host without Docker, each a fresh test host from Debian sid's
+//! packages, reached over real SSH. One lifecycle per engine, the engines in parallel:
+//! deploy, a row written, a backend-only change, a no-change redeploy, rollback, the
+//! row kept; and Property 20 both ways (the same image is never refused, another image
+//! under the tag always is).
 
 use std::path::PathBuf;
 
@@ -29,12 +30,21 @@ fn changed() -> PathBuf {
 fn lifecycle(engine: Engine) {
     require_engine();
     let host = TestHost::start(HostVariant::Engine(engine), false).unwrap_or_else(|e| panic!("{engine:?}: {e:#}"));
-    let store = host_sh(&host, "docker info --format '{{.Driver}} {{json .DriverStatus}}'");
+    let cli = host.engine_path();
+    let program = cli.rsplit('/').next().unwrap();
     match engine {
-        Engine::Docker28 => assert!(store.starts_with("overlay2"), "{store}"),
-        Engine::Docker28Containerd => assert!(store.contains("io.containerd.snapshotter"), "{store}"),
+        Engine::Docker28 | Engine::Docker28Containerd => {
+            let store = host_sh(&host, "docker info --format '{{.Driver}} {{json .DriverStatus}}'");
+            let expected = if engine == Engine::Docker28 { "overlay2" } else { "io.containerd.snapshotter" };
+            assert!(store.contains(expected), "{store}");
+            assert!(host_sh(&host, "docker version --format '{{.Server.Version}}'").starts_with("28."));
+        }
+        Engine::Podman5 => {
+            assert!(host_sh(&host, "command -v docker dockerd docker-compose").is_empty(), "no Docker on this host");
+            assert_eq!(host_sh(&host, "podman info --format '{{.Store.GraphDriverName}}'").trim(), "overlay");
+            assert!(host_sh(&host, "podman --version").starts_with("podman version 5."));
+        }
     }
-    assert!(host_sh(&host, "docker version --format '{{.Server.Version}}'").starts_with("28."));
     let config = DeployConfig::new(&host, "").unwrap();
     let v1 = built_manifest_path();
     let v1_version = manifest().version.clone();
@@ -51,8 +61,16 @@ fn lifecycle(engine: Engine) {
         "{engine:?}: the 2nd and 3rd image must reuse the base layer sent with the 1st: {}",
         first.all()
     );
-    // Compose v2 runs the stack (`docker compose`, detected on the host).
-    assert!(first.stderr.contains("docker compose 2."), "{engine:?}: {}", first.all());
+    // Compose v2 runs the stack (`docker compose`, detected on the host), or
+    // podman-compose.
+    let compose = if engine == Engine::Podman5 { "podman-compose 1." } else { "docker compose 2." };
+    assert!(first.stderr.contains(compose), "{engine:?}: {}", first.all());
+    if engine == Engine::Podman5 {
+        // The deploy ran the containers' own healthchecks (no systemd timers here):
+        // the engine records every service healthy.
+        let health = host_sh(&host, "podman ps --format '{{.Names}} {{.Status}}'");
+        assert_eq!(health.matches("(healthy)").count(), 3, "{health}");
+    }
 
     let title = format!("engines {engine:?}");
     let created = http(
@@ -89,18 +107,20 @@ fn lifecycle(engine: Engine) {
     // Property 20 the other way: another image loaded under the tag is refused, with
     // nothing started.
     let swapped = derived_version("engines-swapped", SWAPPED_BACKEND).unwrap();
-    let containers_before = host_sh(&host, "docker ps -q --no-trunc | sort");
+    let running = format!("{cli} ps -q --no-trunc | sort");
+    let containers_before = host_sh(&host, &running);
     let swap = format!(
-        "#!/bin/sh\nif [ \"$1\" = load ]; then /usr/bin/docker \"$@\" || exit 1; \
-         /usr/bin/docker tag cultivate-database:{v1_version} cultivate-backend-api:engines-swapped; exit 0; fi\n\
-         exec /usr/bin/docker \"$@\"\n"
+        "#!/bin/sh\nif [ \"$1\" = load ]; then {cli} \"$@\" || exit 1; \
+         {cli} tag cultivate-database:{v1_version} cultivate-backend-api:engines-swapped; exit 0; fi\n\
+         exec {cli} \"$@\"\n"
     );
-    host_sh(&host, &format!("cat > /usr/local/bin/docker <<'EOF'\n{swap}EOF\nchmod 755 /usr/local/bin/docker"));
+    let wrapper = format!("/usr/local/bin/{program}");
+    host_sh(&host, &format!("cat > {wrapper} <<'EOF'\n{swap}EOF\nchmod 755 {wrapper}"));
     let refused = deploy(&config, &swapped);
-    host_sh(&host, "rm -f /usr/local/bin/docker");
+    host_sh(&host, &format!("rm -f {wrapper}"));
     assert!(!refused.success, "{engine:?}: a swapped image deployed: {}", refused.all());
     assert!(refused.stderr.contains("is not the image built here"), "{engine:?}: {}", refused.all());
-    assert_eq!(host_sh(&host, "docker ps -q --no-trunc | sort"), containers_before, "{engine:?}: containers changed");
+    assert_eq!(host_sh(&host, &running), containers_before, "{engine:?}: containers changed");
     assert_serves(&host, &v1_version, &config);
 
     if engine == Engine::Docker28 {
@@ -149,4 +169,9 @@ fn docker_28_with_the_classic_store_runs_the_whole_lifecycle() {
 #[test]
 fn docker_28_with_the_containerd_store_runs_the_whole_lifecycle() {
     lifecycle(Engine::Docker28Containerd);
+}
+
+#[test]
+fn podman_5_with_podman_compose_runs_the_whole_lifecycle() {
+    lifecycle(Engine::Podman5);
 }

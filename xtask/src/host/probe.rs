@@ -9,7 +9,8 @@ use std::fmt;
 use anyhow::{Result, bail};
 use serde::Serialize;
 
-use crate::model::platform::{Minimums, TargetOs, Version};
+use crate::host::runtime::RuntimeKind;
+use crate::model::platform::{LinuxEngine, Minimums, TargetOs, Version};
 use crate::support::command::Cmd;
 
 /// Sections of what the probe printed, by name.
@@ -25,7 +26,7 @@ echo "==sw_vers"; sw_vers -productVersion 2>/dev/null
 echo "==os-release"; cat /etc/os-release 2>/dev/null
 echo "==redhat-release"; cat /etc/redhat-release 2>/dev/null
 echo "==debian_version"; cat /etc/debian_version 2>/dev/null
-echo "==commands"; for c in apt-get dnf yum zypper apk brew docker docker-compose finch sudo systemctl; do command -v "$c" >/dev/null 2>&1 && echo "$c"; done
+echo "==commands"; for c in apt-get dnf yum zypper apk brew docker docker-compose podman podman-compose finch sudo systemctl; do command -v "$c" >/dev/null 2>&1 && echo "$c"; done
 echo "==uid"; id -u
 echo "==user"; id -un
 echo "==home"; echo "$HOME"
@@ -34,6 +35,9 @@ echo "==docker-server"; docker version --format '{{.Server.Version}}' 2>/dev/nul
 echo "==docker-info"; docker info >/dev/null 2>&1 && echo ok || docker info 2>&1 | tail -n 1
 echo "==compose-v2"; docker compose version --short 2>/dev/null
 echo "==compose-v1"; docker-compose version --short 2>/dev/null
+echo "==podman"; podman --version 2>/dev/null
+echo "==podman-info"; podman info >/dev/null 2>&1 && echo ok || podman info 2>&1 | tail -n 1
+echo "==podman-compose"; podman-compose --version 2>/dev/null | grep podman-compose
 echo "==finch"; finch --version 2>/dev/null
 echo "==finch-vm"; finch vm status 2>/dev/null
 exit 0
@@ -189,6 +193,9 @@ pub enum ComposeCommand {
     DockerV1(Version),
     /// `finch compose` (macOS).
     Finch(Version),
+    /// `podman-compose`, Podman's own compose (what `podman compose` runs when it is
+    /// installed).
+    Podman(Version),
 }
 
 impl ComposeCommand {
@@ -197,6 +204,7 @@ impl ComposeCommand {
             ComposeCommand::DockerV2(_) => vec!["docker", "compose"],
             ComposeCommand::DockerV1(_) => vec!["docker-compose"],
             ComposeCommand::Finch(_) => vec!["finch", "compose"],
+            ComposeCommand::Podman(_) => vec!["podman-compose"],
         }
     }
 }
@@ -207,6 +215,7 @@ impl fmt::Display for ComposeCommand {
             ComposeCommand::DockerV2(v) => write!(f, "docker compose {v}"),
             ComposeCommand::DockerV1(v) => write!(f, "docker-compose {v}"),
             ComposeCommand::Finch(v) => write!(f, "finch compose (finch {v})"),
+            ComposeCommand::Podman(v) => write!(f, "podman-compose {v}"),
         }
     }
 }
@@ -233,6 +242,8 @@ impl FinchVm {
 /// A target's container runtime, and what it lacks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RuntimeReport {
+    /// What runs the stack: Docker or Podman on Linux, Finch on macOS.
+    pub runtime: RuntimeKind,
     /// Engine (or Finch) version found.
     pub engine: Option<Version>,
     pub compose: Option<ComposeCommand>,
@@ -241,14 +252,31 @@ pub struct RuntimeReport {
     pub problems: Vec<String>,
 }
 
-/// Linux: docker with `docker compose` (v2) preferred, else `docker-compose` (v1).
-/// macOS: finch with `finch compose`. Versions against `minimums` (Property 22).
-pub fn check_runtime(os: &OsInfo, probe: &Probe, minimums: &Minimums) -> RuntimeReport {
+/// The engine a Linux target runs the stack with: the host's `engine` key, else Docker
+/// when the target has it, else Podman when it has that, else Docker (to install).
+pub fn linux_engine(probe: &Probe, configured: Option<LinuxEngine>) -> LinuxEngine {
+    configured.unwrap_or(if !probe.has_command("docker") && probe.has_command("podman") {
+        LinuxEngine::Podman
+    } else {
+        LinuxEngine::Docker
+    })
+}
+
+/// Linux: docker with `docker compose` (v2) preferred, else `docker-compose` (v1); or
+/// podman with `podman-compose` ([`linux_engine`]). macOS: finch with `finch compose`.
+/// Versions against `minimums` (Property 22).
+pub fn check_runtime(os: &OsInfo, probe: &Probe, minimums: &Minimums, engine: Option<LinuxEngine>) -> RuntimeReport {
     let mut problems = Vec::new();
     let version_of = |section: &str| Version::find(probe.get(section));
     if os.os == TargetOs::Macos {
         if !probe.has_command("finch") {
-            return RuntimeReport { engine: None, compose: None, finch_vm: None, problems: vec![finch_instructions()] };
+            return RuntimeReport {
+                runtime: RuntimeKind::Finch,
+                engine: None,
+                compose: None,
+                finch_vm: None,
+                problems: vec![finch_instructions()],
+            };
         }
         let finch = version_of("finch");
         if let Some(found) = &finch {
@@ -267,10 +295,13 @@ pub fn check_runtime(os: &OsInfo, probe: &Probe, minimums: &Minimums) -> Runtime
                 .push(format!("cannot read Finch's VM state from `finch vm status`: {:?}", probe.get("finch-vm"))),
         }
         let compose = finch.clone().map(ComposeCommand::Finch);
-        return RuntimeReport { engine: finch, compose, finch_vm: vm, problems };
+        return RuntimeReport { runtime: RuntimeKind::Finch, engine: finch, compose, finch_vm: vm, problems };
+    }
+    if linux_engine(probe, engine) == LinuxEngine::Podman {
+        return check_podman(os, probe, minimums);
     }
 
-    let install = install_hint(os.package_manager, probe.get("uid") == "0");
+    let install = install_hint(os.package_manager, LinuxEngine::Docker, probe.get("uid") == "0");
     let engine = version_of("docker-server").or_else(|| version_of("docker-client"));
     match (&engine, probe.has_command("docker")) {
         (_, false) => problems.push(format!("docker is not installed: {install}")),
@@ -295,7 +326,37 @@ pub fn check_runtime(os: &OsInfo, probe: &Probe, minimums: &Minimums) -> Runtime
             None
         }
     };
-    RuntimeReport { engine, compose, finch_vm: None, problems }
+    RuntimeReport { runtime: RuntimeKind::Docker, engine, compose, finch_vm: None, problems }
+}
+
+/// Podman, rootful, with `podman-compose`.
+fn check_podman(os: &OsInfo, probe: &Probe, minimums: &Minimums) -> RuntimeReport {
+    let mut problems = Vec::new();
+    let install = install_hint(os.package_manager, LinuxEngine::Podman, probe.get("uid") == "0");
+    let engine = Version::find(probe.get("podman"));
+    match (&engine, probe.has_command("podman")) {
+        (_, false) => problems.push(format!("podman is not installed: {install}")),
+        (Some(found), true) => problems.extend(too_old("podman", found, &minimums.podman)),
+        (None, true) => problems.push("podman is installed but its version cannot be read".into()),
+    }
+    if probe.has_command("podman") && probe.get("podman-info") != "ok" {
+        problems.push(format!(
+            "podman does not work for this user ({}): the stack runs rootful, so log in as root or give this \
+             user password-less sudo",
+            probe.get("podman-info")
+        ));
+    }
+    let compose = match Version::find(probe.get("podman-compose")) {
+        Some(found) => {
+            problems.extend(too_old("podman-compose", &found, &minimums.podman_compose));
+            Some(ComposeCommand::Podman(found))
+        }
+        None => {
+            problems.push(format!("podman-compose is not installed: {install}"));
+            None
+        }
+    };
+    RuntimeReport { runtime: RuntimeKind::Podman, engine, compose, finch_vm: None, problems }
 }
 
 /// Whether the engine runs but refuses this user (the socket is root:docker 0660).
@@ -318,8 +379,18 @@ pub fn finch_instructions() -> String {
         .to_string()
 }
 
-/// The packages that give Docker and Compose with each package manager.
-pub fn docker_packages(manager: PackageManager) -> &'static [&'static str] {
+/// The packages that give the engine and its compose with each package manager.
+pub fn engine_packages(manager: PackageManager, engine: LinuxEngine) -> &'static [&'static str] {
+    if engine == LinuxEngine::Podman {
+        // netavark, Podman's network stack, sets up its firewall rules with nft, and
+        // the services find each other by name through aardvark-dns: both only
+        // recommended by Debian's podman, and recommends are not installed here.
+        return match manager {
+            PackageManager::AptGet => &["podman", "podman-compose", "nftables", "aardvark-dns"],
+            PackageManager::Brew => &[],
+            _ => &["podman", "podman-compose"],
+        };
+    }
     match manager {
         PackageManager::AptGet => &["docker.io", "docker-compose"],
         PackageManager::Dnf | PackageManager::Yum => &["docker"],
@@ -329,9 +400,9 @@ pub fn docker_packages(manager: PackageManager) -> &'static [&'static str] {
     }
 }
 
-/// The commands installing Docker and Compose, as root or through `sudo -n`.
-pub fn install_cmds(manager: PackageManager, as_root: bool) -> Vec<Cmd> {
-    let packages = docker_packages(manager);
+/// The commands installing the engine and its compose, as root or through `sudo -n`.
+pub fn install_cmds(manager: PackageManager, engine: LinuxEngine, as_root: bool) -> Vec<Cmd> {
+    let packages = engine_packages(manager, engine);
     let cmds = match manager {
         PackageManager::AptGet => vec![
             Cmd::new("apt-get").args(["update", "-q"]),
@@ -352,10 +423,14 @@ pub fn install_cmds(manager: PackageManager, as_root: bool) -> Vec<Cmd> {
     if as_root { cmds } else { cmds.into_iter().map(crate::host::install::through_sudo).collect() }
 }
 
-/// One line saying how to install Docker with this package manager.
-pub fn install_hint(manager: PackageManager, as_root: bool) -> String {
-    let lines: Vec<String> = install_cmds(manager, as_root).iter().map(ToString::to_string).collect();
-    if lines.is_empty() { "see https://docs.docker.com/engine/install/".into() } else { lines.join(" && ") }
+/// One line saying how to install the engine with this package manager.
+pub fn install_hint(manager: PackageManager, engine: LinuxEngine, as_root: bool) -> String {
+    let lines: Vec<String> = install_cmds(manager, engine, as_root).iter().map(ToString::to_string).collect();
+    match (lines.is_empty(), engine) {
+        (false, _) => lines.join(" && "),
+        (true, LinuxEngine::Docker) => "see https://docs.docker.com/engine/install/".into(),
+        (true, LinuxEngine::Podman) => "see https://podman.io/docs/installation".into(),
+    }
 }
 
 #[cfg(test)]

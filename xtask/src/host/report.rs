@@ -12,7 +12,7 @@ use crate::host::probe::{self as target, FinchVm, OsInfo, Probe, RuntimeReport};
 use crate::host::transport::{Ssh, Transport};
 use crate::model::config::{Config, Host};
 use crate::model::paths::DeploymentPaths;
-use crate::model::platform::TargetOs;
+use crate::model::platform::{LinuxEngine, TargetOs};
 use crate::model::ssh_target::SshTarget;
 use crate::support::command::Cmd;
 
@@ -121,11 +121,14 @@ pub fn machine_report(
         Ok(os) => os,
         Err(err) => return Ok(MachineReport::undetected(name, probe.get("user").into(), format!("{err:#}"))),
     };
-    let mut runtime = target::check_runtime(&os, &probe, &config.minimums);
+    let configured = host.and_then(|h| h.engine);
+    let mut runtime = target::check_runtime(&os, &probe, &config.minimums, configured);
     if install && !runtime.problems.is_empty() {
-        actions = install_runtime(transport, &os, &probe, &runtime)?;
+        let engine = target::linux_engine(&probe, configured);
+        actions = install_runtime(transport, &os, &probe, &runtime, engine)?;
         probe = Probe::parse(&transport.output(&target::probe_cmd())?);
-        runtime = target::check_runtime(&os, &probe, &config.minimums);
+        // The engine chosen before the install, not re-detected from what is there now.
+        runtime = target::check_runtime(&os, &probe, &config.minimums, Some(engine));
     }
     missing.extend(runtime.problems.iter().cloned());
 
@@ -176,9 +179,15 @@ pub fn deployment_paths(os: TargetOs, probe: &Probe, config: &Config, host: Opti
     DeploymentPaths::resolve_with_home(os, user, home, config, host)
 }
 
-/// Installs Docker + Compose with the package manager, starts the engine; on macOS
-/// brings Finch's VM up. Returns what it did.
-fn install_runtime(transport: &Transport, os: &OsInfo, probe: &Probe, runtime: &RuntimeReport) -> Result<Vec<String>> {
+/// Installs Docker + Compose (or Podman + podman-compose) with the package manager,
+/// starts Docker's engine; on macOS brings Finch's VM up. Returns what it did.
+fn install_runtime(
+    transport: &Transport,
+    os: &OsInfo,
+    probe: &Probe,
+    runtime: &RuntimeReport,
+    engine: LinuxEngine,
+) -> Result<Vec<String>> {
     let as_root = probe.get("uid") == "0";
     let mut done = Vec::new();
     let mut run = |cmd: Cmd| -> Result<()> {
@@ -199,16 +208,20 @@ fn install_runtime(transport: &Transport, os: &OsInfo, probe: &Probe, runtime: &
         let sudo = transport.capture(&Cmd::new("sudo").args(["-n", "true"]))?;
         if !sudo.status.success() {
             bail!(
-                "installing Docker on {transport} needs root, and sudo asks for a password there. \
+                "installing {engine} on {transport} needs root, and sudo asks for a password there. \
                  Run as root, allow password-less sudo for this user, or install by hand: {}",
-                target::install_hint(os.package_manager, false)
+                target::install_hint(os.package_manager, engine, false)
             );
         }
     }
-    if !probe.has_command("docker") || runtime.compose.is_none() {
-        for cmd in target::install_cmds(os.package_manager, as_root) {
+    if !probe.has_command(engine.to_string().as_str()) || runtime.compose.is_none() {
+        for cmd in target::install_cmds(os.package_manager, engine, as_root) {
             run(cmd)?;
         }
+    }
+    // Podman has no daemon to start.
+    if engine == LinuxEngine::Podman {
+        return Ok(done);
     }
     let start = start_engine_cmd();
     run(if as_root { start } else { crate::host::install::through_sudo(start) })?;

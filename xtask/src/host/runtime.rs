@@ -32,6 +32,14 @@ impl RuntimeKind {
             RuntimeKind::Podman => "podman",
         }
     }
+
+    /// The engine a compose file is rendered for (Finch's macOS paths are the OS's).
+    pub fn linux_engine(self) -> crate::model::platform::LinuxEngine {
+        match self {
+            RuntimeKind::Podman => crate::model::platform::LinuxEngine::Podman,
+            RuntimeKind::Docker | RuntimeKind::Finch => crate::model::platform::LinuxEngine::Docker,
+        }
+    }
 }
 
 impl fmt::Display for RuntimeKind {

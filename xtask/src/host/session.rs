@@ -105,7 +105,7 @@ impl<'a> Session<'a> {
         let paths = report.paths.clone().context("the target's deployment paths are unknown")?;
         let session = Session {
             name,
-            runtime: if os == TargetOs::Macos { RuntimeKind::Finch } else { RuntimeKind::Docker },
+            runtime: runtime_report.runtime,
             transport,
             log,
             dry_run,

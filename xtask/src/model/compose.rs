@@ -2,10 +2,14 @@
 //! serialized with serde_norway, and the env file rendered beside the compose file.
 //! Pure functions of the configuration, the target OS, its paths and the release.
 //!
-//! One file serves `docker compose` (v2), `docker-compose` (v1) and `finch compose`:
-//! no top-level `version:` or `name:` (v1 rejects `name`; the project name is given on
-//! the command line), volumes in the long syntax (a path may hold `:`), and for Finch
-//! no service `healthcheck` nor health conditions, which nerdctl does not implement.
+//! One file serves `docker compose` (v2), `docker-compose` (v1), `podman-compose` and
+//! `finch compose`: no top-level `version:` or `name:` (v1 rejects `name`; the project
+//! name is given on the command line), volumes in the long syntax (a path may hold
+//! `:`), and for Finch no service `healthcheck` nor health conditions, which nerdctl
+//! does not implement. Podman keeps the healthchecks but starts in order only:
+//! `podman-compose` waits for a health condition by polling a status that only
+//! systemd's timers update, so on a host without them it waits forever; the deploy
+//! runs the checks itself while it waits (release::rollout).
 
 use std::collections::BTreeMap;
 
@@ -13,7 +17,7 @@ use serde::Serialize;
 
 use crate::model::config::{Config, Limits};
 use crate::model::paths::DeploymentPaths;
-use crate::model::platform::TargetOs;
+use crate::model::platform::{LinuxEngine, TargetOs};
 use crate::model::service::Service;
 
 pub const SOCKET_VOLUME: &str = "db_socket";
@@ -95,7 +99,7 @@ pub enum MountKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum DependsOn {
-    /// Start order only (Finch).
+    /// Start order only (Finch, Podman).
     Order(Vec<String>),
     /// Start once each dependency is healthy.
     Healthy(BTreeMap<String, Condition>),
@@ -158,6 +162,11 @@ pub struct DeployLimits {
 pub struct Network {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub internal: bool,
+    /// Podman: no DNS server on this network. The frontend sits on two networks and
+    /// nginx asks the first nameserver only; Podman lists one per network in no set
+    /// order, and the edge network's does not know the backend.
+    #[serde(rename = "x-podman.disable_dns", skip_serializing_if = "std::ops::Not::not")]
+    pub podman_disable_dns: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -173,6 +182,8 @@ pub struct Secret {
 pub struct RenderInput<'a> {
     pub config: &'a Config,
     pub paths: &'a DeploymentPaths,
+    /// What runs the stack on a Linux target (ignored for macOS, which runs Finch).
+    pub engine: LinuxEngine,
     /// The image tag every service is pinned to.
     pub version: &'a str,
     /// Names of the files under `secrets/` (each becomes a file-based secret).
@@ -198,8 +209,9 @@ pub fn to_yaml(compose: &ComposeFile) -> String {
 }
 
 pub fn render(input: RenderInput<'_>) -> Rendered {
-    let RenderInput { config, paths, version, secrets } = input;
+    let RenderInput { config, paths, engine, version, secrets } = input;
     let finch = paths.os == TargetOs::Macos;
+    let health_gated = !finch && engine == LinuxEngine::Docker;
     let https = config.http.https;
     let health = &config.health;
     let healthcheck = |service: Service| {
@@ -212,7 +224,7 @@ pub fn render(input: RenderInput<'_>) -> Rendered {
         })
     };
     let depends_on = |service: &str| {
-        if finch {
+        if !health_gated {
             DependsOn::Order(vec![service.to_string()])
         } else {
             DependsOn::Healthy(BTreeMap::from([(
@@ -310,8 +322,11 @@ pub fn render(input: RenderInput<'_>) -> Rendered {
     let compose = ComposeFile {
         services: Services { database, backend, frontend },
         networks: BTreeMap::from([
-            (INTERNAL_NETWORK.to_string(), Network { internal: true }),
-            (EDGE_NETWORK.to_string(), Network::default()),
+            (INTERNAL_NETWORK.to_string(), Network { internal: true, ..Network::default() }),
+            (
+                EDGE_NETWORK.to_string(),
+                Network { podman_disable_dns: engine == LinuxEngine::Podman, ..Network::default() },
+            ),
         ]),
         volumes,
         secrets: secrets.iter().map(|name| (name.clone(), Secret { file: format!("./secrets/{name}") })).collect(),

@@ -22,6 +22,26 @@ impl fmt::Display for TargetOs {
     }
 }
 
+/// The engine that runs the stack on a Linux target (macOS targets run Finch).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LinuxEngine {
+    /// Docker with `docker compose` (v2) or `docker-compose` (v1).
+    #[default]
+    Docker,
+    /// Podman, rootful, with `podman-compose`.
+    Podman,
+}
+
+impl fmt::Display for LinuxEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LinuxEngine::Docker => "docker",
+            LinuxEngine::Podman => "podman",
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Version(pub Vec<u32>);
 
@@ -67,6 +87,8 @@ pub struct Minimums {
     pub compose_v2: Version,
     pub compose_v1: Version,
     pub finch: Version,
+    pub podman: Version,
+    pub podman_compose: Version,
 }
 
 impl Default for Minimums {
@@ -76,6 +98,9 @@ impl Default for Minimums {
             compose_v2: Version(vec![2, 0]),
             compose_v1: Version(vec![1, 27]),
             finch: Version(vec![1, 0]),
+            // Podman 5 is what is tested; podman-compose 1.3 is Debian trixie's.
+            podman: Version(vec![5, 0]),
+            podman_compose: Version(vec![1, 3]),
         }
     }
 }

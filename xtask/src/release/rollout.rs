@@ -167,8 +167,9 @@ pub fn read_containers(session: &Session, stack: &Stack) -> Result<Vec<Container
     crate::release::stack::parse_containers(&text)
 }
 
-/// Each service's health now: the engine's healthcheck, or (Finch, which has none) the
-/// service's health command run in its container.
+/// Each service's health now: the engine's healthcheck as recorded (Docker), or run now
+/// (Podman, whose checks only systemd's timers run; Finch, which has none: the
+/// service's health command in its container).
 pub fn evaluate(session: &Session, stack: &Stack, containers: &[ContainerState]) -> Result<Vec<HealthCheckResult>> {
     let mut results = Vec::new();
     for service in Service::ALL {
@@ -180,9 +181,11 @@ pub fn evaluate(session: &Session, stack: &Stack, containers: &[ContainerState])
             }
             Some(c) => match c.health.as_deref() {
                 Some("healthy") => ("healthy", None),
-                Some(other) => ("unhealthy", Some(format!("{other}: {}", c.health_output.clone().unwrap_or_default()))),
-                None => {
-                    let (ok, out, err) = session.try_run(Effect::Read, &stack.exec_health_cmd(&c.name, service))?;
+                Some(other) if !stack.probes_health() => {
+                    ("unhealthy", Some(format!("{other}: {}", c.health_output.clone().unwrap_or_default())))
+                }
+                _ => {
+                    let (ok, out, err) = session.try_run(Effect::Read, &stack.health_probe_cmd(&c.name, service))?;
                     if ok { ("healthy", None) } else { ("unhealthy", Some(format!("{out}{err}"))) }
                 }
             },

@@ -9,7 +9,8 @@
 //! - a layer whose whole chain (same diff_ids from the base up) the target holds is
 //!   left out of the archive, and so is one an earlier image of the same deploy
 //!   brings: each layer crosses the wire at most once per deploy;
-//! - Finch and Podman get whole images: their loaders need every blob.
+//! - Podman's store does the same (its loader reuses a layer it holds by diff_id);
+//! - Finch gets whole images: its loader needs every blob.
 
 pub mod archive;
 
@@ -38,7 +39,10 @@ pub enum ImageStore {
     /// Docker's containerd snapshotter (the default from Docker 29): ids are manifest
     /// digests.
     Containerd,
-    /// Finch and Podman: whole images only.
+    /// Podman's containers/storage: ids are config digests; a layer the archive
+    /// leaves out is taken from the store by its diff_id.
+    Podman,
+    /// Finch: whole images only.
     #[default]
     WholeImages,
 }
@@ -74,7 +78,8 @@ impl Inventory {
         let store = match runtime {
             RuntimeKind::Docker if is_classic_store(store) => ImageStore::Classic,
             RuntimeKind::Docker => ImageStore::Containerd,
-            RuntimeKind::Finch | RuntimeKind::Podman => ImageStore::WholeImages,
+            RuntimeKind::Podman => ImageStore::Podman,
+            RuntimeKind::Finch => ImageStore::WholeImages,
         };
         Ok(Inventory { images, store })
     }

@@ -46,7 +46,14 @@ impl Stack {
     /// Starts (or converges to) the release in `release_dir`. Containers whose
     /// definition is unchanged are left running; volumes are never touched.
     pub fn up_cmd(&self, release_dir: &str) -> Cmd {
-        self.compose_cmd(release_dir).args(["up", "--detach", "--remove-orphans"])
+        let up = self.compose_cmd(release_dir).args(["up", "--detach", "--remove-orphans"]);
+        match self.compose {
+            // podman-compose 1.6 recreates the whole project when any service changed,
+            // but then creates only the changed ones: the others are gone and it waits
+            // for them forever. Recreating all of them is what it meant to do.
+            ComposeCommand::Podman(_) => up.arg("--force-recreate"),
+            _ => up,
+        }
     }
 
     /// Stops and removes the release's containers and networks; never its volumes.
@@ -73,10 +80,22 @@ impl Stack {
         cmd.arg(container)
     }
 
-    /// The service's health command, run inside its container (for Finch, which has
-    /// no healthchecks).
-    pub fn exec_health_cmd(&self, container: &str, service: Service) -> Cmd {
-        Cmd::new(self.runtime.program()).args(["exec", container]).args(service.health_command().iter().copied())
+    /// The service's health check, run now: Podman runs the container's own check
+    /// (which only systemd's timers run otherwise); Finch, which has no healthchecks,
+    /// runs the service's health command inside the container.
+    pub fn health_probe_cmd(&self, container: &str, service: Service) -> Cmd {
+        match self.runtime {
+            RuntimeKind::Podman => Cmd::new("podman").args(["healthcheck", "run", container]),
+            _ => Cmd::new(self.runtime.program())
+                .args(["exec", container])
+                .args(service.health_command().iter().copied()),
+        }
+    }
+
+    /// Whether the deploy runs the health checks itself rather than reading what the
+    /// engine recorded.
+    pub fn probes_health(&self) -> bool {
+        self.runtime != RuntimeKind::Docker
     }
 }
 
@@ -238,6 +257,51 @@ mod tests {
         let finch =
             Stack { compose: ComposeCommand::Finch(Version(vec![1, 2])), runtime: RuntimeKind::Finch, ..stack() };
         assert!(finch.up_cmd("/Users/a/c/releases/v1").to_string().starts_with("finch compose --project-name"));
+    }
+
+    #[test]
+    fn podman_recreates_the_project_and_runs_the_checks_itself() {
+        let podman =
+            Stack { compose: ComposeCommand::Podman(Version(vec![1, 6, 0])), runtime: RuntimeKind::Podman, ..stack() };
+        let up = podman.up_cmd("/opt/c/releases/v1").to_string();
+        assert_eq!(
+            up,
+            "podman-compose --project-name cultivate --file /opt/c/releases/v1/docker-compose.yml \
+             --env-file /opt/c/releases/v1/.env up --detach --remove-orphans --force-recreate"
+        );
+        assert!(podman.probes_health());
+        assert_eq!(
+            podman.health_probe_cmd("cultivate_backend_1", Service::BackendApi).to_string(),
+            "podman healthcheck run cultivate_backend_1"
+        );
+        assert!(podman.inspect_cmd().to_string().contains("podman"));
+        // Docker records its checks' results; nothing is run for them.
+        assert!(!stack().probes_health());
+        assert!(!stack().up_cmd("/opt/c/releases/v1").to_string().contains("--force-recreate"));
+        let finch =
+            Stack { compose: ComposeCommand::Finch(Version(vec![1, 2])), runtime: RuntimeKind::Finch, ..stack() };
+        assert!(finch.probes_health());
+        assert_eq!(
+            finch.health_probe_cmd("cultivate_backend_1", Service::BackendApi).to_string(),
+            "finch exec cultivate_backend_1 /usr/local/bin/backend-api healthcheck"
+        );
+    }
+
+    /// As Podman 5.8 prints it: no leading `/`, the image under `localhost/`, and
+    /// "starting" until a check runs.
+    #[test]
+    fn podman_inspect_output_is_read_too() {
+        let json = r#"[{"Name": "cultivate_frontend_1", "RestartCount": 0, "Config": {"Image": "localhost/cultivate-web-frontend:v2",
+          "Labels": {"com.docker.compose.project": "cultivate", "com.docker.compose.service": "frontend", "io.podman.compose.project": "cultivate"}},
+          "State": {"Status": "running", "ExitCode": 0, "Health": {"Status": "starting", "FailingStreak": 0, "Log": null}},
+          "NetworkSettings": {"Ports": {"443/tcp": null, "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}}}]"#;
+        let containers = parse_containers(json).unwrap();
+        assert_eq!(containers[0].name, "cultivate_frontend_1");
+        assert_eq!(containers[0].service, "frontend");
+        assert_eq!(containers[0].health.as_deref(), Some("starting"));
+        assert_eq!(containers[0].health_output, None);
+        assert_eq!(containers[0].host_ports, [8080]);
+        assert!(!containers[0].has_failed());
     }
 
     #[test]

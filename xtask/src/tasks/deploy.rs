@@ -286,7 +286,8 @@ fn local_images_of(manifest: &Manifest, runtime: &Runtime) -> Result<Vec<Image>>
 fn write_release(inputs: &Inputs, session: &Session, layout: &Layout, images: &[Image]) -> Result<DeploymentState> {
     let Inputs { project, config, version, secrets, certs, .. } = *inputs;
     let dir = layout.release_dir(version);
-    let mut rendered = render(RenderInput { config, paths: &session.paths, version, secrets });
+    let mut rendered =
+        render(RenderInput { config, paths: &session.paths, engine: session.runtime.linux_engine(), version, secrets });
     let mut files =
         vec![release::COMPOSE_FILE.to_string(), release::ENV_FILE.to_string(), release::STATE_FILE.to_string()];
     if certs.is_some() {

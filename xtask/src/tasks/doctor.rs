@@ -105,7 +105,8 @@ fn print_machine(report: &MachineReport) {
         println!("  user:      {}", report.user);
     }
     if let Some(runtime) = &report.runtime {
-        let engine = runtime.engine.as_ref().map_or("missing".to_string(), |v| v.to_string());
+        let version = runtime.engine.as_ref().map_or("missing".to_string(), |v| v.to_string());
+        let engine = format!("{} {version}", runtime.runtime.program());
         let compose = runtime.compose.as_ref().map_or("missing".to_string(), |c| c.to_string());
         println!("  engine:    {engine}");
         println!("  compose:   {compose}");

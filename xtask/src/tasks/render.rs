@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use crate::model::compose::{self, RenderInput};
 use crate::model::config::Config;
 use crate::model::paths::DeploymentPaths;
-use crate::model::platform::TargetOs;
+use crate::model::platform::{LinuxEngine, TargetOs};
 use crate::support::project::Project;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -14,6 +14,10 @@ pub struct RenderArgs {
     /// Target operating system: linux (docker) or macos (finch).
     #[arg(long, value_enum)]
     pub os: Option<TargetOs>,
+    /// The engine of a Linux target: docker, or podman (health-gated start only with
+    /// docker); default: the host's `engine`, else docker.
+    #[arg(long, value_enum)]
+    pub engine: Option<LinuxEngine>,
     /// A host from [hosts.NAME] in deploy/deploy.toml: its user, OS hint and paths.
     #[arg(long)]
     pub host: Option<String>,
@@ -54,8 +58,9 @@ pub fn run(project: &Project, args: &RenderArgs) -> Result<()> {
     // /home/NAME, /Users/NAME). A deploy uses the $HOME the target reports instead.
     let paths = DeploymentPaths::resolve(os, &user, &config, host)?;
     let secrets = crate::support::secrets::secret_names(project)?;
+    let engine = args.engine.or(host.and_then(|h| h.engine)).unwrap_or_default();
     let rendered =
-        compose::render(RenderInput { config: &config, paths: &paths, version: &version, secrets: &secrets });
+        compose::render(RenderInput { config: &config, paths: &paths, engine, version: &version, secrets: &secrets });
 
     if args.verbose {
         eprintln!("{}", explain(&paths));

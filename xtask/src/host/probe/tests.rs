@@ -115,7 +115,7 @@ proptest! {
             ("docker-server", &version),
             ("compose-v1", "1.29.2"),
         ]);
-        let report = check_runtime(&linux, &found, &Minimums::default());
+        let report = check_runtime(&linux, &found, &Minimums::default(), None);
         let old = (major, minor) < (20, 10);
         let problem = report.problems.iter().find(|p| p.starts_with("docker "));
         if old {
@@ -138,7 +138,7 @@ fn compose_v2_is_preferred_over_v1() {
         ("compose-v2", "v2.21.0"),
         ("compose-v1", "1.29.2"),
     ]);
-    let report = check_runtime(&linux, &both, &Minimums::default());
+    let report = check_runtime(&linux, &both, &Minimums::default(), None);
     assert_eq!(report.compose, Some(ComposeCommand::DockerV2(Version(vec![2, 21, 0]))));
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
@@ -146,7 +146,7 @@ fn compose_v2_is_preferred_over_v1() {
 #[test]
 fn missing_docker_says_how_to_install_it() {
     let rhel = OsInfo { os: TargetOs::Linux, id: "rhel".into(), version: None, package_manager: PackageManager::Dnf };
-    let report = check_runtime(&rhel, &probe(&[("commands", "dnf")]), &Minimums::default());
+    let report = check_runtime(&rhel, &probe(&[("commands", "dnf")]), &Minimums::default(), None);
     assert!(
         report
             .problems
@@ -161,12 +161,13 @@ fn missing_docker_says_how_to_install_it() {
 fn finch_states_and_absence_on_macos() {
     let macos =
         OsInfo { os: TargetOs::Macos, id: "macos".into(), version: None, package_manager: PackageManager::Brew };
-    let absent = check_runtime(&macos, &probe(&[("commands", "brew")]), &Minimums::default());
+    let absent = check_runtime(&macos, &probe(&[("commands", "brew")]), &Minimums::default(), None);
     assert!(absent.problems[0].contains("brew install --cask finch") && absent.problems[0].contains("finch vm init"));
     let stopped = check_runtime(
         &macos,
         &probe(&[("commands", "finch"), ("finch", "finch version v1.2.0"), ("finch-vm", "Stopped")]),
         &Minimums::default(),
+        None,
     );
     assert_eq!(stopped.finch_vm, Some(FinchVm::Stopped));
     assert!(stopped.problems.iter().any(|p| p.contains("finch vm start")));
@@ -184,12 +185,114 @@ fn versions_are_found_and_compared() {
 
 #[test]
 fn install_commands_per_package_manager() {
-    let line = |m, root| install_cmds(m, root).iter().map(ToString::to_string).collect::<Vec<_>>();
+    let line = |m, root| install_cmds(m, LinuxEngine::Docker, root).iter().map(ToString::to_string).collect::<Vec<_>>();
     assert_eq!(line(PackageManager::Yum, true), ["yum install -y docker"]);
     assert_eq!(line(PackageManager::Apk, false), ["sudo -n apk add --no-cache docker docker-cli-compose"]);
     assert_eq!(line(PackageManager::Zypper, true), ["zypper --non-interactive install docker docker-compose"]);
     assert_eq!(
         line(PackageManager::AptGet, true)[1],
         "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker.io docker-compose"
+    );
+}
+
+#[test]
+fn install_commands_for_podman() {
+    let line = |m, root| install_cmds(m, LinuxEngine::Podman, root).iter().map(ToString::to_string).collect::<Vec<_>>();
+    assert_eq!(
+        line(PackageManager::AptGet, true)[1],
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends podman podman-compose nftables aardvark-dns"
+    );
+    assert_eq!(line(PackageManager::Dnf, false), ["sudo -n dnf install -y podman podman-compose"]);
+}
+
+fn podman_probe(extra: &[(&str, &str)]) -> Probe {
+    let mut sections = vec![
+        ("commands", "apt-get\npodman\npodman-compose"),
+        ("podman", "podman version 5.8.6"),
+        ("podman-info", "ok"),
+        ("podman-compose", "podman-compose version 1.6.0"),
+    ];
+    for (name, body) in extra {
+        sections.retain(|(n, _)| n != name);
+        sections.push((name, body));
+    }
+    probe(&sections)
+}
+
+#[test]
+fn podman_runs_the_stack_where_docker_is_absent_or_when_configured() {
+    let debian =
+        OsInfo { os: TargetOs::Linux, id: "debian".into(), version: None, package_manager: PackageManager::AptGet };
+    let report = check_runtime(&debian, &podman_probe(&[]), &Minimums::default(), None);
+    assert_eq!(report.runtime, RuntimeKind::Podman);
+    assert_eq!(report.engine, Some(Version(vec![5, 8, 6])));
+    assert_eq!(report.compose, Some(ComposeCommand::Podman(Version(vec![1, 6, 0]))));
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(ComposeCommand::Podman(Version(vec![1, 6, 0])).argv(), ["podman-compose"]);
+
+    // Both engines there: Docker unless the host's `engine` says podman.
+    let both = probe(&[
+        ("commands", "docker\npodman\npodman-compose"),
+        ("docker-server", "28.5.2"),
+        ("compose-v2", "2.40.3"),
+        ("podman", "podman version 5.8.6"),
+        ("podman-info", "ok"),
+        ("podman-compose", "podman-compose version 1.6.0"),
+    ]);
+    assert_eq!(check_runtime(&debian, &both, &Minimums::default(), None).runtime, RuntimeKind::Docker);
+    let chosen = check_runtime(&debian, &both, &Minimums::default(), Some(LinuxEngine::Podman));
+    assert_eq!(chosen.runtime, RuntimeKind::Podman);
+    assert_eq!(chosen.compose, Some(ComposeCommand::Podman(Version(vec![1, 6, 0]))));
+
+    // Nothing there and podman configured: podman's packages are the fix.
+    let bare =
+        check_runtime(&debian, &probe(&[("commands", "apt-get")]), &Minimums::default(), Some(LinuxEngine::Podman));
+    assert!(
+        bare.problems.iter().any(|p| p.starts_with("podman is not installed") && p.contains("podman-compose")),
+        "{:?}",
+        bare.problems
+    );
+    // Nothing there, nothing configured: Docker, as before.
+    let default = check_runtime(&debian, &probe(&[("commands", "apt-get")]), &Minimums::default(), None);
+    assert_eq!(default.runtime, RuntimeKind::Docker);
+}
+
+#[test]
+fn podman_problems_are_named_with_their_fix() {
+    let fedora =
+        OsInfo { os: TargetOs::Linux, id: "fedora".into(), version: None, package_manager: PackageManager::Dnf };
+    let old = check_runtime(
+        &fedora,
+        &podman_probe(&[("podman", "podman version 4.3.1"), ("podman-compose", "podman-compose version 1.0.3")]),
+        &Minimums::default(),
+        None,
+    );
+    assert!(
+        old.problems.iter().any(|p| p == "podman 4.3.1 is too old: 5.0 or newer is required"),
+        "{:?}",
+        old.problems
+    );
+    assert!(old.problems.iter().any(|p| p.starts_with("podman-compose 1.0.3 is too old")), "{:?}", old.problems);
+    let no_compose = check_runtime(&fedora, &podman_probe(&[("podman-compose", "")]), &Minimums::default(), None);
+    assert!(
+        no_compose.problems.iter().any(
+            |p| p.contains("podman-compose is not installed") && p.contains("dnf install -y podman podman-compose")
+        ),
+        "{:?}",
+        no_compose.problems
+    );
+    let denied = check_runtime(
+        &fedora,
+        &podman_probe(&[("podman-info", "Error: cannot set up namespace")]),
+        &Minimums::default(),
+        None,
+    );
+    assert!(
+        denied
+            .problems
+            .iter()
+            .any(|p| p.contains("podman does not work for this user") && p.contains("cannot set up namespace")),
+        "{:?}",
+        denied.problems
     );
 }

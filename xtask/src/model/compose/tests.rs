@@ -34,9 +34,13 @@ const DEFAULT: &str = "[app]\nname = \"cultivate\"\n";
 const HTTPS: &str = "[app]\nname = \"cultivate\"\n[http]\nhttps = true\ncert_path = \"/etc/cultivate/certs\"\n";
 
 fn rendered(text: &str, os: TargetOs, user: &str, secrets: &[String]) -> Rendered {
+    rendered_for(LinuxEngine::Docker, text, os, user, secrets)
+}
+
+fn rendered_for(engine: LinuxEngine, text: &str, os: TargetOs, user: &str, secrets: &[String]) -> Rendered {
     let config = config(text);
     let paths = DeploymentPaths::resolve(os, user, &config, None).unwrap();
-    render(RenderInput { config: &config, paths: &paths, version: "0ca9c96", secrets })
+    render(RenderInput { config: &config, paths: &paths, engine, version: "0ca9c96", secrets })
 }
 
 /// `${NAME}` replaced by the env file's value, as compose does.
@@ -53,6 +57,33 @@ fn snapshot_linux_http() {
     let rendered = rendered(DEFAULT, TargetOs::Linux, "root", &[]);
     insta::assert_snapshot!("linux_http_compose", rendered.compose_yaml());
     insta::assert_snapshot!("linux_http_env", rendered.env.render());
+}
+
+/// Podman: the same file but for start order: podman-compose would wait for a health
+/// status that nothing updates on a host without systemd. The checks stay.
+#[test]
+fn podman_starts_in_order_with_the_healthchecks_kept() {
+    let docker = rendered(DEFAULT, TargetOs::Linux, "root", &[]);
+    let podman = rendered_for(LinuxEngine::Podman, DEFAULT, TargetOs::Linux, "root", &[]);
+    let services = |r: &Rendered| {
+        let s = &r.compose.services;
+        [s.database.clone(), s.backend.clone(), s.frontend.clone()]
+    };
+    for (docker, podman) in services(&docker).into_iter().zip(services(&podman)) {
+        assert!(podman.healthcheck.is_some());
+        assert_eq!(podman.healthcheck, docker.healthcheck);
+        assert_eq!(podman.depends_on.names(), docker.depends_on.names());
+        assert!(matches!(podman.depends_on, DependsOn::Order(_)), "{:?}", podman.depends_on);
+        assert_eq!(podman.volumes, docker.volumes);
+        assert_eq!(podman.ports, docker.ports);
+    }
+    assert!(docker.compose_yaml().contains("condition: service_healthy"));
+    assert!(!podman.compose_yaml().contains("condition:"));
+    // Only the internal network's DNS server, which knows the backend, for nginx.
+    assert!(podman.compose.networks["edge"].podman_disable_dns);
+    assert!(!podman.compose.networks["internal"].podman_disable_dns);
+    assert!(!docker.compose_yaml().contains("x-podman"));
+    assert_eq!(podman.env, docker.env);
 }
 
 #[test]

@@ -128,6 +128,12 @@ pub(super) fn resolve(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, prob
         compose_v2: checker.version("minimums.compose_v2", raw.minimums.compose_v2, fallback.compose_v2),
         compose_v1: checker.version("minimums.compose_v1", raw.minimums.compose_v1, fallback.compose_v1),
         finch: checker.version("minimums.finch", raw.minimums.finch, fallback.finch),
+        podman: checker.version("minimums.podman", raw.minimums.podman, fallback.podman),
+        podman_compose: checker.version(
+            "minimums.podman_compose",
+            raw.minimums.podman_compose,
+            fallback.podman_compose,
+        ),
     };
 
     let hosts = raw.hosts.into_iter().map(|(name, host)| {
@@ -486,6 +492,18 @@ impl Checker<'_> {
                 None
             }
         };
+        let engine = match raw.engine.as_deref() {
+            None => None,
+            Some("docker") => Some(crate::model::platform::LinuxEngine::Docker),
+            Some("podman") => Some(crate::model::platform::LinuxEngine::Podman),
+            Some(other) => {
+                self.invalid(&key("engine"), &format!("{other:?}"), "docker or podman (Linux hosts; macOS runs Finch)");
+                None
+            }
+        };
+        if engine.is_some() && os == Some(crate::model::platform::TargetOs::Macos) {
+            self.invalid(&key("engine"), "set on a macOS host", "no `engine` on a macOS host: it runs Finch");
+        }
         for (field, value) in [("deployment_path", &raw.deployment_path), ("log_path", &raw.log_path)] {
             if let Some(path) = value {
                 self.check_path(&key(field), path);
@@ -508,6 +526,7 @@ impl Checker<'_> {
             port,
             identity_file: raw.identity_file,
             os,
+            engine,
             deployment_path: raw.deployment_path,
             log_path: raw.log_path,
         }

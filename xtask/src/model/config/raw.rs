@@ -50,6 +50,8 @@ pub(super) struct RawMinimums {
     pub(super) compose_v2: Option<String>,
     pub(super) compose_v1: Option<String>,
     pub(super) finch: Option<String>,
+    pub(super) podman: Option<String>,
+    pub(super) podman_compose: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -146,6 +148,7 @@ pub(super) struct RawHost {
     pub(super) port: Option<i64>,
     pub(super) identity_file: Option<String>,
     pub(super) os: Option<String>,
+    pub(super) engine: Option<String>,
     pub(super) deployment_path: Option<String>,
     pub(super) log_path: Option<String>,
 }

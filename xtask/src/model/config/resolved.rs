@@ -167,6 +167,9 @@ pub struct Host {
     pub port: Option<u16>,
     pub identity_file: Option<String>,
     pub os: Option<crate::model::platform::TargetOs>,
+    /// `docker` or `podman` on a Linux host; `None`: Docker when the host has it, else
+    /// Podman when it has that, else Docker is what `--install` installs.
+    pub engine: Option<crate::model::platform::LinuxEngine>,
     pub deployment_path: Option<String>,
     pub log_path: Option<String>,
 }

@@ -136,6 +136,18 @@ fn hostile_host_addresses_are_refused() {
 }
 
 #[test]
+fn a_hosts_engine_is_docker_or_podman_on_linux() {
+    let host = |extra: &str| format!("[app]\nname = \"x\"\n[hosts.web]\naddress = \"h\"\nuser = \"u\"\n{extra}");
+    let config = parse(&host("engine = \"podman\"\n")).unwrap();
+    assert_eq!(config.hosts["web"].engine, Some(crate::model::platform::LinuxEngine::Podman));
+    assert_eq!(parse(&host("")).unwrap().hosts["web"].engine, None);
+    let message = problems(&host("engine = \"containerd\"\n"));
+    assert!(message.contains("hosts.web.engine") && message.contains("docker or podman"), "{message}");
+    let message = problems(&host("os = \"macos\"\nengine = \"podman\"\n"));
+    assert!(message.contains("hosts.web.engine") && message.contains("Finch"), "{message}");
+}
+
+#[test]
 fn sizes_parse_with_units() {
     assert_eq!(parse_size("512m"), Some(512 << 20));
     assert_eq!(parse_size("1G"), Some(1 << 30));
@@ -192,9 +204,12 @@ const TEXT_KEYS: &[(&str, &str)] = &[
     ("minimums.compose_v2", ""),
     ("minimums.compose_v1", ""),
     ("minimums.finch", ""),
+    ("minimums.podman", ""),
+    ("minimums.podman_compose", ""),
     ("hosts.web.address", ""),
     ("hosts.web.user", ""),
     ("hosts.web.os", ""),
+    ("hosts.web.engine", ""),
     ("hosts.web.identity_file", ""),
     ("hosts.web.deployment_path", ""),
     ("hosts.web.log_path", ""),

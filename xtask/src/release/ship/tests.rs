@@ -103,7 +103,9 @@ fn store_kinds_are_told_apart() {
     assert_eq!(Inventory::parse(classic, RuntimeKind::Docker).unwrap().store, ImageStore::Classic);
     assert_eq!(Inventory::parse(containerd, RuntimeKind::Docker).unwrap().store, ImageStore::Containerd);
     assert_eq!(Inventory::parse(classic, RuntimeKind::Finch).unwrap().store, ImageStore::WholeImages);
-    assert_eq!(Inventory::parse(classic, RuntimeKind::Podman).unwrap().store, ImageStore::WholeImages);
+    let podman = Inventory::parse("[]\n==store\n", RuntimeKind::Podman).unwrap().store;
+    assert_eq!(podman, ImageStore::Podman);
+    assert!(podman.takes_partial_archives() && !ImageStore::WholeImages.takes_partial_archives());
     assert!(Inventory::parse("garbage\n==store\n", RuntimeKind::Docker).is_err());
 }
 
