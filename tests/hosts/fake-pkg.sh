@@ -2,8 +2,8 @@
 # Fake package manager of the test host, installed under the name of each manager the
 # imitated OS has. Records `<uid> <manager> <args>` in /var/log/pkg-calls.log. Like the
 # real ones it refuses to change the system without root (brew: with root); installing
-# a Docker package puts a fake Docker 24.0.7 CLI on PATH, `brew install finch` the
-# simulated Finch (VM Nonexistent).
+# a Docker package puts a fake Docker 24.0.7 CLI on PATH, podman a fake Podman 5.4 with
+# podman-compose 1.3, `brew install finch` the simulated Finch (VM Nonexistent).
 manager=${0##*/}
 uid=$(id -u)
 if [ $# -gt 0 ]; then
@@ -104,14 +104,16 @@ as_root() {
     if [ "$uid" = 0 ]; then "$@"; else sudo -n "$@"; fi
 }
 lib=/usr/local/lib/cultivate-testhost
-docker='' finch=''
+docker='' finch='' podman=''
 for arg in "$@"; do
     case $arg in
     docker | docker[.=_-]* | moby-* | colima) docker=yes ;;
+    podman) podman=yes ;;
     finch) [ "$manager" = brew ] && finch=yes ;;
     esac
 done
 if [ -n "$docker" ]; then as_root "$lib/install-fake-docker.sh" new || exit 1; fi
 if [ -n "$finch" ]; then as_root "$lib/install-fake-finch.sh" || exit 1; fi
+if [ -n "$podman" ]; then as_root "$lib/install-fake-podman.sh" || exit 1; fi
 echo "$manager: installed $* (fake, cultivate test host)"
 exit 0

@@ -12,9 +12,10 @@ use cultivate_tests::hosts::{HostVariant, TestHost};
 use cultivate_tests::{project, require_engine};
 use xtask::host::probe::{FinchVm, PackageManager, SUPPORTED};
 use xtask::host::report::{check_connectivity, connectivity_cmd, machine_report};
+use xtask::host::runtime::RuntimeKind;
 use xtask::host::transport::{Ssh, SshFailure, Transport};
-use xtask::model::config::Config;
-use xtask::model::platform::TargetOs;
+use xtask::model::config::{Config, Host};
+use xtask::model::platform::{LinuxEngine, TargetOs};
 use xtask::model::ssh_target::SshTarget;
 use xtask::support::command::Cmd;
 
@@ -231,6 +232,47 @@ fn property_20_install_uses_the_package_manager_with_sudo_when_not_root() {
     let error = format!("{:#}", machine_report(&config, &transport, "debian".into(), None, true).unwrap_err());
     assert!(error.contains("sudo asks for a password"), "{error}");
     assert!(!host.package_calls().contains("install"), "{}", host.package_calls());
+}
+
+// Property 20 for Podman: a host whose table says `engine = "podman"` gets Podman and
+// podman-compose from its package manager (apt, dnf), not Docker; no daemon is started.
+#[test]
+fn property_20_install_gets_podman_where_the_host_asks_for_it() {
+    require_engine();
+    let config = config();
+    for (variant, user, expected) in [
+        ("debian", "root", "apt-get install -y -q --no-install-recommends podman podman-compose nftables aardvark-dns"),
+        ("rocky", "root", "dnf install -y podman podman-compose"),
+    ] {
+        let host = TestHost::start(HostVariant::Os(variant), false).unwrap();
+        let transport = ssh_to(&host, user);
+        check_connectivity(&transport).unwrap();
+        let table = Host {
+            address: "127.0.0.1".into(),
+            user: user.into(),
+            port: Some(host.ssh_port),
+            identity_file: None,
+            os: None,
+            engine: Some(LinuxEngine::Podman),
+            deployment_path: None,
+            log_path: None,
+        };
+        let report = machine_report(&config, &transport, variant.into(), Some(&table), true).unwrap();
+        transport.close();
+        assert!(report.missing.is_empty(), "{variant}: still missing {:?}", report.missing);
+        let runtime = report.runtime.as_ref().unwrap();
+        assert_eq!(runtime.runtime, RuntimeKind::Podman, "{variant}");
+        assert_eq!(runtime.compose.as_ref().map(ToString::to_string).as_deref(), Some("podman-compose 1.3.0"));
+        let calls = host.package_calls();
+        let install = calls.lines().find(|l| l.contains(expected)).unwrap_or_else(|| panic!("{variant}: {calls}"));
+        assert!(install.starts_with("0 "), "{variant}: ran as {install}");
+        assert!(!calls.contains("docker"), "{variant}: Docker installed too: {calls}");
+        assert!(
+            report.actions.iter().all(|a| !a.contains("dockerd") && !a.contains("systemctl")),
+            "{:?}",
+            report.actions
+        );
+    }
 }
 
 // Property 22: an old docker and docker-compose are reported with required and found.

@@ -339,12 +339,15 @@ fn check_podman(os: &OsInfo, probe: &Probe, minimums: &Minimums) -> RuntimeRepor
         (Some(found), true) => problems.extend(too_old("podman", found, &minimums.podman)),
         (None, true) => problems.push("podman is installed but its version cannot be read".into()),
     }
-    if probe.has_command("podman") && probe.get("podman-info") != "ok" {
+    if probe.get("uid") != "0" {
+        // Rootless Podman would run another stack: no port 80, data owned by subuids.
         problems.push(format!(
-            "podman does not work for this user ({}): the stack runs rootful, so log in as root or give this \
-             user password-less sudo",
-            probe.get("podman-info")
+            "Podman runs the stack rootful here and {} is not root: connect as root (`user = \"root\"` in the \
+             host's table)",
+            if probe.get("user").is_empty() { "this user" } else { probe.get("user") }
         ));
+    } else if probe.has_command("podman") && probe.get("podman-info") != "ok" {
+        problems.push(format!("`podman info` fails: {}", probe.get("podman-info")));
     }
     let compose = match Version::find(probe.get("podman-compose")) {
         Some(found) => {

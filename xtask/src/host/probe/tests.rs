@@ -208,6 +208,8 @@ fn install_commands_for_podman() {
 fn podman_probe(extra: &[(&str, &str)]) -> Probe {
     let mut sections = vec![
         ("commands", "apt-get\npodman\npodman-compose"),
+        ("uid", "0"),
+        ("user", "root"),
         ("podman", "podman version 5.8.6"),
         ("podman-info", "ok"),
         ("podman-compose", "podman-compose version 1.6.0"),
@@ -233,6 +235,7 @@ fn podman_runs_the_stack_where_docker_is_absent_or_when_configured() {
     // Both engines there: Docker unless the host's `engine` says podman.
     let both = probe(&[
         ("commands", "docker\npodman\npodman-compose"),
+        ("uid", "0"),
         ("docker-server", "28.5.2"),
         ("compose-v2", "2.40.3"),
         ("podman", "podman version 5.8.6"),
@@ -288,11 +291,15 @@ fn podman_problems_are_named_with_their_fix() {
         None,
     );
     assert!(
-        denied
-            .problems
-            .iter()
-            .any(|p| p.contains("podman does not work for this user") && p.contains("cannot set up namespace")),
+        denied.problems.iter().any(|p| p.contains("`podman info` fails") && p.contains("cannot set up namespace")),
         "{:?}",
         denied.problems
+    );
+    let rootless =
+        check_runtime(&fedora, &podman_probe(&[("uid", "1000"), ("user", "deploy")]), &Minimums::default(), None);
+    assert!(
+        rootless.problems.iter().any(|p| p.contains("deploy is not root") && p.contains("user = \"root\"")),
+        "{:?}",
+        rootless.problems
     );
 }

@@ -94,6 +94,19 @@ fn a_layer_two_images_share_travels_with_the_first_only() {
 }
 
 #[test]
+fn an_image_earlier_in_the_same_deploy_is_not_taken_as_held() {
+    // Two references to one image (same id, same layers): the first is not on the
+    // target yet, so the second must travel too (its layers left out), never be
+    // "tagged" from an id the target may not have or may name differently.
+    let images = [image("sha256:same", &["base", "bin"]), image("sha256:same", &["base", "bin"])];
+    for store in [ImageStore::Classic, ImageStore::Containerd, ImageStore::Podman] {
+        let plans = plan_all(&images, &inventory(Vec::new(), store));
+        assert_eq!(plans[0], Plan::Send { skip: BTreeSet::new() }, "{store:?}");
+        assert_eq!(plans[1], Plan::Send { skip: BTreeSet::from(["base".into(), "bin".into()]) }, "{store:?}");
+    }
+}
+
+#[test]
 fn store_kinds_are_told_apart() {
     assert!(is_classic_store("overlay2 [[\"Backing Filesystem\",\"extfs\"]]"));
     assert!(!is_classic_store("overlayfs [[\"driver-type\",\"io.containerd.snapshotter.v1\"]]"));
