@@ -81,8 +81,9 @@ pub enum Engine {
 /// What the engine hosts install beyond the Dockerfile's own packages: one image serves
 /// every engine of a suite (built once), the entrypoint picks which one runs. runc:
 /// crun refuses this machine's hybrid cgroups; nftables: netavark's firewall;
-/// aardvark-dns: names on Podman networks (only recommended, so not installed by default).
-const ENGINE_HOST_PACKAGES: &str = "podman podman-compose runc nftables aardvark-dns";
+/// aardvark-dns: names on Podman networks (only recommended, so not installed by default);
+/// docker-registry: the registry-over-SSH path of bench_registry.
+const ENGINE_HOST_PACKAGES: &str = "podman podman-compose runc nftables aardvark-dns docker-registry";
 
 impl Engine {
     pub const ALL: [Engine; 3] = [Engine::Docker28, Engine::Docker28Containerd, Engine::Podman5];
