@@ -7,7 +7,9 @@ use anyhow::{Result, bail};
 
 use crate::host::session::{Effect, Session};
 use crate::model::config::Config;
+use crate::model::image::{Image, names_same_image};
 use crate::model::platform::TargetOs;
+use crate::model::service::Service;
 use crate::release::rollout::{self, StartFailure};
 use crate::release::stack::Stack;
 use crate::release::state::{self as release, DeploymentState, History, Layout, ReleaseStatus};
@@ -31,6 +33,18 @@ pub fn go_live(
     let previous = history.deployments.iter().rev().find(|d| d.status.ran() && d.version != version).cloned();
     let redeploy_of_current = history.current().is_some_and(|c| c.version == version);
     let release_dir = layout.release_dir(&version);
+    if redeploy_of_current && let Some(health) = already_serving(session, stack, history, &state)? {
+        session.log.info(format!(
+            "{version} already runs healthy with these images and this configuration: nothing to restart"
+        ));
+        let entry = DeploymentState {
+            status: ReleaseStatus::Active,
+            health_checks: health,
+            timestamp: crate::support::log::now_rfc3339(),
+            ..state
+        };
+        return rollout::record(session, layout, history, &entry);
+    }
     let failure = match rollout::start_and_wait(session, stack, config, &release_dir)? {
         Ok(health) => {
             session.run(Effect::Change, &release::point_current_cmd(layout, &version))?;
@@ -89,6 +103,37 @@ pub fn go_live(
             )
         }
     }
+}
+
+/// The services' health when the stack already is `state`'s release: the current
+/// release has its version, images (ids and layers) and configuration hash, and every
+/// service runs healthy on its image. `None` when anything differs: then it is started
+/// (compose converges, and Podman's recreates every container).
+fn already_serving(
+    session: &Session,
+    stack: &Stack,
+    history: &History,
+    state: &DeploymentState,
+) -> Result<Option<Vec<release::HealthCheckResult>>> {
+    let Some(current) = history.current() else { return Ok(None) };
+    let same_image = |a: &Image, b: &Image| a.service == b.service && a.id == b.id && a.layers == b.layers;
+    let same_release = current.version == state.version
+        && current.configuration_hash == state.configuration_hash
+        && current.images.len() == state.images.len()
+        && current.images.iter().all(|a| state.images.iter().any(|b| same_image(a, b)));
+    if !same_release || session.dry_run {
+        return Ok(None);
+    }
+    let containers = rollout::read_containers(session, stack)?;
+    let on_its_image = |image: &Image| {
+        let Some(service) = Service::ALL.into_iter().find(|s| s.name() == image.service) else { return false };
+        containers.iter().any(|c| c.service == service.compose_name() && names_same_image(&c.image, &image.reference))
+    };
+    if !state.images.iter().all(on_its_image) {
+        return Ok(None);
+    }
+    let health = rollout::evaluate(session, stack, &containers)?;
+    Ok(health.iter().all(|h| h.status == "healthy").then_some(health))
 }
 
 /// Starts the release `target` (already on the host) and, once healthy, points

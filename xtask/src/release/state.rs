@@ -116,7 +116,8 @@ pub struct DeploymentState {
     #[serde(default)]
     pub deployed_by: String,
     pub images: Vec<Image>,
-    /// sha256 of the rendered compose file, env file and deploy.toml.
+    /// sha256 of the rendered compose file, env file, deploy.toml, and the secrets and
+    /// certificates given to the containers.
     pub configuration_hash: String,
     pub status: ReleaseStatus,
     #[serde(default)]

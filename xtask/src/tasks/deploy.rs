@@ -310,16 +310,26 @@ fn write_release(inputs: &Inputs, session: &Session, layout: &Layout, images: &[
     let env = rendered.env.render();
     session.upload(compose_yaml.as_bytes(), &format!("{dir}/{}", release::COMPOSE_FILE), 0o644)?;
     session.upload(env.as_bytes(), &format!("{dir}/{}", release::ENV_FILE), 0o600)?;
+    // What the containers are started with: a release is "unchanged" (nothing
+    // restarted on a redeploy) only when all of it is.
+    let mut hasher = Sha256::new();
+    hasher.update(compose_yaml.as_bytes());
+    hasher.update(env.as_bytes());
+    hasher.update(std::fs::read(&project.config_file).unwrap_or_default());
     for name in secrets {
         let bytes =
             std::fs::read(project.path("secrets").join(name)).with_context(|| format!("reading secrets/{name}"))?;
         session.upload(&bytes, &format!("{dir}/secrets/{name}"), 0o600)?;
+        hasher.update(name.as_bytes());
+        hasher.update(&bytes);
         files.push(format!("secrets/{name}"));
     }
     if let Some((chain, key)) = certs {
         for (source, name, mode) in [(chain, "fullchain.pem", 0o644), (key, "privkey.pem", 0o600)] {
             let bytes = std::fs::read(source).with_context(|| format!("reading {}", source.display()))?;
             session.upload(&bytes, &format!("{dir}/certs/{name}"), mode)?;
+            hasher.update(name.as_bytes());
+            hasher.update(&bytes);
             files.push(format!("certs/{name}"));
         }
     }
@@ -337,10 +347,6 @@ fn write_release(inputs: &Inputs, session: &Session, layout: &Layout, images: &[
         ensure_data_dir(session, images)?;
     }
 
-    let mut hasher = Sha256::new();
-    hasher.update(compose_yaml.as_bytes());
-    hasher.update(env.as_bytes());
-    hasher.update(std::fs::read(&project.config_file).unwrap_or_default());
     let state = DeploymentState {
         version: version.to_string(),
         timestamp: crate::support::log::now_rfc3339(),

@@ -82,13 +82,12 @@ impl FakeHost {
         let health = if self.healthy.contains(version) { "healthy" } else { "unhealthy" };
         let containers: Vec<serde_json::Value> = crate::model::service::Service::ALL
             .iter()
-            .map(|service| service.compose_name())
             .map(|service| {
                 serde_json::json!({
-                    "Name": format!("/cultivate_{service}_1"),
+                    "Name": format!("/cultivate_{}_1", service.compose_name()),
                     "RestartCount": 0,
-                    "Config": {"Image": format!("{service}:{version}"), "Labels": {
-                        "com.docker.compose.project": "cultivate", "com.docker.compose.service": service}},
+                    "Config": {"Image": format!("cultivate-{}:{version}", service.name()), "Labels": {
+                        "com.docker.compose.project": "cultivate", "com.docker.compose.service": service.compose_name()}},
                     "State": {"Status": "running", "ExitCode": 0, "Health": {"Status": health, "Log": [
                         {"Output": format!("{service} is {health}")}]}},
                 })
@@ -143,11 +142,15 @@ impl Fixture {
 
     /// Puts `version` live with `history` on the host, as a deploy's last step does.
     fn go_live(&self, version: &str, history: &History) -> Result<History> {
+        self.go_live_state(state(version, ReleaseStatus::Pending), history)
+    }
+
+    fn go_live_state(&self, state: DeploymentState, history: &History) -> Result<History> {
         let session = self.session();
         let layout = Layout::new(&session.paths);
         let stack = crate::release::rollout::stack(&session, &self.config);
         self.host.lock().unwrap().files.insert(layout.history(), history.to_json().into_bytes());
-        go_live(&session, &self.config, &stack, &layout, state(version, ReleaseStatus::Pending), history)
+        go_live(&session, &self.config, &stack, &layout, state, history)
     }
 
     /// The history as the host holds it now.
@@ -281,6 +284,52 @@ fn a_failed_redeploy_of_the_only_release_leaves_its_containers_for_inspection() 
     assert!(err.contains("v1 was redeployed over itself"), "{err}");
     assert!(!fixture.ran("down --remove-orphans"));
     assert_eq!(fixture.ups(), ["v1"]);
+}
+
+/// A redeploy of the running release with nothing changed restarts nothing: no `up`,
+/// recorded again as active. Anything different (configuration, images, health, what
+/// runs) and the release is started as usual.
+#[test]
+fn a_redeploy_with_nothing_changed_restarts_nothing() {
+    let running = |healthy: bool| {
+        let mut host = FakeHost::default().with_release("v1");
+        host.running = Some(format!("{BASE}/releases/v1"));
+        if healthy {
+            host.healthy.insert("v1".into());
+        }
+        host
+    };
+    let current = |hash: &str| {
+        let mut entry = state("v1", ReleaseStatus::Active);
+        entry.configuration_hash = hash.into();
+        History { deployments: vec![entry] }
+    };
+    let pending = |hash: &str, id: &str| {
+        let mut entry = state("v1", ReleaseStatus::Pending);
+        entry.configuration_hash = hash.into();
+        entry.images[0].id = id.into();
+        entry
+    };
+
+    let fixture = Fixture::new(running(true));
+    let written = fixture.go_live_state(pending("h1", "sha256:0"), &current("h1")).unwrap();
+    assert!(fixture.ups().is_empty(), "{:?}", fixture.script.lines());
+    assert_eq!(written.current().map(|c| c.version.as_str()), Some("v1"));
+    assert_eq!(fixture.history(), [("v1".into(), ReleaseStatus::Active), ("v1".into(), ReleaseStatus::Active)]);
+    assert!(written.current().unwrap().health_checks.iter().all(|h| h.status == "healthy"));
+
+    // Another configuration, another image under the same version: started.
+    for changed in [pending("h2", "sha256:0"), pending("h1", "sha256:1")] {
+        let fixture = Fixture::new(running(true));
+        fixture.go_live_state(changed, &current("h1")).unwrap();
+        assert_eq!(fixture.ups(), ["v1"]);
+    }
+    // Not healthy, or not running at all: started (and here it stays unhealthy).
+    for host in [running(false), FakeHost::default().with_release("v1")] {
+        let fixture = Fixture::new(host);
+        assert!(fixture.go_live_state(pending("h1", "sha256:0"), &current("h1")).is_err());
+        assert_eq!(fixture.ups(), ["v1"]);
+    }
 }
 
 #[test]
