@@ -92,10 +92,18 @@ fn lifecycle(engine: Engine) {
     assert!(activities(&host).contains(&title), "{engine:?}: the row is gone after the upgrade");
 
     // Nothing changed: nothing shipped; the images the store holds are recognised as
-    // the ones built here whatever id the store gives them.
+    // the ones built here whatever id the store gives them. Nothing restarts either:
+    // the same containers, started when they were.
+    let running = format!("{cli} ps -q --no-trunc | sort");
+    let started = format!("{cli} ps -q | xargs {cli} inspect --format '{{{{.Name}}}} {{{{.State.StartedAt}}}}' | sort");
+    let (containers_before, started_before) = (host_sh(&host, &running), host_sh(&host, &started));
     let again = deploy(&config, &v2);
     assert!(again.success, "{engine:?}: {}", again.all());
     assert_eq!(again.shipped_mb(), Some(0.0), "{engine:?}: {}", again.all());
+    assert!(again.stderr.contains("nothing to restart"), "{engine:?}: {}", again.all());
+    assert_eq!(host_sh(&host, &running), containers_before, "{engine:?}: containers were recreated");
+    assert_eq!(host_sh(&host, &started), started_before, "{engine:?}: containers were restarted");
+    assert_serves(&host, "engines-v2", &config);
 
     // Rollback restores v1, the row kept.
     let rolled = config.run(&["rollback", "--host", "e2e", "--yes"]).unwrap();
@@ -107,7 +115,6 @@ fn lifecycle(engine: Engine) {
     // Property 20 the other way: another image loaded under the tag is refused, with
     // nothing started.
     let swapped = derived_version("engines-swapped", SWAPPED_BACKEND).unwrap();
-    let running = format!("{cli} ps -q --no-trunc | sort");
     let containers_before = host_sh(&host, &running);
     let swap = format!(
         "#!/bin/sh\nif [ \"$1\" = load ]; then {cli} \"$@\" || exit 1; \
