@@ -6,6 +6,8 @@
 //!   package managers that record their calls; no Docker unless one is "installed".
 //! - [`HostVariant::Macos`]: a *simulated* macOS (uname, sw_vers, /Users) whose containers
 //!   run through a simulated Finch in front of the host's dockerd.
+//! - [`HostVariant::Engine`]: Debian sid's engines, one image for all: Docker 28 with
+//!   either image store, or rootful Podman 5 with podman-compose and no Docker.
 //!
 //! Every session's command is logged by the host (sshd ForceCommand) and sshd logs every
 //! accepted connection, so tests can assert what the xtask ran and how many connections
