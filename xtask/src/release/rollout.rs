@@ -22,9 +22,10 @@ pub struct Lock<'s, 'a> {
 }
 
 impl<'s, 'a> Lock<'s, 'a> {
-    /// Takes the lock, or refuses with the holder's details. A stale lock (older than
-    /// `[runtime] lock_timeout_seconds`, its process not alive) is taken over with a
-    /// warning.
+    /// Takes the lock, or refuses with the holder's details. A stale lock (its holder's
+    /// process gone from this machine, or a holder elsewhere older than `[runtime]
+    /// lock_timeout_seconds`), or a lock file a killed taker left without its record, is
+    /// taken over with a warning.
     pub fn take(session: &'s Session<'a>, config: &Config, operation: &str, version: &str) -> Result<Lock<'s, 'a>> {
         let layout = Layout::new(&session.paths);
         let path = layout.lock();
@@ -41,21 +42,28 @@ impl<'s, 'a> Lock<'s, 'a> {
                 session.log.info(format!("took the deploy lock {path}"));
                 return Ok(Lock { session, path, holder });
             }
-            let text = session.run(Effect::Read, &release::read_cmd(&path))?;
-            let current: LockHolder = match serde_json::from_str(text.trim()) {
-                Ok(current) => current,
-                Err(_) if text.trim().is_empty() => {
-                    return Err(taken.unwrap_err()).with_context(|| format!("could not create {path}"));
+            let current = match read_holder(session, &path)? {
+                HeldBy::Holder(current) => current,
+                HeldBy::Nothing => return Err(taken.unwrap_err()).with_context(|| format!("could not create {path}")),
+                HeldBy::Unreadable(text) => {
+                    let what = if text.trim().is_empty() {
+                        "is empty".to_string()
+                    } else {
+                        format!("holds no lock record ({:?})", text.chars().take(80).collect::<String>())
+                    };
+                    session.log.warn(format!(
+                        "{path} on {} {what}: left by a deploy killed while taking the lock; taking it over",
+                        session.name
+                    ));
+                    let _ = session.try_run(Effect::Change, &release::retire_lock_cmd(&path, 0))?;
+                    continue;
                 }
-                Err(_) => bail!(
-                    "{path} on {} holds something that is not a lock: {text:?}. If no deploy is running, remove it.",
-                    session.transport
-                ),
             };
             if !current.is_stale(config.runtime.lock_timeout_seconds) {
                 bail!(
-                    "{} is locked: a {current}. Wait for it to finish. If that process is gone, the lock is taken \
-                     over once it is older than {} s (`[runtime] lock_timeout_seconds`), or remove {path} by hand.",
+                    "{} is locked: a {current}. Wait for it to finish. If that process is gone (on another \
+                     machine), the lock is taken over once it is older than {} s (`[runtime] \
+                     lock_timeout_seconds`), or remove {path} by hand.",
                     session.name,
                     config.runtime.lock_timeout_seconds
                 );
@@ -66,6 +74,35 @@ impl<'s, 'a> Lock<'s, 'a> {
         }
         bail!("could not take the deploy lock {path} on {}", session.transport)
     }
+}
+
+/// What the lock file says when taking it failed.
+enum HeldBy {
+    Holder(LockHolder),
+    /// No lock file: taking it failed for another reason.
+    Nothing,
+    /// A lock file without a record, still so after [`LOCK_WRITE_GRACE`].
+    Unreadable(String),
+}
+
+/// A taker creates the lock file and writes its record at once: one seen empty or
+/// half-written is given this long before it counts as a killed taker's.
+const LOCK_WRITE_GRACE: Duration = Duration::from_secs(1);
+
+fn read_holder(session: &Session, path: &str) -> Result<HeldBy> {
+    let parse = |text: &str| serde_json::from_str::<LockHolder>(text.trim()).ok();
+    let text = session.run(Effect::Read, &release::read_cmd(path))?;
+    if let Some(holder) = parse(&text) {
+        return Ok(HeldBy::Holder(holder));
+    }
+    let (exists, _, _) =
+        session.try_run(Effect::Read, &crate::support::command::Cmd::new("test").args(["-e", path]))?;
+    if !exists {
+        return Ok(HeldBy::Nothing);
+    }
+    std::thread::sleep(LOCK_WRITE_GRACE);
+    let text = session.run(Effect::Read, &release::read_cmd(path))?;
+    Ok(parse(&text).map_or(HeldBy::Unreadable(text), HeldBy::Holder))
 }
 
 impl Drop for Lock<'_, '_> {
@@ -347,3 +384,6 @@ pub fn check_restorable(session: &Session, layout: &Layout, state: &DeploymentSt
         gone.join(" and ")
     )
 }
+
+#[cfg(test)]
+mod tests;

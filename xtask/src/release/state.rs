@@ -259,11 +259,14 @@ impl LockHolder {
             .then(|| Cmd::new("kill").args(["-0", &self.pid.to_string()]).succeeds())
     }
 
-    /// Stale: older than `timeout_seconds`, and its process not alive (when that can be
-    /// checked; a holder on another machine is judged by age alone).
+    /// Stale: a holder on this machine whose process is gone, at once; a holder on
+    /// another machine, whose process cannot be checked, once older than
+    /// `timeout_seconds`. A live holder here is never stale.
     pub fn is_stale(&self, timeout_seconds: u32) -> bool {
-        let old = self.age_seconds().is_none_or(|age| age > i64::from(timeout_seconds));
-        old && self.alive_here() != Some(true)
+        match self.alive_here() {
+            Some(alive) => !alive,
+            None => self.age_seconds().is_none_or(|age| age > i64::from(timeout_seconds)),
+        }
     }
 }
 

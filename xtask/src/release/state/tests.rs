@@ -70,15 +70,16 @@ fn history_round_trips_through_json() {
 }
 
 #[test]
-fn locks_are_stale_only_when_old_and_not_known_alive() {
+fn locks_are_stale_when_their_holder_is_dead_here_or_old_elsewhere() {
     let mut lock = LockHolder::new("deploy", "v1");
     // Ours and alive, however old.
     lock.since = "2000-01-01T00:00:00Z".into();
     assert!(!lock.is_stale(60));
-    // A dead process on this machine, but the lock is fresh.
+    // A dead process on this machine: stale at once (issue 12: a killed deploy's lock
+    // refused every deploy for 30 minutes).
     let mut dead = LockHolder::new("deploy", "v1");
     dead.pid = 4_000_000;
-    assert!(!dead.is_stale(60));
+    assert!(dead.is_stale(60));
     dead.since = "2000-01-01T00:00:00Z".into();
     assert!(dead.is_stale(60));
     // Another machine: judged by age.
