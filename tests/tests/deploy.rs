@@ -7,7 +7,8 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use cultivate_tests::deploy::{
-    DeployConfig, Ran, activities, assert_serves, built_manifest_path, deploy, derived_version, status, wait_bounded,
+    DeployConfig, Ran, activities, assert_serves, built_manifest_path, deploy, derived_version, running_images, status,
+    wait_bounded,
 };
 use cultivate_tests::hosts::{HostVariant, TestHost};
 use cultivate_tests::{get, get_when_up, http, require_engine};
@@ -103,6 +104,7 @@ impl Scenarios {
     fn reset(&mut self) {
         restore_gunzip(self.host);
         host_sh(self.host, "rm -f /usr/local/bin/docker");
+        unwrap_compose(self.host);
     }
 
     fn deploy(&mut self, manifest: &Path) -> Ran {
@@ -419,6 +421,129 @@ fn an_ssh_connection_cut_mid_transfer_keeps_the_previous_release() {
     assert!(activities(host).contains(&title));
 }
 
+/// Replaces `docker-compose` on the host with a wrapper that, for `up`, runs `before`,
+/// then compose, then `after` (removed by `unwrap_compose`).
+fn wrap_compose_up(host: &TestHost, before: &str, after: &str) {
+    let script = format!(
+        "#!/bin/sh\ncase \" $* \" in *\" up \"*) {before}; /usr/bin/docker-compose \"$@\"; code=$?; {after}; exit $code;; esac\n\
+         exec /usr/bin/docker-compose \"$@\"\n"
+    );
+    host_sh(
+        host,
+        &format!("cat > /usr/local/bin/docker-compose <<'EOF'\n{script}EOF\nchmod 755 /usr/local/bin/docker-compose"),
+    );
+    host_sh(host, "rm -f /tmp/compose-up-started /tmp/compose-up-done");
+}
+
+fn unwrap_compose(host: &TestHost) {
+    host_sh(host, "rm -f /usr/local/bin/docker-compose /tmp/compose-up-started /tmp/compose-up-done");
+}
+
+/// Sends `signal` to the deploy `child` (its own process only, as `kill` does).
+fn signal(child: &std::process::Child, signal: &str) {
+    let sent = std::process::Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status();
+    assert!(sent.unwrap().success(), "kill -{signal} {}", child.id());
+}
+
+/// The release `status` says is current, and what it says of drift.
+fn current_and_drift(config: &DeployConfig) -> (String, Vec<String>) {
+    let status = status(config);
+    let current = status["current"]["version"].as_str().unwrap_or_default().to_string();
+    let drift = status["drift"].as_array().expect("drift").iter().map(|d| d.to_string()).collect();
+    (current, drift)
+}
+
+/// Issue 12: a deploy interrupted in any phase leaves the host as it was or as
+/// recorded, `status` tells the truth, and the next command proceeds at once.
+#[test]
+fn an_interrupted_deploy_leaves_the_host_as_recorded_and_the_next_one_proceeds() {
+    let mut s = scenarios();
+    let title = s.row();
+    s.ensure_serving(&v3(), "e2e-v3");
+    let v4 = v4();
+    let v4_path = v4.to_string_lossy().into_owned();
+    let host = s.host;
+    let deploy_args = ["deploy", "--host", "e2e", "--manifest", v4_path.as_str(), "--yes"];
+
+    // SIGTERM while shipping: it stops at once; nothing started, nothing recorded.
+    s.remove_from_host("e2e-v4");
+    wrap_gunzip(host, "touch /tmp/gunzip-started; sleep 30");
+    let child = s.config.spawn(&deploy_args).unwrap();
+    wait_on_host(host, "ls /tmp/gunzip-started 2>/dev/null", "the transfer to start");
+    signal(&child, "TERM");
+    let stopped = wait_bounded(child, 60).unwrap();
+    restore_gunzip(host);
+    assert!(!stopped.success && stopped.stderr.contains("SIGTERM: stopping now"), "{}", stopped.all());
+    assert_eq!(current_and_drift(&s.config), ("e2e-v3".to_string(), Vec::new()));
+    assert_serves(host, "e2e-v3", &s.config);
+
+    // SIGTERM while the new release starts: the deploy sees it through to the previous
+    // release, restored and recorded.
+    wrap_compose_up(host, "touch /tmp/compose-up-started; sleep 3", "true");
+    let child = s.config.spawn(&deploy_args).unwrap();
+    wait_on_host(host, "ls /tmp/compose-up-started 2>/dev/null", "the release to start");
+    signal(&child, "TERM");
+    let restored = wait_bounded(child, 300).unwrap();
+    unwrap_compose(host);
+    assert!(!restored.success, "{}", restored.all());
+    assert!(restored.stderr.contains("interrupted while"), "{}", restored.all());
+    assert!(restored.stderr.contains("the previous release e2e-v3 was restored and is healthy"), "{}", restored.all());
+    assert_eq!(current_and_drift(&s.config), ("e2e-v3".to_string(), Vec::new()));
+    let history = status(&s.config)["history"].clone();
+    let statuses: Vec<String> =
+        history.as_array().unwrap().iter().rev().take(2).map(|d| d["status"].to_string()).collect();
+    assert_eq!(statuses, ["\"rolled_back\"", "\"failed\""], "{history:#}");
+    assert_serves(host, "e2e-v3", &s.config);
+
+    // SIGKILL once the new release is up: nothing can be recorded; `status` names the
+    // drift, and `rollback --to` the current release puts it right.
+    wrap_compose_up(host, "true", "touch /tmp/compose-up-done; sleep 30");
+    let mut child = s.config.spawn(&deploy_args).unwrap();
+    wait_on_host(host, "ls /tmp/compose-up-done 2>/dev/null", "the release to be up");
+    child.kill().unwrap();
+    let _ = child.wait();
+    unwrap_compose(host);
+    let (current, drift) = current_and_drift(&s.config);
+    assert_eq!(current, "e2e-v3");
+    assert!(drift.len() >= 2 && drift.iter().all(|d| d.contains("e2e-v4")), "{drift:?}");
+    let text = s.config.run(&["status", "--host", "e2e"]).unwrap();
+    assert!(text.stdout.contains("drift:") && text.stdout.contains("cargo xtask rollback"), "{}", text.all());
+    let reconciled = s.rollback(&["--to", "e2e-v3"]);
+    assert!(reconciled.success, "rollback --to the current release in drift: {}", reconciled.all());
+    assert!(reconciled.stderr.contains("is not the current release e2e-v3"), "{}", reconciled.all());
+    assert_eq!(current_and_drift(&s.config), ("e2e-v3".to_string(), Vec::new()));
+    assert_serves(host, "e2e-v3", &s.config);
+
+    // The SSH connection cut during the health wait: the next command finds the host
+    // as recorded or names the drift, and the next deploy proceeds at once.
+    wrap_compose_up(host, "true", "touch /tmp/compose-up-done");
+    let child = s.config.spawn(&deploy_args).unwrap();
+    wait_on_host(host, "ls /tmp/compose-up-done 2>/dev/null", "the release to be up");
+    host_sh(host, "pkill -f 'sshd: root@' ; true");
+    let cut = wait_bounded(child, 300).unwrap();
+    unwrap_compose(host);
+    let (current, drift) = current_and_drift(&s.config);
+    let serving: Vec<(String, String)> = running_images(&s.config);
+    let runs_v4 = serving.iter().all(|(_, image)| image.ends_with(":e2e-v4"));
+    let runs_v3 = serving.iter().all(|(_, image)| image.ends_with(":e2e-v3"));
+    assert!(
+        (current == "e2e-v4" && runs_v4 && drift.is_empty())
+            || (current == "e2e-v3" && runs_v3 && drift.is_empty())
+            || (current == "e2e-v3" && !drift.is_empty()),
+        "status is not truthful after the cut: current {current}, drift {drift:?}, running {serving:?}; the deploy \
+         said: {}",
+        cut.all()
+    );
+
+    // Whatever was left, the next deploy proceeds at once and ends healthy, data kept.
+    let next = s.deploy(&v4);
+    assert!(next.success, "the next deploy: {}", next.all());
+    assert!(!next.stderr.contains("is locked"), "{}", next.all());
+    assert_eq!(current_and_drift(&s.config), ("e2e-v4".to_string(), Vec::new()));
+    assert_serves(host, "e2e-v4", &s.config);
+    assert!(activities(host).contains(&title), "the row is gone");
+}
+
 #[test]
 fn concurrent_deploys_are_refused_and_a_stale_lock_is_taken_over() {
     let mut s = scenarios();
@@ -440,6 +565,16 @@ fn concurrent_deploys_are_refused_and_a_stale_lock_is_taken_over() {
         "{}",
         second_deploy.all()
     );
+    // `lock` shows the holder; its heartbeat keeps renewing it (`lock_timeout_seconds`
+    // is 3 here: a beat each second) well past the timeout.
+    std::thread::sleep(Duration::from_secs(4));
+    let shown = lock_json(&s.config);
+    assert_eq!(shown["holder"]["pid"], holder.id(), "{shown:#}");
+    assert_eq!(shown["stale"], false, "{shown:#}");
+    assert!(shown["silent_seconds"].as_i64().is_some_and(|s| s <= 2), "no heartbeat: {shown:#}");
+    // A holder running on this machine is not broken.
+    let refused = s.config.run(&["lock", "--host", "e2e", "--release"]).unwrap();
+    assert!(!refused.success && refused.stderr.contains("which is running"), "{}", refused.all());
     holder.kill().unwrap();
     let _ = holder.wait();
     host_sh(host, "pkill -f 'sshd: root@' ; true");
@@ -452,6 +587,33 @@ fn concurrent_deploys_are_refused_and_a_stale_lock_is_taken_over() {
     assert_serves(host, "e2e-v4", &s.config);
     assert!(activities(host).contains(&title), "the row is gone at the end");
     assert!(host_sh(host, "ls /opt/cultivate/deploy.lock 2>/dev/null").trim().is_empty(), "the lock was left behind");
+
+    // A holder on another machine that keeps its heartbeat is never taken over, however
+    // old; `lock --release` breaks it, and the history records who did.
+    let remote = r#"{"who":"ci@elsewhere","since":"2000-01-01T00:00:00Z","pid":77,"origin":"elsewhere","version":"x","operation":"deploy","heartbeat_seconds":1}"#;
+    host_sh(host, &format!("printf '%s\\n' '{remote}' > /opt/cultivate/deploy.lock"));
+    let refused = s.deploy(&v4);
+    assert!(!refused.success && refused.stderr.contains("ci@elsewhere"), "{}", refused.all());
+    assert!(refused.stderr.contains("cargo xtask lock --host e2e --release"), "{}", refused.all());
+    let shown = lock_json(&s.config);
+    assert_eq!(shown["holder"]["origin"], "elsewhere", "{shown:#}");
+    let released = s.config.run(&["lock", "--host", "e2e", "--release"]).unwrap();
+    assert!(released.success, "{}", released.all());
+    assert!(host_sh(host, "ls /opt/cultivate/deploy.lock 2>/dev/null").trim().is_empty(), "lock --release left it");
+    assert_eq!(lock_json(&s.config), serde_json::Value::Null);
+    let events = status(&s.config)["events"].clone();
+    let last = events.as_array().and_then(|e| e.last()).cloned().unwrap_or_default();
+    assert_eq!(last["kind"], "lock-released", "{events:#}");
+    assert!(last["detail"].as_str().unwrap_or_default().contains("ci@elsewhere"), "{events:#}");
+    let after = s.deploy(&v4);
+    assert!(after.success, "deploy after lock --release: {}", after.all());
+}
+
+/// `cargo xtask lock --json` on the scenarios' host.
+fn lock_json(config: &DeployConfig) -> serde_json::Value {
+    let ran = config.run(&["lock", "--host", "e2e", "--json"]).unwrap();
+    assert!(ran.success, "lock failed: {}", ran.all());
+    serde_json::from_str(&ran.stdout).unwrap_or_else(|e| panic!("lock --json is not JSON ({e}): {}", ran.stdout))
 }
 
 #[test]

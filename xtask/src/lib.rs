@@ -40,6 +40,8 @@ pub enum Task {
     Status(tasks::status::StatusArgs),
     /// The containers' logs on a host.
     Logs(tasks::logs::LogsArgs),
+    /// Who holds a host's deploy lock; --release breaks it (recorded in the history).
+    Lock(tasks::lock::LockArgs),
     /// The pre-merge check: formatting, clippy, images, and every test on a real engine.
     Verify(tasks::verify::VerifyArgs),
 }
@@ -58,5 +60,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Task::Rollback(args) => tasks::rollback::run(&project, &args),
         Task::Status(args) => tasks::status::run(&project, &args),
         Task::Logs(args) => tasks::logs::run(&project, &args),
+        Task::Lock(args) => tasks::lock::run(&project, &args),
     }
 }

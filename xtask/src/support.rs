@@ -3,6 +3,7 @@
 
 pub mod command;
 pub mod digest;
+pub mod interrupt;
 pub mod log;
 pub mod project;
 pub mod secrets;

@@ -4,6 +4,7 @@
 pub mod deploy;
 pub mod doctor;
 pub mod images;
+pub mod lock;
 pub mod logs;
 pub mod render;
 pub mod rollback;

@@ -10,15 +10,17 @@ use crate::model::config::Config;
 use crate::model::image::{Image, names_same_image};
 use crate::model::platform::TargetOs;
 use crate::model::service::Service;
-use crate::release::rollout::{self, StartFailure};
+use crate::release::rollout::{self, OnInterrupt, StartFailure};
 use crate::release::stack::Stack;
 use crate::release::state::{self as release, DeploymentState, History, Layout, ReleaseStatus};
+use crate::support::interrupt;
 
 /// Starts `state` (written, not yet started) and makes it current when healthy.
-/// Otherwise its failure is recorded and the previous release in `history` restored
-/// (checked complete first, so nothing is stopped for a target that cannot start); a
-/// first deploy's stack is stopped. Either way the data volume is never touched.
-/// Returns the history as written on success.
+/// Otherwise (unhealthy, interrupted by the user, or any error once it started: an SSH
+/// drop, a history that cannot be written) its failure is recorded and the previous
+/// release in `history` restored (checked complete first, so nothing is stopped for a
+/// target that cannot start); a first deploy's stack is stopped. Either way the data
+/// volume is never touched. Returns the history as written on success.
 pub fn go_live(
     session: &Session,
     config: &Config,
@@ -45,23 +47,41 @@ pub fn go_live(
         };
         return rollout::record(session, layout, history, &entry);
     }
-    let failure = match rollout::start_and_wait(session, stack, config, &release_dir)? {
-        Ok(health) => {
-            session.run(Effect::Change, &release::point_current_cmd(layout, &version))?;
-            let entry = DeploymentState {
-                status: ReleaseStatus::Active,
-                health_checks: health,
-                timestamp: crate::support::log::now_rfc3339(),
-                ..state
-            };
-            return rollout::record(session, layout, history, &entry);
-        }
-        Err(failure) => failure,
+    // From here until the host is recorded, Ctrl-C and SIGTERM restore, not abandon.
+    let _critical = interrupt::Critical::enter();
+    let started = (|| -> Result<std::result::Result<History, StartFailure>> {
+        let health = match rollout::start_and_wait(session, stack, config, &release_dir, OnInterrupt::GiveUp)? {
+            Ok(health) => health,
+            Err(failure) => return Ok(Err(failure)),
+        };
+        let entry = DeploymentState {
+            status: ReleaseStatus::Active,
+            health_checks: health,
+            timestamp: crate::support::log::now_rfc3339(),
+            ..state.clone()
+        };
+        // The history is the record; `current` follows it.
+        let written = rollout::record(session, layout, history, &entry)?;
+        session.run(Effect::Change, &release::point_current_cmd(layout, &version))?;
+        Ok(Ok(written))
+    })();
+    let failure = match started {
+        Ok(Ok(written)) => return Ok(written),
+        Ok(Err(failure)) => failure,
+        Err(err) => StartFailure { reason: format!("{err:#}"), logs: Vec::new() },
     };
+    interrupt::acknowledge();
     rollout::report_failure(session, &release_dir, &failure);
     let failed =
         DeploymentState { status: ReleaseStatus::Failed, timestamp: crate::support::log::now_rfc3339(), ..state };
-    let history = rollout::record(session, layout, history, &failed)?;
+    // The failure is recorded when the host lets it be; the restore goes ahead anyway.
+    let history = match rollout::record(session, layout, history, &failed) {
+        Ok(written) => written,
+        Err(err) => {
+            session.log.warn(format!("could not record {version} as failed on {}: {err:#}", session.name));
+            history.clone()
+        }
+    };
     match previous {
         Some(previous) => {
             // Nothing is stopped for a target that cannot start: a pruned directory or
@@ -136,9 +156,10 @@ fn already_serving(
     Ok(health.iter().all(|h| h.status == "healthy").then_some(health))
 }
 
-/// Starts the release `target` (already on the host) and, once healthy, points
-/// `current` at it and records it as rolled back, replacing `replaced`. A failure to
-/// get healthy is reported (its logs saved in its directory) and returned.
+/// Starts the release `target` (already on the host) and, once healthy, records it as
+/// rolled back, replacing `replaced`, and points `current` at it. A failure to get
+/// healthy is reported (its logs saved in its directory) and returned. Ctrl-C does not
+/// stop it halfway: it is the way back to a recorded state.
 pub fn restore(
     session: &Session,
     config: &Config,
@@ -148,10 +169,10 @@ pub fn restore(
     target: &DeploymentState,
     replaced: Option<String>,
 ) -> Result<std::result::Result<DeploymentState, StartFailure>> {
+    let _critical = interrupt::Critical::enter();
     let dir = layout.release_dir(&target.version);
-    match rollout::start_and_wait(session, stack, config, &dir)? {
+    match rollout::start_and_wait(session, stack, config, &dir, OnInterrupt::Finish)? {
         Ok(health) => {
-            session.run(Effect::Change, &release::point_current_cmd(layout, &target.version))?;
             let entry = DeploymentState {
                 status: ReleaseStatus::RolledBack,
                 timestamp: crate::support::log::now_rfc3339(),
@@ -160,6 +181,7 @@ pub fn restore(
                 ..target.clone()
             };
             rollout::record(session, layout, history, &entry)?;
+            session.run(Effect::Change, &release::point_current_cmd(layout, &target.version))?;
             Ok(Ok(entry))
         }
         Err(failure) => {

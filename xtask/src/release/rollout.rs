@@ -11,6 +11,7 @@ use crate::model::config::Config;
 use crate::model::service::Service;
 use crate::release::stack::{ContainerState, Stack};
 use crate::release::state::{self as release, DeploymentState, HealthCheckResult, History, Layout, LockHolder};
+use crate::support::interrupt;
 use crate::support::log::now_rfc3339;
 
 /// The deploy lock, held until dropped (released on every path out of a task,
@@ -21,30 +22,37 @@ pub struct Lock<'s, 'a> {
     holder: LockHolder,
 }
 
+/// How many times taking the lock looks again after a takeover found it changed or
+/// another takeover under way.
+const LOCK_ATTEMPTS: u32 = 20;
+
 impl<'s, 'a> Lock<'s, 'a> {
     /// Takes the lock, or refuses with the holder's details. A stale lock (its holder's
-    /// process gone from this machine, or a holder elsewhere older than `[runtime]
+    /// process gone from this machine, or a holder elsewhere silent for `[runtime]
     /// lock_timeout_seconds`), or a lock file a killed taker left without its record, is
-    /// taken over with a warning.
+    /// taken over with a warning, atomically: of several takers exactly one wins.
     pub fn take(session: &'s Session<'a>, config: &Config, operation: &str, version: &str) -> Result<Lock<'s, 'a>> {
         let layout = Layout::new(&session.paths);
         let path = layout.lock();
-        let holder = LockHolder::new(operation, version);
-        for _ in 0..2 {
+        let timeout = config.runtime.lock_timeout_seconds;
+        let mut holder = LockHolder::new(operation, version);
+        holder.heartbeat_seconds = Some(release::heartbeat_interval(timeout).as_secs() as u32);
+        let record = holder.to_json();
+        if session.dry_run {
+            session.run(Effect::Change, &release::take_lock_cmd(&path))?;
+            return Ok(Lock { session, path, holder });
+        }
+        for _ in 0..LOCK_ATTEMPTS {
             let cmd = release::take_lock_cmd(&path);
-            if session.dry_run {
-                session.run(Effect::Change, &cmd)?;
-                return Ok(Lock { session, path, holder });
-            }
             session.log.debug(format!("$ {cmd}"));
-            let taken = session.transport.output_with_input(&cmd, &mut holder.to_json().as_bytes());
+            let taken = session.transport.output_with_input(&cmd, &mut record.as_bytes());
             if taken.is_ok() {
                 session.log.info(format!("took the deploy lock {path}"));
                 return Ok(Lock { session, path, holder });
             }
-            let current = match read_holder(session, &path)? {
-                HeldBy::Holder(current) => current,
-                HeldBy::Nothing => return Err(taken.unwrap_err()).with_context(|| format!("could not create {path}")),
+            let (text, current) = match read_holder(session, &path)? {
+                HeldBy::Holder(text, current) => (text, current),
+                HeldBy::Nothing => continue,
                 HeldBy::Unreadable(text) => {
                     let what = if text.trim().is_empty() {
                         "is empty".to_string()
@@ -55,31 +63,47 @@ impl<'s, 'a> Lock<'s, 'a> {
                         "{path} on {} {what}: left by a deploy killed while taking the lock; taking it over",
                         session.name
                     ));
-                    let _ = session.try_run(Effect::Change, &release::retire_lock_cmd(&path, 0))?;
-                    continue;
+                    (text, None)
                 }
             };
-            if !current.is_stale(config.runtime.lock_timeout_seconds) {
-                bail!(
-                    "{} is locked: a {current}. Wait for it to finish. If that process is gone (on another \
-                     machine), the lock is taken over once it is older than {} s (`[runtime] \
-                     lock_timeout_seconds`), or remove {path} by hand.",
-                    session.name,
-                    config.runtime.lock_timeout_seconds
-                );
+            if let Some((silent, current)) = &current {
+                if !current.is_stale(*silent, timeout) {
+                    bail!(
+                        "{} is locked: a {current}. Wait for it to finish. If that process is gone (on another \
+                         machine), the lock is taken over once it has gone {timeout} s without a heartbeat \
+                         (`[runtime] lock_timeout_seconds`), or break it with `cargo xtask lock --host {} --release`.",
+                        session.name,
+                        session.name
+                    );
+                }
+                session.log.warn(format!("taking over a stale deploy lock on {}: {current}", session.name));
             }
-            session.log.warn(format!("taking over a stale deploy lock on {}: {current}", session.name));
-            // Of two deploys taking over at once only one moves the stale lock aside.
-            let _ = session.try_run(Effect::Change, &release::retire_lock_cmd(&path, current.pid))?;
+            let takeover = release::takeover_lock_cmd(&path, &text);
+            session.log.debug(format!("$ {takeover}"));
+            let answer = session
+                .transport
+                .output_with_input(&takeover, &mut record.as_bytes())
+                .with_context(|| format!("could not take over {path} on {}", session.name))?;
+            match release::Takeover::parse(&answer) {
+                Some(release::Takeover::Taken) => {
+                    session.log.info(format!("took over the deploy lock {path}"));
+                    return Ok(Lock { session, path, holder });
+                }
+                // Another taker is at it, or was first: look again.
+                Some(release::Takeover::Busy) => std::thread::sleep(Duration::from_millis(100)),
+                Some(release::Takeover::Changed) => {}
+                None => bail!("could not take over {path} on {}: `{takeover}` printed {answer:?}", session.name),
+            }
         }
-        bail!("could not take the deploy lock {path} on {}", session.transport)
+        bail!("could not take the deploy lock {path} on {}: it kept changing hands", session.transport)
     }
 }
 
 /// What the lock file says when taking it failed.
 enum HeldBy {
-    Holder(LockHolder),
-    /// No lock file: taking it failed for another reason.
+    /// The file's text, and its holder with the seconds since its last heartbeat.
+    Holder(String, Option<(Option<i64>, LockHolder)>),
+    /// No lock file: it was released meanwhile.
     Nothing,
     /// A lock file without a record, still so after [`LOCK_WRITE_GRACE`].
     Unreadable(String),
@@ -89,20 +113,92 @@ enum HeldBy {
 /// half-written is given this long before it counts as a killed taker's.
 const LOCK_WRITE_GRACE: Duration = Duration::from_secs(1);
 
+/// The lock file's holder as the host shows it now.
+pub fn read_lock(session: &Session, path: &str) -> Result<Option<(Option<i64>, String)>> {
+    let listing = session.run(Effect::Read, &release::read_lock_cmd(path))?;
+    Ok(release::parse_lock_listing(&listing))
+}
+
 fn read_holder(session: &Session, path: &str) -> Result<HeldBy> {
     let parse = |text: &str| serde_json::from_str::<LockHolder>(text.trim()).ok();
-    let text = session.run(Effect::Read, &release::read_cmd(path))?;
+    let Some((silent, text)) = read_lock(session, path)? else { return Ok(HeldBy::Nothing) };
     if let Some(holder) = parse(&text) {
-        return Ok(HeldBy::Holder(holder));
-    }
-    let (exists, _, _) =
-        session.try_run(Effect::Read, &crate::support::command::Cmd::new("test").args(["-e", path]))?;
-    if !exists {
-        return Ok(HeldBy::Nothing);
+        return Ok(HeldBy::Holder(text, Some((silent, holder))));
     }
     std::thread::sleep(LOCK_WRITE_GRACE);
-    let text = session.run(Effect::Read, &release::read_cmd(path))?;
-    Ok(parse(&text).map_or(HeldBy::Unreadable(text), HeldBy::Holder))
+    let Some((silent, text)) = read_lock(session, path)? else { return Ok(HeldBy::Nothing) };
+    Ok(match parse(&text) {
+        Some(holder) => HeldBy::Holder(text, Some((silent, holder))),
+        None => HeldBy::Unreadable(text),
+    })
+}
+
+/// The deploy lock as `cargo xtask lock` shows it.
+#[derive(Debug, serde::Serialize)]
+pub struct LockView {
+    pub path: String,
+    /// The lock file's text, as read.
+    pub text: String,
+    /// Its holder, when the text is a lock record.
+    pub holder: Option<LockHolder>,
+    /// Seconds since the holder last renewed it, by the host's clock.
+    pub silent_seconds: Option<i64>,
+    /// Whether a deploy would take it over now.
+    pub stale: bool,
+}
+
+/// Who holds the host's deploy lock, if anyone.
+pub fn inspect_lock(session: &Session, config: &Config) -> Result<Option<LockView>> {
+    let path = Layout::new(&session.paths).lock();
+    let Some((silent_seconds, text)) = read_lock(session, &path)? else { return Ok(None) };
+    let holder = serde_json::from_str::<LockHolder>(text.trim()).ok();
+    let stale = holder.as_ref().is_none_or(|h| h.is_stale(silent_seconds, config.runtime.lock_timeout_seconds));
+    Ok(Some(LockView { path, text, holder, silent_seconds, stale }))
+}
+
+/// Breaks the lock `view` showed, provided it is still the same: takes it over, records
+/// the break in the host's history, and releases it. A holder known to be running (on
+/// this machine) is refused: stop it first.
+pub fn break_lock(session: &Session, config: &Config, view: &LockView) -> Result<()> {
+    if let Some(holder) = &view.holder
+        && holder.alive_here() == Some(true)
+    {
+        bail!(
+            "the lock on {} is held by process {} on this machine, which is running: stop it first (`kill {}`), \
+             then release the lock if it is still there",
+            session.name,
+            holder.pid,
+            holder.pid
+        );
+    }
+    let mut ours = LockHolder::new("lock release", "-");
+    ours.heartbeat_seconds = Some(release::heartbeat_interval(config.runtime.lock_timeout_seconds).as_secs() as u32);
+    let takeover = release::takeover_lock_cmd(&view.path, &view.text);
+    let answer = session.transport.output_with_input(&takeover, &mut ours.to_json().as_bytes())?;
+    if release::Takeover::parse(&answer) != Some(release::Takeover::Taken) {
+        bail!(
+            "the lock on {} changed while it was being released ({answer}): look again with `cargo xtask lock --host {}`",
+            session.name,
+            session.name
+        );
+    }
+    let lock = Lock { session, path: view.path.clone(), holder: ours };
+    let layout = Layout::new(&session.paths);
+    let mut history = read_history(session, &layout)?;
+    let detail = match &view.holder {
+        Some(holder) => format!("released the deploy lock held by a {holder}"),
+        None => format!("released a deploy lock file without a record ({:?})", view.text.trim()),
+    };
+    history.events.push(release::HostEvent {
+        timestamp: now_rfc3339(),
+        kind: "lock-released".into(),
+        by: release::who_am_i(),
+        detail: detail.clone(),
+    });
+    session.upload(history.to_json().as_bytes(), &layout.history(), 0o644)?;
+    drop(lock);
+    session.log.info(format!("{detail} on {}; recorded in {}", session.name, layout.history()));
+    Ok(())
 }
 
 impl Drop for Lock<'_, '_> {
@@ -115,7 +211,8 @@ impl Drop for Lock<'_, '_> {
     }
 }
 
-/// Runs `work` holding the deploy lock, released however `work` ends.
+/// Runs `work` holding the deploy lock, released however `work` ends. Meanwhile a
+/// heartbeat renews the lock, so a holder on another machine is known alive.
 pub fn with_lock<T>(
     session: &Session,
     config: &Config,
@@ -124,7 +221,26 @@ pub fn with_lock<T>(
     work: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
     let lock = Lock::take(session, config, operation, version)?;
-    let result = work();
+    let interval = release::heartbeat_interval(config.runtime.lock_timeout_seconds);
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let result = std::thread::scope(|scope| {
+        if !session.dry_run {
+            let renew = release::renew_lock_cmd(&lock.path, &lock.holder);
+            scope.spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                    if let Err(err) = session.transport.output(&renew) {
+                        session.log.warn(format!(
+                            "could not renew the deploy lock on {} (another deploy may take it over): {err:#}",
+                            session.name
+                        ));
+                    }
+                }
+            });
+        }
+        let result = work();
+        drop(stop);
+        result
+    });
     drop(lock);
     result
 }
@@ -137,6 +253,14 @@ pub struct StartFailure {
     pub logs: Vec<(String, String)>,
 }
 
+/// What a wait for health does when the user interrupts (Ctrl-C, SIGTERM): a deploy's
+/// new release gives up (and the previous one is restored); a restore is seen through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnInterrupt {
+    GiveUp,
+    Finish,
+}
+
 /// Starts the release in `release_dir` and waits until every service is healthy,
 /// with exponential backoff and an overall limit of `[health] timeout_seconds`.
 pub fn start_and_wait(
@@ -144,34 +268,52 @@ pub fn start_and_wait(
     stack: &Stack,
     config: &Config,
     release_dir: &str,
+    on_interrupt: OnInterrupt,
 ) -> Result<std::result::Result<Vec<HealthCheckResult>, StartFailure>> {
     let up = stack.up_cmd(release_dir);
     let (started, _, stderr) = session.try_run(Effect::Change, &up)?;
     if session.dry_run {
         return Ok(Ok(Vec::new()));
     }
-    if !started {
+    let given_up = || on_interrupt == OnInterrupt::GiveUp && interrupt::interrupted();
+    if !started || given_up() {
         // Compose gives up when a dependency turns unhealthy; the containers tell why.
         let containers = read_containers(session, stack)?;
-        return Ok(Err(failure(session, stack, &containers, format!("`{up}` failed: {}", last_lines(&stderr, 5)))));
+        let reason = if started {
+            "interrupted while the release was starting".to_string()
+        } else {
+            format!("`{up}` failed: {}", last_lines(&stderr, 5))
+        };
+        return Ok(Err(failure(session, stack, &containers, reason)));
+    }
+    enum Wait {
+        Healthy,
+        Failed,
+        Interrupted,
     }
     let limit = Duration::from_secs(config.health.timeout_seconds.into());
     let mut last = Vec::new();
     let outcome = with_backoff(limit, Duration::from_millis(250), Duration::from_secs(2), || {
+        if given_up() {
+            return Ok(Some(Wait::Interrupted));
+        }
         let containers = read_containers(session, stack)?;
         let health = evaluate(session, stack, &containers)?;
         last = containers;
         if last.iter().any(ContainerState::has_failed) {
-            return Ok(Some(false));
+            return Ok(Some(Wait::Failed));
         }
-        Ok(health.iter().all(|h| h.status == "healthy").then_some(true))
+        Ok(health.iter().all(|h| h.status == "healthy").then_some(Wait::Healthy))
     })?;
     match outcome {
-        Some(true) => {
+        Some(Wait::Healthy) => {
             let health = evaluate(session, stack, &last)?;
             Ok(Ok(health))
         }
-        Some(false) => {
+        Some(Wait::Interrupted) => {
+            Ok(Err(failure(session, stack, &last, "interrupted while waiting for health".to_string())))
+        }
+        Some(Wait::Failed) => {
             let failed: Vec<&str> = last.iter().filter(|c| c.has_failed()).map(|c| c.service.as_str()).collect();
             Ok(Err(failure(
                 session,
@@ -194,6 +336,44 @@ pub fn start_and_wait(
             )))
         }
     }
+}
+
+/// How what runs differs from the release the history records as current, one line
+/// per difference; empty when they agree. A deploy killed while its release started,
+/// or cut off from the host, leaves such a difference; `status` reports it and `deploy`
+/// and `rollback` put it right.
+pub fn drift(current: Option<&DeploymentState>, containers: &[ContainerState]) -> Vec<String> {
+    let Some(current) = current else {
+        let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
+        return if names.is_empty() {
+            Vec::new()
+        } else {
+            vec![format!("containers run ({}) but no release is recorded as current", names.join(", "))]
+        };
+    };
+    let mut differences = Vec::new();
+    for service in Service::ALL {
+        let Some(expected) = current.images.iter().find(|i| i.service == service.name()) else { continue };
+        match containers.iter().find(|c| c.service == service.compose_name()) {
+            None => differences.push(format!(
+                "{} has no container (the current release {} runs {})",
+                service.compose_name(),
+                current.version,
+                expected.reference
+            )),
+            Some(c) if !crate::model::image::names_same_image(&c.image, &expected.reference) => {
+                differences.push(format!(
+                    "{} runs {}, but the current release {} runs {}",
+                    service.compose_name(),
+                    c.image,
+                    current.version,
+                    expected.reference
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    differences
 }
 
 pub fn read_containers(session: &Session, stack: &Stack) -> Result<Vec<ContainerState>> {

@@ -127,10 +127,26 @@ pub struct DeploymentState {
     pub replaced: Option<String>,
 }
 
-/// `deployments.json`: every deploy and rollback on a host, oldest first.
+/// `deployments.json`: every deploy and rollback on a host, oldest first, and the
+/// other events that changed it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct History {
     pub deployments: Vec<DeploymentState>,
+    /// What else was done to the host, oldest first: a broken lock.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<HostEvent>,
+}
+
+/// Something done to a host that is not a release: kept in the history for the record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostEvent {
+    /// RFC 3339.
+    pub timestamp: String,
+    /// What was done: `lock-released`.
+    pub kind: String,
+    /// Who did it: `user@machine`.
+    pub by: String,
+    pub detail: String,
 }
 
 impl History {
@@ -227,18 +243,23 @@ pub struct LockHolder {
     pub version: String,
     /// deploy or rollback.
     pub operation: String,
+    /// How often the holder renews the lock (touches the file), in seconds. Absent in
+    /// locks written before heartbeats: those are judged by `since`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_seconds: Option<u32>,
 }
 
 impl LockHolder {
     pub fn new(operation: &str, version: &str) -> LockHolder {
         let origin = crate::support::project::host_name();
         LockHolder {
-            who: format!("{}@{origin}", local_user()),
+            who: who_am_i(),
             since: now_rfc3339(),
             pid: std::process::id(),
             origin,
             version: version.to_string(),
             operation: operation.to_string(),
+            heartbeat_seconds: None,
         }
     }
 
@@ -260,14 +281,25 @@ impl LockHolder {
     }
 
     /// Stale: a holder on this machine whose process is gone, at once; a holder on
-    /// another machine, whose process cannot be checked, once older than
-    /// `timeout_seconds`. A live holder here is never stale.
-    pub fn is_stale(&self, timeout_seconds: u32) -> bool {
+    /// another machine, whose process cannot be checked, once its lock has gone
+    /// `timeout_seconds` without a heartbeat (`silent_seconds`, by the host's clock:
+    /// no two machines' clocks are compared), or, for a lock without heartbeats, once
+    /// older than that. A live holder here is never stale.
+    pub fn is_stale(&self, silent_seconds: Option<i64>, timeout_seconds: u32) -> bool {
         match self.alive_here() {
             Some(alive) => !alive,
-            None => self.age_seconds().is_none_or(|age| age > i64::from(timeout_seconds)),
+            None => {
+                let silent = if self.heartbeat_seconds.is_some() { silent_seconds } else { self.age_seconds() };
+                silent.is_none_or(|age| age > i64::from(timeout_seconds))
+            }
         }
     }
+}
+
+/// How often a holder renews its lock: often enough that a few missed beats fit in
+/// `[runtime] lock_timeout_seconds`.
+pub fn heartbeat_interval(timeout_seconds: u32) -> std::time::Duration {
+    std::time::Duration::from_secs(u64::from((timeout_seconds / 4).clamp(1, 15)))
 }
 
 impl fmt::Display for LockHolder {
@@ -280,6 +312,11 @@ impl fmt::Display for LockHolder {
     }
 }
 
+/// `user@machine` of whoever runs this.
+pub fn who_am_i() -> String {
+    format!("{}@{}", local_user(), crate::support::project::host_name())
+}
+
 fn local_user() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
@@ -288,7 +325,7 @@ fn local_user() -> String {
 }
 
 /// Creates `path` from stdin only if it does not exist (O_EXCL through `set -C`): the
-/// one atomic step that takes the lock. Exits 3 when the lock is held.
+/// one atomic step that takes a free lock. Exits 3 when the lock is held.
 pub fn take_lock_cmd(path: &str) -> Cmd {
     let script = "mkdir -p \"$(dirname \"$1\")\" || exit 1; \
                   if ( set -C; cat > \"$1\" ) 2>/dev/null; then exit 0; fi; \
@@ -296,20 +333,74 @@ pub fn take_lock_cmd(path: &str) -> Cmd {
     Cmd::new("sh").args(["-c", script, "take-lock"]).arg(path)
 }
 
-/// Moves a stale lock aside and deletes it (`mv` is atomic: of two takers only one
-/// moves it; the other fails).
-pub fn retire_lock_cmd(path: &str, holder_pid: u32) -> Cmd {
-    Cmd::new("sh")
-        .args(["-c", "mv \"$1\" \"$2\" && rm -f \"$2\"", "retire-lock"])
-        .arg(path)
-        .arg(format!("{path}.stale.{holder_pid}"))
+/// What [`takeover_lock_cmd`] printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Takeover {
+    /// The lock is ours now.
+    Taken,
+    /// Another takeover is under way.
+    Busy,
+    /// The lock no longer holds what was read: someone else took or released it.
+    Changed,
+}
+
+impl Takeover {
+    pub fn parse(text: &str) -> Option<Takeover> {
+        match text.trim() {
+            "taken" => Some(Takeover::Taken),
+            "busy" => Some(Takeover::Busy),
+            "changed" => Some(Takeover::Changed),
+            _ => None,
+        }
+    }
+}
+
+/// Replaces a stale lock that still holds exactly `expected` (as read, trimmed) with
+/// the record on stdin, and prints a [`Takeover`]. A compare-and-swap: takeovers
+/// exclude each other through `<lock>.takeover` (created O_EXCL; one that a killed
+/// takeover left is removed after a minute), and the new record replaces the old in
+/// one `mv`, so the lock file never disappears and no plain taker slips in between.
+pub fn takeover_lock_cmd(path: &str, expected: &str) -> Cmd {
+    let script = "lock=$1; guard=\"$1.takeover\"; \
+                  if ! ( set -C; : > \"$guard\" ) 2>/dev/null; then \
+                    [ -z \"$(find \"$guard\" -mmin +1 2>/dev/null)\" ] || rm -f \"$guard\"; echo busy; exit 0; fi; \
+                  trap 'rm -f \"$guard\" \"$lock.new.$$\"' EXIT; \
+                  if [ ! -e \"$lock\" ] || [ \"$(cat \"$lock\")\" != \"$2\" ]; then echo changed; exit 0; fi; \
+                  cat > \"$lock.new.$$\" && mv -f \"$lock.new.$$\" \"$lock\" && echo taken";
+    Cmd::new("sh").args(["-c", script, "takeover-lock"]).arg(path).arg(expected.trim())
+}
+
+/// Prints `silent <seconds since the lock file last changed, by the host's clock>`
+/// and then the lock file, or nothing when there is no lock.
+pub fn read_lock_cmd(path: &str) -> Cmd {
+    let script = "[ -e \"$1\" ] || exit 0; \
+                  changed=$(stat -c %Y \"$1\" 2>/dev/null || stat -f %m \"$1\"); \
+                  echo \"silent $(( $(date +%s) - changed ))\"; cat \"$1\"";
+    Cmd::new("sh").args(["-c", script, "read-lock"]).arg(path)
+}
+
+/// What [`read_lock_cmd`] printed: the seconds since the last heartbeat and the
+/// file's text, or `None` when there is no lock file.
+pub fn parse_lock_listing(text: &str) -> Option<(Option<i64>, String)> {
+    let (first, rest) = text.split_once('\n').unwrap_or((text, ""));
+    let silent = first.strip_prefix("silent ")?.trim().parse().ok();
+    Some((silent, rest.to_string()))
+}
+
+/// The holder's heartbeat: touches the lock while it is still ours.
+pub fn renew_lock_cmd(path: &str, ours: &LockHolder) -> Cmd {
+    let script = "grep -q \"$2\" \"$1\" 2>/dev/null && touch \"$1\"";
+    Cmd::new("sh").args(["-c", script, "renew-lock"]).arg(path).arg(lock_marker(ours))
 }
 
 /// Releases the lock if it is still ours (the pid and origin match what we wrote).
 pub fn release_lock_cmd(path: &str, ours: &LockHolder) -> Cmd {
     let script = "grep -q \"$2\" \"$1\" 2>/dev/null && rm -f \"$1\"; exit 0";
-    let marker = format!("\"pid\":{},\"origin\":{}", ours.pid, serde_json::to_string(&ours.origin).unwrap_or_default());
-    Cmd::new("sh").args(["-c", script, "release-lock"]).arg(path).arg(marker)
+    Cmd::new("sh").args(["-c", script, "release-lock"]).arg(path).arg(lock_marker(ours))
+}
+
+fn lock_marker(holder: &LockHolder) -> String {
+    format!("\"pid\":{},\"origin\":{}", holder.pid, serde_json::to_string(&holder.origin).unwrap_or_default())
 }
 
 /// Prints a file, or nothing when it does not exist.

@@ -69,6 +69,7 @@ impl Phases {
 }
 
 pub fn run(project: &Project, args: &DeployArgs) -> Result<()> {
+    crate::support::interrupt::install();
     let log = Log::new(args.change.verbose);
     let started = Instant::now();
     let mut phases = Phases::default();
@@ -181,6 +182,16 @@ fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<S
 
     // 7. The release, complete before anything starts (Property 22).
     let history = rollout::read_history(session, &layout)?;
+    let drift = rollout::drift(history.current(), &rollout::read_containers(session, &stack)?);
+    if !drift.is_empty() {
+        session.log.warn(format!(
+            "what runs on {} is not the current release {}: {} (a deploy was interrupted). This deploy replaces it{}",
+            session.name,
+            history.current().map_or("(none)", |c| c.version.as_str()),
+            drift.join("; "),
+            history.current().map(|c| format!("; should it fail, {} is restored", c.version)).unwrap_or_default()
+        ));
+    }
     let state = phases.time("release", || write_release(inputs, session, &layout, &images))?;
 
     // 8. Start and wait for health; on failure, the previous release comes back.

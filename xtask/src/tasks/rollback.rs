@@ -26,6 +26,7 @@ pub struct RollbackArgs {
 }
 
 pub fn run(project: &Project, args: &RollbackArgs) -> Result<()> {
+    crate::support::interrupt::install();
     let log = Log::new(args.change.verbose);
     let started = Instant::now();
     let config = Config::load(&project.config_file)?;
@@ -47,8 +48,27 @@ fn restore(config: &Config, args: &RollbackArgs, session: &Session) -> Result<St
     let stack = rollout::stack(session, config);
     let history = rollout::read_history(session, &layout)?;
     let existing = rollout::existing_releases(session, &layout)?;
-    let target = history.rollback_target(args.to.as_deref(), &existing)?.clone();
+    let drift = rollout::drift(history.current(), &rollout::read_containers(session, &stack)?);
     let current = history.current().map(|c| c.version.clone());
+    // What runs is not the recorded current release (a deploy killed or cut off while
+    // starting): a rollback without --to, or --to the current one, puts that back.
+    let reconcile = history
+        .current()
+        .filter(|c| !drift.is_empty() && args.to.as_deref().is_none_or(|to| to == c.version))
+        .filter(|c| existing.contains(&c.version));
+    let (target, replaced) = match reconcile {
+        Some(recorded) => {
+            session.log.warn(format!(
+                "what runs on {} is not the current release {}: {}. Restoring {} as recorded",
+                session.name,
+                recorded.version,
+                drift.join("; "),
+                recorded.version
+            ));
+            (recorded.clone(), None)
+        }
+        None => (history.rollback_target(args.to.as_deref(), &existing)?.clone(), current.clone()),
+    };
     rollout::check_restorable(session, &layout, &target)
         .map_err(|err| anyhow::anyhow!("{err:#}; nothing was changed"))?;
     if !args.change.yes && !args.change.dry_run {
@@ -66,13 +86,14 @@ fn restore(config: &Config, args: &RollbackArgs, session: &Session) -> Result<St
         current.as_deref().unwrap_or("nothing"),
         target.version
     ));
-    match crate::release::activate::restore(session, config, &stack, &layout, &history, &target, current.clone())? {
+    match crate::release::activate::restore(session, config, &stack, &layout, &history, &target, replaced)? {
         Ok(_) => Ok(target.version),
         Err(failure) => {
             // Put back what was running; the data volume was never touched.
             if let Some(current) = &current {
                 session.log.warn(format!("restarting {current}, which was running before"));
-                match rollout::start_and_wait(session, &stack, config, &layout.release_dir(current))? {
+                let dir = layout.release_dir(current);
+                match rollout::start_and_wait(session, &stack, config, &dir, rollout::OnInterrupt::Finish)? {
                     Ok(_) => bail!("{}; {current} is running again", failure.reason),
                     Err(second) => bail!("{}; restarting {current} failed too: {}", failure.reason, second.reason),
                 }

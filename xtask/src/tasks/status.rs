@@ -8,7 +8,7 @@ use crate::host::session::{HostArgs, Session};
 use crate::model::config::Config;
 use crate::release::rollout;
 use crate::release::stack::ContainerState;
-use crate::release::state::{DeploymentState, Layout};
+use crate::release::state::{DeploymentState, HostEvent, Layout};
 use crate::support::log::Log;
 use crate::support::project::Project;
 
@@ -34,7 +34,12 @@ pub struct Status {
     /// The release `current` points at, as recorded in the history.
     pub current: Option<DeploymentState>,
     pub history: Vec<DeploymentState>,
+    /// What else was done to the host (a broken lock), oldest first.
+    pub events: Vec<HostEvent>,
     pub services: Vec<ContainerState>,
+    /// How what runs differs from `current` (empty when it is what runs): left by a
+    /// deploy interrupted or cut off while it started; `deploy` or `rollback` fixes it.
+    pub drift: Vec<String>,
     /// Every service running and healthy.
     pub healthy: bool,
 }
@@ -58,6 +63,14 @@ pub fn run(project: &Project, args: &StatusArgs) -> Result<()> {
         ),
         None => println!("  current:  none (nothing deployed yet)"),
     }
+    for difference in &status.drift {
+        println!("  drift:    {difference}");
+    }
+    if !status.drift.is_empty() {
+        println!(
+            "            (what runs is not the current release: `cargo xtask rollback` restores it, a deploy replaces it)"
+        );
+    }
     println!("\n  {:<10} {:<34} {:<11} {:<10} image", "service", "container", "state", "health");
     for service in &status.services {
         println!(
@@ -74,6 +87,12 @@ pub fn run(project: &Project, args: &StatusArgs) -> Result<()> {
         let replaced = entry.replaced.as_deref().map(|r| format!(" (replaced {r})")).unwrap_or_default();
         println!("    {}  {:<24} {:<12}{replaced}", entry.timestamp, entry.version, entry.status.to_string());
     }
+    if !status.events.is_empty() {
+        println!("\n  events (newest first):");
+        for event in status.events.iter().rev().take(10) {
+            println!("    {}  {:<14} by {}: {}", event.timestamp, event.kind, event.by, event.detail);
+        }
+    }
     Ok(())
 }
 
@@ -84,11 +103,13 @@ pub fn read(session: &Session, config: &Config) -> Result<Status> {
     let services = rollout::read_containers(session, &stack)?;
     let health = rollout::evaluate(session, &stack, &services)?;
     Ok(Status {
+        drift: rollout::drift(history.current(), &services),
         host: session.name.clone(),
         deployment_path: session.paths.base.clone(),
         current: history.current().cloned(),
         healthy: health.iter().all(|h| h.status == "healthy"),
         history: history.deployments,
+        events: history.events,
         services,
     })
 }

@@ -28,12 +28,20 @@ struct FakeHost {
     missing_images: BTreeSet<String>,
     /// `inspect` calls after which the connection drops (None: never).
     inspects_before_drop: Option<usize>,
+    /// How many `inspect` calls the connection stays dropped for, once it drops
+    /// (None: for good).
+    drop_lasts: Option<usize>,
+    /// Uploads to paths ending so fail.
+    failing_uploads: Option<String>,
 }
 
 impl FakeHost {
     fn answer(&mut self, cmd: &Cmd, input: &[u8]) -> Reply {
         let arg = |i: usize| cmd.args.get(i).map(String::as_str).unwrap_or_default();
         match (cmd.program.as_str(), arg(2)) {
+            ("sh", "upload") if self.failing_uploads.as_ref().is_some_and(|f| arg(3).ends_with(f.as_str())) => {
+                Reply::fail(1, "sh: 1: cannot create: No space left on device")
+            }
             ("sh", "upload") => {
                 self.files.insert(arg(3).to_string(), input.to_vec());
                 Reply::ok("")
@@ -47,9 +55,17 @@ impl FakeHost {
             ("sh", "inspect-stack") => {
                 if let Some(left) = self.inspects_before_drop.as_mut() {
                     if *left == 0 {
-                        return Reply::connection_lost();
+                        match self.drop_lasts.as_mut() {
+                            Some(0) => self.inspects_before_drop = None,
+                            Some(lasts) => {
+                                *lasts -= 1;
+                                return Reply::connection_lost();
+                            }
+                            None => return Reply::connection_lost(),
+                        }
+                    } else {
+                        *left -= 1;
                     }
-                    *left -= 1;
                 }
                 Reply::ok(self.inspect())
             }
@@ -199,7 +215,20 @@ fn state(version: &str, status: ReleaseStatus) -> DeploymentState {
 }
 
 fn history_of(entries: &[(&str, ReleaseStatus)]) -> History {
-    History { deployments: entries.iter().map(|(v, s)| state(v, *s)).collect() }
+    History { deployments: entries.iter().map(|(v, s)| state(v, *s)).collect(), ..History::default() }
+}
+
+/// v2 was started, recorded as failed, and v1 started again and recorded.
+fn assert_v2_failed_and_v1_restored(fixture: &Fixture) {
+    assert_eq!(fixture.ups(), ["v2", "v1"]);
+    assert_eq!(
+        fixture.history(),
+        [
+            ("v1".into(), ReleaseStatus::Active),
+            ("v2".into(), ReleaseStatus::Failed),
+            ("v1".into(), ReleaseStatus::RolledBack)
+        ]
+    );
 }
 
 #[test]
@@ -222,15 +251,7 @@ fn an_unhealthy_release_is_recorded_failed_and_the_previous_one_restored() {
     let err = fixture.go_live("v2", &history_of(&[("v1", ReleaseStatus::Active)])).unwrap_err().to_string();
     assert!(err.contains("failed to start or became unhealthy"), "{err}");
     assert!(err.contains("the previous release v1 was restored and is healthy"), "{err}");
-    assert_eq!(fixture.ups(), ["v2", "v1"]);
-    assert_eq!(
-        fixture.history(),
-        [
-            ("v1".into(), ReleaseStatus::Active),
-            ("v2".into(), ReleaseStatus::Failed),
-            ("v1".into(), ReleaseStatus::RolledBack)
-        ]
-    );
+    assert_v2_failed_and_v1_restored(&fixture);
     // The failing containers' logs are saved beside the failed release (Property 33).
     let host = fixture.host.lock().unwrap();
     assert!(
@@ -251,18 +272,69 @@ fn a_restore_that_fails_too_says_so_and_keeps_the_data() {
     assert_eq!(fixture.history().last(), Some(&("v2".into(), ReleaseStatus::Failed)));
 }
 
+/// Issue 12: an error once the release started (here the connection dropping during
+/// the health wait) used to end the deploy with nothing recorded and the new release
+/// left running while the history named the old one. Now it is a failure like any
+/// other: recorded, and the previous release restored.
 #[test]
-fn an_ssh_drop_during_the_health_wait_stops_with_the_lost_connection_named() {
+fn an_ssh_drop_during_the_health_wait_is_recorded_and_the_previous_release_restored() {
+    let mut host = FakeHost::default().with_release("v1").with_release("v2");
+    host.healthy.insert("v1".into());
+    host.healthy.insert("v2".into());
+    host.inspects_before_drop = Some(0);
+    host.drop_lasts = Some(1);
+    let fixture = Fixture::new(host);
+    let err = format!("{:#}", fixture.go_live("v2", &history_of(&[("v1", ReleaseStatus::Active)])).unwrap_err());
+    assert!(err.contains("the connection to the scripted host was lost"), "{err}");
+    assert!(err.contains("the previous release v1 was restored and is healthy"), "{err}");
+    assert_v2_failed_and_v1_restored(&fixture);
+}
+
+/// A host that stays unreachable: the restore is tried, and the error names the lost
+/// connection (the next command finds the difference and reports it: `rollout::drift`).
+#[test]
+fn a_host_that_stays_unreachable_gets_the_restore_tried_and_the_loss_named() {
     let mut host = FakeHost::default().with_release("v1").with_release("v2");
     host.healthy.insert("v1".into());
     host.inspects_before_drop = Some(0);
     let fixture = Fixture::new(host);
     let err = format!("{:#}", fixture.go_live("v2", &history_of(&[("v1", ReleaseStatus::Active)])).unwrap_err());
     assert!(err.contains("the connection to the scripted host was lost"), "{err}");
-    // Nothing more could be done on a host that is gone: no restore was attempted,
-    // nothing recorded.
-    assert_eq!(fixture.ups(), ["v2"]);
+    assert_eq!(fixture.ups(), ["v2", "v1"]);
+}
+
+/// A healthy release whose history cannot be written is not left running unrecorded:
+/// the previous release comes back, and the host runs what its history says.
+#[test]
+fn a_history_that_cannot_be_written_puts_the_recorded_release_back() {
+    let mut host = FakeHost::default().with_release("v1").with_release("v2");
+    host.healthy.insert("v1".into());
+    host.healthy.insert("v2".into());
+    host.failing_uploads = Some("deployments.json".into());
+    let fixture = Fixture::new(host);
+    let history = history_of(&[("v1", ReleaseStatus::Active)]);
+    let err = format!("{:#}", fixture.go_live("v2", &history).unwrap_err());
+    assert!(err.contains("No space left on device"), "{err}");
+    assert_eq!(fixture.ups(), ["v2", "v1"]);
     assert_eq!(fixture.history(), [("v1".into(), ReleaseStatus::Active)]);
+    assert_eq!(fixture.host.lock().unwrap().running.as_deref(), Some("/opt/cultivate/releases/v1"));
+    assert!(!fixture.ran("point-current /opt/cultivate/current /opt/cultivate/releases/v2"));
+}
+
+/// Ctrl-C or SIGTERM while the new release starts: it is given up, recorded as failed,
+/// and the previous release restored to the end, however healthy the new one was.
+#[test]
+fn an_interrupt_during_the_health_wait_restores_the_previous_release() {
+    let mut host = FakeHost::default().with_release("v1").with_release("v2");
+    host.healthy.insert("v1".into());
+    host.healthy.insert("v2".into());
+    let fixture = Fixture::new(host);
+    crate::support::interrupt::force_for_this_thread();
+    let err = format!("{:#}", fixture.go_live("v2", &history_of(&[("v1", ReleaseStatus::Active)])).unwrap_err());
+    assert!(!crate::support::interrupt::interrupted(), "the interruption was not acknowledged");
+    assert!(err.contains("interrupted while the release was starting"), "{err}");
+    assert!(err.contains("the previous release v1 was restored and is healthy"), "{err}");
+    assert_v2_failed_and_v1_restored(&fixture);
 }
 
 #[test]
@@ -302,7 +374,7 @@ fn a_redeploy_with_nothing_changed_restarts_nothing() {
     let current = |hash: &str| {
         let mut entry = state("v1", ReleaseStatus::Active);
         entry.configuration_hash = hash.into();
-        History { deployments: vec![entry] }
+        History { deployments: vec![entry], ..History::default() }
     };
     let pending = |hash: &str, id: &str| {
         let mut entry = state("v1", ReleaseStatus::Pending);

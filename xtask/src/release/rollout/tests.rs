@@ -10,6 +10,9 @@ use crate::host::scripted::{Reply, Scripted};
 use crate::host::transport::Transport;
 use crate::model::paths::DeploymentPaths;
 use crate::model::platform::{TargetOs, Version};
+use crate::model::service::Service;
+use crate::release::stack::ContainerState;
+use crate::release::state::DeploymentState;
 use crate::support::command::Cmd;
 use crate::support::log::Log;
 
@@ -24,21 +27,22 @@ fn answer(files: &mut BTreeMap<String, Vec<u8>>, cmd: &Cmd, input: &[u8]) -> Rep
             files.insert(arg(3).to_string(), input.to_vec());
             Reply::ok("")
         }
-        ("sh", "read") => Reply::ok(String::from_utf8_lossy(files.get(arg(3)).map_or(&[][..], |f| f))),
-        ("sh", "retire-lock") => match files.remove(arg(3)) {
-            Some(_) => Reply::ok(""),
-            None => Reply::fail(1, "mv: cannot stat"),
+        ("sh", "read-lock") => match files.get(arg(3)) {
+            Some(text) => Reply::ok(format!("silent 0\n{}", String::from_utf8_lossy(text))),
+            None => Reply::ok(""),
         },
+        ("sh", "takeover-lock") => {
+            let now = files.get(arg(3)).map(|f| String::from_utf8_lossy(f).trim().to_string());
+            if now.as_deref() == Some(arg(4)) {
+                files.insert(arg(3).to_string(), input.to_vec());
+                Reply::ok("taken")
+            } else {
+                Reply::ok("changed")
+            }
+        }
         ("sh", "release-lock") => {
             files.remove(arg(3));
             Reply::ok("")
-        }
-        ("test", _) if arg(0) == "-e" => {
-            if files.contains_key(arg(1)) {
-                Reply::ok("")
-            } else {
-                Reply::fail(1, "")
-            }
         }
         _ => Reply::ok(""),
     }
@@ -94,7 +98,7 @@ fn a_dead_holder_on_this_machine_is_taken_over_at_once() {
     let fixture = Fixture::with_lock_file(dead.to_json().as_bytes());
     let held = fixture.take().unwrap();
     assert!(held.contains(&format!("\"pid\":{}", std::process::id())), "{held}");
-    assert!(fixture.script.lines().iter().any(|l| l.contains("retire-lock")));
+    assert!(fixture.script.lines().iter().any(|l| l.contains("takeover-lock")));
 }
 
 #[test]
@@ -118,7 +122,128 @@ fn an_empty_or_half_written_lock_file_is_taken_over_after_a_grace() {
         assert!(held.contains(&format!("\"pid\":{}", std::process::id())), "{held}");
         let lines = fixture.script.lines();
         // Read twice (before and after the grace), then retired.
-        assert_eq!(lines.iter().filter(|l| l.contains("read")).count(), 2, "{lines:?}");
-        assert!(lines.iter().any(|l| l.contains("retire-lock")), "{lines:?}");
+        assert_eq!(lines.iter().filter(|l| l.contains("read-lock")).count(), 2, "{lines:?}");
+        assert!(lines.iter().any(|l| l.contains("takeover-lock")), "{lines:?}");
     }
+}
+
+/// Issue 12: two deploys that find the same stale lock at once must not both take it
+/// (a takeover used to `mv` whatever lock was there by then, the winner's included).
+/// Real `sh` on this machine's file system, many rounds.
+#[test]
+fn two_takers_racing_for_a_stale_lock_exactly_one_wins() {
+    let dir = std::env::temp_dir().join(format!("cultivate-lock-race-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = format!("[app]\nname = \"cultivate\"\n[paths]\ndeployment = \"{}\"\n", dir.display());
+    let config = Config::parse(&text, "deploy.toml", &|_| None).unwrap();
+    let paths = DeploymentPaths::resolve(TargetOs::Linux, "root", &config, None).unwrap();
+    let log = Log::new(false);
+    let session = || Session {
+        name: "local".into(),
+        transport: Transport::Local,
+        log: &log,
+        dry_run: false,
+        os: TargetOs::Linux,
+        user: "root".into(),
+        uid: "0".into(),
+        paths: paths.clone(),
+        runtime: crate::host::runtime::RuntimeKind::Docker,
+        compose: ComposeCommand::DockerV1(Version::parse("1.29.2").unwrap()),
+        free_disk_bytes: None,
+    };
+    let lock_path = format!("{}/deploy.lock", paths.base);
+    std::fs::create_dir_all(&paths.base).unwrap();
+    let mut dead = LockHolder::new("deploy", "v1");
+    dead.pid = 4_000_000;
+    for round in 0..100 {
+        std::fs::write(&lock_path, dead.to_json()).unwrap();
+        let start = std::sync::Barrier::new(2);
+        let (first, second) = (session(), session());
+        let outcomes: Vec<bool> = std::thread::scope(|s| {
+            let takers: Vec<_> = [&first, &second]
+                .map(|session| {
+                    let start = &start;
+                    let config = &config;
+                    s.spawn(move || {
+                        start.wait();
+                        // Held until both have tried: dropping releases it.
+                        Lock::take(session, config, "deploy", "v2").map(std::mem::forget).is_ok()
+                    })
+                })
+                .into_iter()
+                .collect();
+            takers.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert_eq!(outcomes.iter().filter(|won| **won).count(), 1, "round {round}: {outcomes:?}");
+        let held: LockHolder = serde_json::from_str(&std::fs::read_to_string(&lock_path).unwrap()).unwrap();
+        assert_eq!(held.version, "v2", "round {round}");
+        std::fs::remove_file(&lock_path).unwrap();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn container(service: Service, image: &str) -> ContainerState {
+    ContainerState {
+        name: format!("cultivate-{}-1", service.compose_name()),
+        service: service.compose_name().into(),
+        image: image.into(),
+        status: "running".into(),
+        exit_code: 0,
+        health: Some("healthy".into()),
+        health_output: None,
+        host_ports: Vec::new(),
+        restart_count: 0,
+    }
+}
+
+fn release(version: &str) -> DeploymentState {
+    DeploymentState {
+        version: version.into(),
+        timestamp: "2026-12-04T00:00:00Z".into(),
+        target_host: "h".into(),
+        deployed_by: "t@h".into(),
+        images: Service::ALL
+            .iter()
+            .map(|s| crate::model::image::Image {
+                service: s.name().into(),
+                reference: format!("cultivate-{}:{version}", s.name()),
+                id: "sha256:0".into(),
+                layers: Vec::new(),
+                config_fingerprint: String::new(),
+                size_bytes: 0,
+            })
+            .collect(),
+        configuration_hash: String::new(),
+        status: crate::release::state::ReleaseStatus::Active,
+        health_checks: Vec::new(),
+        replaced: None,
+    }
+}
+
+/// Issue 12: a deploy killed while its release started left v2 running while the
+/// history named v1, and nothing said so. `drift` is what `status` reports and what
+/// `deploy` and `rollback` act on.
+#[test]
+fn drift_names_each_service_that_runs_something_other_than_the_current_release() {
+    let v1 = release("v1");
+    let on = |version: &str| -> Vec<ContainerState> {
+        Service::ALL.iter().map(|s| container(*s, &format!("cultivate-{}:{version}", s.name()))).collect()
+    };
+    assert!(drift(Some(&v1), &on("v1")).is_empty());
+    assert!(drift(None, &[]).is_empty(), "a new host");
+    // Podman lists its images under localhost/.
+    let podman: Vec<ContainerState> =
+        Service::ALL.iter().map(|s| container(*s, &format!("localhost/cultivate-{}:v1", s.name()))).collect();
+    assert!(drift(Some(&v1), &podman).is_empty());
+
+    let mut half = on("v1");
+    half[1] = container(Service::ALL[1], &format!("cultivate-{}:v2", Service::ALL[1].name()));
+    let found = drift(Some(&v1), &half);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains(":v2") && found[0].contains("current release v1"), "{found:?}");
+    assert_eq!(drift(Some(&v1), &on("v2")).len(), 3);
+    let found = drift(Some(&v1), &on("v1")[..2]);
+    assert!(found.len() == 1 && found[0].contains("has no container"), "{found:?}");
+    let found = drift(None, &on("v2"));
+    assert!(found.len() == 1 && found[0].contains("no release is recorded"), "{found:?}");
 }

@@ -24,7 +24,10 @@ fn versions(list: &[&str]) -> Vec<String> {
 #[test]
 fn rollback_goes_to_the_release_that_ran_before_the_current_one() {
     use ReleaseStatus::*;
-    let history = History { deployments: vec![entry("v1", Active), entry("v2", Active), entry("v3", Failed)] };
+    let history = History {
+        deployments: vec![entry("v1", Active), entry("v2", Active), entry("v3", Failed)],
+        ..History::default()
+    };
     assert_eq!(history.current().unwrap().version, "v2");
     let existing = versions(&["v1", "v2", "v3"]);
     assert_eq!(history.rollback_target(None, &existing).unwrap().version, "v1");
@@ -34,13 +37,13 @@ fn rollback_goes_to_the_release_that_ran_before_the_current_one() {
 #[test]
 fn rollback_errors_list_the_releases_on_the_host() {
     use ReleaseStatus::*;
-    let history = History { deployments: vec![entry("v1", Active)] };
+    let history = History { deployments: vec![entry("v1", Active)], ..History::default() };
     let existing = versions(&["v1"]);
     let none = format!("{:#}", history.rollback_target(None, &existing).unwrap_err());
     assert!(none.contains("no earlier release") && none.contains("v1"), "{none}");
     let unknown = format!("{:#}", history.rollback_target(Some("v9"), &existing).unwrap_err());
     assert!(unknown.contains("\"v9\"") && unknown.contains("releases on the host: v1"), "{unknown}");
-    let failed = History { deployments: vec![entry("v1", Active), entry("v2", Failed)] };
+    let failed = History { deployments: vec![entry("v1", Active), entry("v2", Failed)], ..History::default() };
     let message = format!("{:#}", failed.rollback_target(Some("v2"), &versions(&["v1", "v2"])).unwrap_err());
     assert!(message.contains("no release \"v2\" that ran"), "{message}");
 }
@@ -48,7 +51,10 @@ fn rollback_errors_list_the_releases_on_the_host() {
 #[test]
 fn a_release_whose_directory_is_gone_is_not_a_rollback_target() {
     use ReleaseStatus::*;
-    let history = History { deployments: vec![entry("v1", Active), entry("v2", Active), entry("v3", Active)] };
+    let history = History {
+        deployments: vec![entry("v1", Active), entry("v2", Active), entry("v3", Active)],
+        ..History::default()
+    };
     assert_eq!(history.rollback_target(None, &versions(&["v1", "v3"])).unwrap().version, "v1");
 }
 
@@ -63,31 +69,61 @@ fn empty_history_text_is_a_new_host_and_garbage_is_an_error() {
 fn history_round_trips_through_json() {
     let mut state = entry("v1", ReleaseStatus::RolledBack);
     state.replaced = Some("v2".into());
-    let history = History { deployments: vec![state] };
+    let history = History { deployments: vec![state], ..History::default() };
     let text = history.to_json();
     assert!(text.contains("\"status\": \"rolled_back\""), "{text}");
     assert_eq!(History::parse(&text, "x").unwrap(), history);
 }
 
 #[test]
-fn locks_are_stale_when_their_holder_is_dead_here_or_old_elsewhere() {
+fn locks_are_stale_when_their_holder_is_dead_here_or_silent_elsewhere() {
     let mut lock = LockHolder::new("deploy", "v1");
-    // Ours and alive, however old.
+    // Ours and alive, however old or silent.
     lock.since = "2000-01-01T00:00:00Z".into();
-    assert!(!lock.is_stale(60));
+    assert!(!lock.is_stale(Some(100_000), 60));
     // A dead process on this machine: stale at once (issue 12: a killed deploy's lock
     // refused every deploy for 30 minutes).
     let mut dead = LockHolder::new("deploy", "v1");
     dead.pid = 4_000_000;
-    assert!(dead.is_stale(60));
-    dead.since = "2000-01-01T00:00:00Z".into();
-    assert!(dead.is_stale(60));
-    // Another machine: judged by age.
+    assert!(dead.is_stale(Some(0), 60));
+    // Another machine, with heartbeats: judged by the time since the last beat as
+    // the host counts it, however long ago it was taken.
     let mut remote = LockHolder::new("deploy", "v1");
     remote.origin = "elsewhere".into();
-    assert!(!remote.is_stale(60));
+    remote.heartbeat_seconds = Some(15);
     remote.since = "2000-01-01T00:00:00Z".into();
-    assert!(remote.is_stale(60));
+    assert!(!remote.is_stale(Some(5), 60));
+    assert!(remote.is_stale(Some(61), 60));
+    assert!(remote.is_stale(None, 60), "no reading of the file's age: cannot be shown alive");
+    // Without heartbeats (an older xtask): judged by its age.
+    remote.heartbeat_seconds = None;
+    assert!(remote.is_stale(Some(5), 60));
+    remote.since = now_rfc3339();
+    assert!(!remote.is_stale(Some(500), 60));
+    // A lock record from before heartbeats still reads.
+    let old = r#"{"who":"a@b","since":"2000-01-01T00:00:00Z","pid":1,"origin":"b","version":"v","operation":"deploy"}"#;
+    assert_eq!(serde_json::from_str::<LockHolder>(old).unwrap().heartbeat_seconds, None);
+}
+
+#[test]
+fn heartbeats_fit_several_times_in_the_timeout() {
+    for timeout in [1, 3, 10, 60, 1800] {
+        let beat = heartbeat_interval(timeout).as_secs();
+        assert!((1..=15).contains(&beat), "{timeout}: {beat}");
+        assert!(timeout < 4 || beat * 4 <= u64::from(timeout), "{timeout}: {beat}");
+    }
+}
+
+fn sh_output(cmd: &Cmd, input: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new(&cmd.program)
+        .args(&cmd.args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap().trim().to_string()
 }
 
 fn sh(cmd: &Cmd, input: &str) -> i32 {
@@ -104,7 +140,7 @@ fn sh(cmd: &Cmd, input: &str) -> i32 {
 }
 
 #[test]
-fn the_lock_is_taken_once_released_by_its_holder_only_and_retired_atomically() {
+fn the_lock_is_taken_once_released_by_its_holder_only_and_taken_over_by_compare_and_swap() {
     let dir = std::env::temp_dir().join(format!("cultivate-lock-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let path = dir.join("sub/deploy.lock").to_string_lossy().into_owned();
@@ -118,10 +154,32 @@ fn the_lock_is_taken_once_released_by_its_holder_only_and_retired_atomically() {
     assert_eq!(sh(&release_lock_cmd(&path, &ours), ""), 0);
     assert!(!std::path::Path::new(&path).exists());
 
+    // A takeover swaps the record only while the lock holds what was read.
     assert_eq!(sh(&take_lock_cmd(&path), &ours.to_json()), 0);
-    assert_eq!(sh(&retire_lock_cmd(&path, ours.pid), ""), 0);
-    assert_ne!(sh(&retire_lock_cmd(&path, ours.pid), ""), 0, "only one taker retires a stale lock");
-    assert_eq!(sh(&take_lock_cmd(&path), &ours.to_json()), 0);
+    let mut next = ours.clone();
+    next.version = "v2".into();
+    assert_eq!(sh_output(&takeover_lock_cmd(&path, &other.to_json()), &next.to_json()), "changed");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), ours.to_json());
+    assert_eq!(sh_output(&takeover_lock_cmd(&path, &ours.to_json()), &next.to_json()), "taken");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), next.to_json());
+    // One takeover at a time; a guard a killed takeover left is not forever.
+    std::fs::write(format!("{path}.takeover"), "").unwrap();
+    assert_eq!(sh_output(&takeover_lock_cmd(&path, &next.to_json()), ""), "busy");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), next.to_json());
+    let old = std::process::Command::new("touch").args(["-d", "2 minutes ago", &format!("{path}.takeover")]).status();
+    assert!(old.unwrap().success());
+    assert_eq!(sh_output(&takeover_lock_cmd(&path, &next.to_json()), ""), "busy", "removes the old guard");
+    assert!(!std::path::Path::new(&format!("{path}.takeover")).exists());
+    assert_eq!(sh_output(&takeover_lock_cmd(&path, &next.to_json()), &ours.to_json()), "taken");
+    // The heartbeat touches only a lock that is still ours.
+    assert_eq!(sh(&renew_lock_cmd(&path, &ours), ""), 0);
+    assert_ne!(sh(&renew_lock_cmd(&path, &other), ""), 0);
+    let listing = sh_output(&read_lock_cmd(&path), "");
+    let (silent, text) = parse_lock_listing(&listing).unwrap();
+    assert!(silent.is_some_and(|s| (0..5).contains(&s)), "{listing}");
+    assert_eq!(text.trim(), ours.to_json().trim());
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(parse_lock_listing(&sh_output(&read_lock_cmd(&path), "")), None);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -145,7 +203,10 @@ fn current_is_repointed_atomically() {
 
 #[test]
 fn keep_releases_of_one_still_keeps_the_rollback_target() {
-    let history = History { deployments: vec![entry("v1", ReleaseStatus::Active), entry("v2", ReleaseStatus::Active)] };
+    let history = History {
+        deployments: vec![entry("v1", ReleaseStatus::Active), entry("v2", ReleaseStatus::Active)],
+        ..History::default()
+    };
     let existing = versions(&["v1", "v2"]);
     assert_eq!(history.prunable(&existing, 1, &["v2"]), Vec::<String>::new());
     let history = History {
@@ -154,6 +215,7 @@ fn keep_releases_of_one_still_keeps_the_rollback_target() {
             entry("v2", ReleaseStatus::Active),
             entry("v3", ReleaseStatus::Active),
         ],
+        ..History::default()
     };
     assert_eq!(history.prunable(&versions(&["v1", "v2", "v3"]), 1, &["v3"]), versions(&["v1"]));
 }
@@ -269,7 +331,7 @@ proptest! {
                 entry(&format!("v{}", i % 5), status)
             })
             .collect();
-        let history = History { deployments };
+        let history = History { deployments, ..History::default() };
         let mut existing: Vec<String> = history.deployments.iter().map(|d| d.version.clone()).collect();
         existing.sort();
         existing.dedup();
