@@ -12,15 +12,19 @@
 //! per store: wall time and bytes over the wire for a first deploy, a redeploy with
 //! nothing changed, a deploy changing only the backend (a new 2 MB layer of random
 //! bytes, as a new binary brings), and a rollback to the previous release (time until
-//! healthy); then the backend's changed layer, gzip-compressed, to hold the
-//! backend-only figure against.
+//! healthy); for each, the requests through nginx that failed meanwhile (one GET every
+//! ~20 ms, 2 s timeout) and whether the database container restarted. Then the
+//! backend's changed layer, gzip-compressed, to hold the backend-only figure against.
 
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cultivate_tests::deploy::{DeployConfig, built_manifest_path, derived_version};
+use cultivate_tests::get_within;
 use cultivate_tests::hosts::{Engine, HostVariant, TestHost};
 use xtask::images::{Manifest, Service, read_manifest};
 use xtask::model::compose::{RenderInput, render};
@@ -31,8 +35,67 @@ use xtask::model::platform::{LinuxEngine, TargetOs};
 struct Row {
     store: &'static str,
     step: &'static str,
-    ours: (f64, f64),
-    naive: (f64, f64),
+    ours: Outcome,
+    naive: Outcome,
+}
+
+/// One path's figures for one step.
+#[derive(Clone, Copy, Default)]
+struct Outcome {
+    seconds: f64,
+    mb: f64,
+    /// Requests that failed (not 200, or no answer in 2 s) of those sent meanwhile.
+    failed: u32,
+    sent: u32,
+    /// Whether the database container restarted.
+    database_restarted: bool,
+}
+
+/// Requests through the host's nginx while a step runs: one `GET /api/v1/activities`
+/// about every 20 ms, each given up after 2 s, for at most 10 minutes.
+struct Load {
+    stop: Arc<AtomicBool>,
+    worker: std::thread::JoinHandle<(u32, u32)>,
+}
+
+impl Load {
+    fn start(port: u16) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let worker = std::thread::spawn(move || {
+            let url = format!("http://127.0.0.1:{port}/api/v1/activities");
+            let deadline = Instant::now() + Duration::from_secs(600);
+            let (mut failed, mut sent) = (0, 0);
+            while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
+                sent += 1;
+                if get_within(&url, Duration::from_secs(2)).ok() != Some(200) {
+                    failed += 1;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (failed, sent)
+        });
+        Load { stop, worker }
+    }
+
+    /// (failed, sent)
+    fn stop(self) -> (u32, u32) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.worker.join().expect("the load thread")
+    }
+}
+
+/// The database container's id and start time on `host` (empty when none runs).
+fn database_started(host: &TestHost) -> String {
+    let cli = host.engine_path();
+    let output = host
+        .exec(&[
+            "sh",
+            "-c",
+            &format!("{cli} ps -q --filter name=database | xargs -r {cli} inspect --format '{{{{.Id}}}} {{{{.State.StartedAt}}}}'"),
+        ])
+        .expect("inspecting the database container");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
 const STORES: [(&str, HostVariant); 4] = [
@@ -65,15 +128,30 @@ fn main() {
         rows.extend(bench_store(store, variant, &v1, &v2, &manifests));
     }
 
-    println!("\nDeploy to a test host over SSH on loopback (2 cores); MB = compressed bytes over the wire\n");
     println!(
-        "{:<20} {:<38} {:>12} {:>10} {:>12} {:>10}",
-        "store", "step", "xtask time", "xtask MB", "naive time", "naive MB"
+        "\nDeploy to a test host over SSH on loopback (2 cores); MB = compressed bytes over the wire; failed = \
+         requests through nginx during the step (GET every ~20 ms, 2 s timeout) that failed, of those sent; db = \
+         the database container restarted\n"
     );
+    println!(
+        "{:<20} {:<38} {:>8} {:>8} {:>12} {:>4} {:>8} {:>8} {:>12} {:>4}",
+        "store", "step", "xtask", "MB", "failed", "db", "naive", "MB", "failed", "db"
+    );
+    let restarted = |yes: bool| if yes { "yes" } else { "no" };
     for row in &rows {
+        let (ours, naive) = (row.ours, row.naive);
         println!(
-            "{:<20} {:<38} {:>11.1}s {:>10.2} {:>11.1}s {:>10.2}",
-            row.store, row.step, row.ours.0, row.ours.1, row.naive.0, row.naive.1
+            "{:<20} {:<38} {:>7.1}s {:>8.2} {:>12} {:>4} {:>7.1}s {:>8.2} {:>12} {:>4}",
+            row.store,
+            row.step,
+            ours.seconds,
+            ours.mb,
+            format!("{}/{}", ours.failed, ours.sent),
+            restarted(ours.database_restarted),
+            naive.seconds,
+            naive.mb,
+            format!("{}/{}", naive.failed, naive.sent),
+            restarted(naive.database_restarted),
         );
     }
     println!("\nthe backend's changed layer, gzip -6: {changed_layer:.2} MB");
@@ -90,13 +168,20 @@ fn bench_store(store: &'static str, variant: HostVariant, v1: &Path, v2: &Path, 
     let mut rows = Vec::new();
     let mut measure = |step: &'static str, ours: &mut dyn FnMut() -> f64, naive: &mut dyn FnMut() -> f64| {
         eprintln!("== {store}: {step}");
-        let started = Instant::now();
-        let ours_bytes = ours();
-        let ours_time = started.elapsed().as_secs_f64();
-        let started = Instant::now();
-        let naive_bytes = naive();
-        let naive_time = started.elapsed().as_secs_f64();
-        rows.push(Row { store, step, ours: (ours_time, ours_bytes), naive: (naive_time, naive_bytes) });
+        let run = |host: &TestHost, path: &mut dyn FnMut() -> f64| {
+            let database = database_started(host);
+            // Under load only once something serves: a first deploy has nothing to fail.
+            let load = (!database.is_empty()).then(|| Load::start(host.http_port));
+            let started = Instant::now();
+            let mb = path();
+            let seconds = started.elapsed().as_secs_f64();
+            let (failed, sent) = load.map(Load::stop).unwrap_or_default();
+            let database_restarted = !database.is_empty() && database_started(host) != database;
+            Outcome { seconds, mb, failed, sent, database_restarted }
+        };
+        let ours = run(&ours_host, ours);
+        let naive = run(&naive_host, naive);
+        rows.push(Row { store, step, ours, naive });
     };
     let deploy = |manifest: &Path| -> f64 {
         let ran = config
@@ -226,7 +311,9 @@ impl<'a> Naive<'a> {
             paths: &paths,
             engine: self.engine,
             version: &manifest.version,
+            images: &[],
             secrets: &[],
+            start_interval: false,
         });
         let mut env = rendered.env.clone();
         for (key, value) in env.vars.iter_mut() {

@@ -156,10 +156,10 @@ pub fn wait_bounded(mut child: Child, limit_seconds: u64) -> Result<Ran> {
     })
 }
 
-/// A version of the stack derived from the built images: each service's image is
-/// rebuilt `FROM` the built one with the version label (a new image id, the same
-/// layers, as a new commit gives), and the backend additionally with `backend_extra`
-/// Dockerfile lines (a changed backend). Returns the manifest naming them.
+/// A version of the stack derived from the built images, as a backend-only commit gives:
+/// the built database and frontend under the new tag (the same ids, as a new commit
+/// that leaves them alone gives) and the backend rebuilt `FROM` the built one with
+/// `backend_extra` Dockerfile lines (a changed backend). Returns the manifest naming them.
 /// Each version is built once per test process (later calls return the same manifest),
 /// so tests sharing a version share its images.
 pub fn derived_version(version: &str, backend_extra: &str) -> Result<PathBuf> {
@@ -182,11 +182,14 @@ fn build_derived_version(version: &str, backend_extra: &str) -> Result<PathBuf> 
     derived.version = version.to_string();
     for record in derived.images.iter_mut() {
         let reference = format!("{}:{version}", record.image);
-        let mut dockerfile = format!("FROM {}\nLABEL org.opencontainers.image.version={version}\n", record.reference);
         if record.service == Service::BackendApi {
-            dockerfile.push_str(backend_extra);
+            let dockerfile =
+                format!("FROM {}\nLABEL cultivate.test.version={version}\n{backend_extra}", record.reference);
+            build_from_stdin(&reference, &dockerfile)?;
+        } else {
+            // Unchanged inputs rebuild to the same image in a new commit: same id.
+            docker(["tag", record.reference.as_str(), reference.as_str()])?;
         }
-        build_from_stdin(&reference, &dockerfile)?;
         let inspected = docker(["image", "inspect", "--format", "{{.Id}}", reference.as_str()])?;
         record.tag = version.to_string();
         record.reference = reference;
@@ -244,13 +247,22 @@ pub fn running_images(config: &DeployConfig) -> Vec<(String, String)> {
         .collect()
 }
 
-/// `version` is current and healthy, every service runs it, and `/health` answers.
+/// `version` is current and healthy, every service runs the image that release
+/// records for it (its own, or, unchanged, an earlier release's), and `/health` answers.
 pub fn assert_serves(host: &TestHost, version: &str, config: &DeployConfig) {
     let status = status(config);
     assert_eq!(status["current"]["version"], version, "{status:#}");
     assert_eq!(status["healthy"], true, "{status:#}");
+    assert_eq!(status["drift"], serde_json::json!([]), "{status:#}");
+    let recorded = |service: &str| {
+        let images = status["current"]["images"].as_array().expect("images");
+        let image = images.iter().find(|i| i["service"] == service).expect("each service's image is recorded");
+        image["reference"].as_str().unwrap_or_default().to_string()
+    };
+    let names = [("database", "database"), ("backend", "backend-api"), ("frontend", "web-frontend")];
     for (service, image) in running_images(config) {
-        assert!(image.ends_with(&format!(":{version}")), "{service} runs {image}, not {version}");
+        let (_, name) = names.iter().find(|(s, _)| *s == service).expect("a known service");
+        assert!(xtask::model::image::names_same_image(&image, &recorded(name)), "{service} runs {image}: {status:#}");
     }
     let health = get_when_up(&format!("http://127.0.0.1:{}/health", host.http_port), Duration::from_secs(30)).unwrap();
     assert_eq!(health.status, 200, "{}", health.text());

@@ -314,13 +314,24 @@ impl Response {
 }
 
 fn agent() -> ureq::Agent {
+    agent_with_timeout(Duration::from_secs(15))
+}
+
+fn agent_with_timeout(limit: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
         .max_redirects_will_error(false)
-        .timeout_global(Some(Duration::from_secs(15)))
+        .timeout_global(Some(limit))
         .build()
         .into()
+}
+
+/// `GET url` (loopback) given up after `limit`: the status, or the error.
+pub fn get_within(url: &str, limit: Duration) -> Result<u16> {
+    assert!(url.starts_with("http://127.0.0.1:"), "tests talk to loopback only, not {url}");
+    let response = agent_with_timeout(limit).get(url).call().with_context(|| format!("GET {url}"))?;
+    Ok(response.status().as_u16())
 }
 
 /// One HTTP request to a loopback URL. `body` is sent as JSON when present.

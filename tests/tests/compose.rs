@@ -40,13 +40,21 @@ fn write_release(dir: &Path, os: TargetOs, text: &str) -> String {
     let config = Config::parse(text, "case", &|_| None).unwrap_or_else(|e| panic!("{e}"));
     let paths = DeploymentPaths::resolve(os, "ada", &config, None).unwrap();
     let secrets = vec!["api_token".to_string()];
-    let rendered = compose::render(RenderInput {
+    let mut rendered = compose::render(RenderInput {
         config: &config,
         paths: &paths,
         engine: LinuxEngine::Docker,
         version: "0ca9c96",
+        images: &[],
         secrets: &secrets,
+        start_interval: false,
     });
+    // A deploy names the directory holding the secrets' content; here, the scratch one.
+    for (key, value) in rendered.env.vars.iter_mut() {
+        if key == "SECRETS_PATH" {
+            *value = dir.join("secrets").to_string_lossy().into_owned();
+        }
+    }
     std::fs::create_dir_all(dir.join("secrets")).unwrap();
     std::fs::write(dir.join("secrets/api_token"), "not-a-real-token\n").unwrap();
     std::fs::write(dir.join("docker-compose.yml"), rendered.compose_yaml()).unwrap();

@@ -7,8 +7,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use cultivate_tests::deploy::{
-    DeployConfig, Ran, activities, assert_serves, built_manifest_path, deploy, derived_version, running_images, status,
-    wait_bounded,
+    DeployConfig, Ran, activities, assert_serves, built_manifest_path, deploy, derived_version, status, wait_bounded,
 };
 use cultivate_tests::hosts::{HostVariant, TestHost};
 use cultivate_tests::{get, get_when_up, http, require_engine};
@@ -20,6 +19,17 @@ mod tls;
 const BUILT: &str = "built";
 
 /// Runs `script` on the host (as root, through docker exec).
+/// The database container's id and start time on the host.
+fn database_container(host: &TestHost) -> String {
+    let found = host_sh(
+        host,
+        "docker ps -q --filter label=com.docker.compose.service=database | \
+         xargs -r docker inspect --format '{{.Id}} {{.State.StartedAt}}'",
+    );
+    assert!(!found.trim().is_empty(), "no database container");
+    found
+}
+
 fn host_sh(host: &TestHost, script: &str) -> String {
     let output = host.exec(&["sh", "-c", script]).unwrap();
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -252,9 +262,13 @@ fn upgrade_keeps_the_row_and_ships_only_the_changed_layer() {
     s.remove_from_host("e2e-v2");
     // A second version with a changed backend: it serves, the row is still there, and
     // only the backend's new layer (plus two image configs) travels.
+    let database_before = database_container(s.host);
     let second = s.deploy(&v2);
     assert!(second.success, "second deploy failed: {}", second.all());
     assert_serves(s.host, "e2e-v2", &s.config);
+    // Only what changed restarts: the database keeps its container and start time.
+    assert_eq!(database_container(s.host), database_before, "the database restarted: {}", second.all());
+    assert!(second.stderr.contains("database: unchanged since"), "{}", second.all());
     assert!(activities(s.host).contains(&title), "the row is gone after the upgrade");
     let shipped = second.shipped_mb().expect("the summary names the bytes shipped");
     assert!(shipped < 1.0, "a backend-only change shipped {shipped} MB: {}", second.all());
@@ -295,10 +309,13 @@ fn rollback_restores_the_previous_version() {
     assert!(upgraded.success, "precondition: deploying e2e-v2 failed: {}", upgraded.all());
     assert_serves(s.host, "e2e-v2", &s.config);
 
-    // rollback → the previous version serves, the row is still there.
+    // rollback → the previous version serves, the row is still there, and the
+    // database, the same image in both, was not restarted.
+    let database_before = database_container(s.host);
     let rolled = s.rollback(&[]);
     assert!(rolled.success, "rollback failed: {}", rolled.all());
     assert_serves(s.host, &s.v1_version, &s.config);
+    assert_eq!(database_container(s.host), database_before, "the database restarted: {}", rolled.all());
     assert!(activities(s.host).contains(&title), "the row is gone after the rollback");
     let history = status(&s.config)["history"].as_array().unwrap().clone();
     assert_eq!(history.last().unwrap()["status"], "rolled_back");
@@ -505,7 +522,8 @@ fn an_interrupted_deploy_leaves_the_host_as_recorded_and_the_next_one_proceeds()
     unwrap_compose(host);
     let (current, drift) = current_and_drift(&s.config);
     assert_eq!(current, "e2e-v3");
-    assert!(drift.len() >= 2 && drift.iter().all(|d| d.contains("e2e-v4")), "{drift:?}");
+    // The backend is what changed between the two: it alone differs.
+    assert!(drift.len() == 1 && drift[0].contains("backend runs cultivate-backend-api:e2e-v4"), "{drift:?}");
     let text = s.config.run(&["status", "--host", "e2e"]).unwrap();
     assert!(text.stdout.contains("drift:") && text.stdout.contains("cargo xtask rollback"), "{}", text.all());
     let reconciled = s.rollback(&["--to", "e2e-v3"]);
@@ -522,16 +540,23 @@ fn an_interrupted_deploy_leaves_the_host_as_recorded_and_the_next_one_proceeds()
     host_sh(host, "pkill -f 'sshd: root@' ; true");
     let cut = wait_bounded(child, 300).unwrap();
     unwrap_compose(host);
-    let (current, drift) = current_and_drift(&s.config);
-    let serving: Vec<(String, String)> = running_images(&s.config);
-    let runs_v4 = serving.iter().all(|(_, image)| image.ends_with(":e2e-v4"));
-    let runs_v3 = serving.iter().all(|(_, image)| image.ends_with(":e2e-v3"));
-    assert!(
-        (current == "e2e-v4" && runs_v4 && drift.is_empty())
-            || (current == "e2e-v3" && runs_v3 && drift.is_empty())
-            || (current == "e2e-v3" && !drift.is_empty()),
-        "status is not truthful after the cut: current {current}, drift {drift:?}, running {serving:?}; the deploy \
-         said: {}",
+    let status_after = status(&s.config);
+    let drift = status_after["drift"].as_array().expect("drift").clone();
+    let recorded = status_after["current"]["images"]
+        .as_array()
+        .and_then(|images| images.iter().find(|i| i["service"] == "backend-api"))
+        .and_then(|i| i["reference"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let running = host_sh(
+        host,
+        "docker ps -q --filter label=com.docker.compose.service=backend | xargs -r docker inspect --format '{{.Config.Image}}'",
+    );
+    assert_eq!(
+        drift.is_empty(),
+        running.trim() == recorded,
+        "status is not truthful after the cut: the backend runs {running}, the current release has {recorded}, \
+         drift {drift:?}; the deploy said: {}",
         cut.all()
     );
 
@@ -752,7 +777,10 @@ fn remote_build_mode_builds_the_images_on_the_host() {
         ran.all()
     );
     let version = status(&https)["current"]["version"].as_str().unwrap().to_string();
-    let key = host_sh(&host, &format!("stat -c '%u %a' /opt/cultivate/releases/{version}/certs/privkey.pem"));
+    // The certificates live once per content under config/, named by the release's .env.
+    let cert_path = host_sh(&host, &format!("sed -n 's/^CERT_PATH=//p' /opt/cultivate/releases/{version}/.env"));
+    assert!(cert_path.trim().starts_with("/opt/cultivate/config/certs-"), "{cert_path}");
+    let key = host_sh(&host, &format!("stat -c '%u %a' {}/privkey.pem", cert_path.trim()));
     assert_eq!(key.trim(), "101 600");
     let (_, head) = tls::https_get(host.https_port, &certificates.ca_der, &rustls::version::TLS13).unwrap();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");

@@ -65,6 +65,13 @@ fn lifecycle(engine: Engine) {
     // podman-compose.
     let compose = if engine == Engine::Podman5 { "podman-compose 1." } else { "docker compose 2." };
     assert!(first.stderr.contains(compose), "{engine:?}: {}", first.all());
+    // Docker 28 with Compose v2 checks every second while a container starts.
+    let written = host_sh(&host, "cat /opt/cultivate/current/docker-compose.yml");
+    assert_eq!(
+        written.matches("start_interval: 1s").count(),
+        if engine == Engine::Podman5 { 0 } else { 3 },
+        "{written}"
+    );
     if engine == Engine::Podman5 {
         // The deploy ran the containers' own healthchecks (no systemd timers here):
         // the engine records every service healthy.
@@ -82,11 +89,23 @@ fn lifecycle(engine: Engine) {
     .unwrap();
     assert_eq!(created.status, 201, "{}", created.text());
 
-    // A backend-only change ships its layer only, on this store too.
+    // A backend-only change ships its layer only, on this store too; under Docker the
+    // database keeps its container (podman-compose recreates every container: its
+    // `up` runs with --force-recreate, see the README).
+    let database = format!(
+        "{cli} ps -q --filter label=com.docker.compose.service=database | \
+         xargs -r {cli} inspect --format '{{{{.Id}}}} {{{{.State.StartedAt}}}}'"
+    );
+    let database_before = host_sh(&host, &database);
+    let database_kept = engine != Engine::Podman5;
+    assert!(!database_kept || !database_before.trim().is_empty(), "{engine:?}: no database container");
     let v2 = changed();
     let second = deploy(&config, &v2);
     assert!(second.success, "{engine:?}: changed deploy failed: {}", second.all());
     assert_serves(&host, "engines-v2", &config);
+    if database_kept {
+        assert_eq!(host_sh(&host, &database), database_before, "{engine:?}: the database restarted");
+    }
     let shipped = second.shipped_mb().expect("the summary names the bytes shipped");
     assert!(shipped < 1.0, "{engine:?}: a backend-only change shipped {shipped} MB: {}", second.all());
     assert!(activities(&host).contains(&title), "{engine:?}: the row is gone after the upgrade");
@@ -109,6 +128,9 @@ fn lifecycle(engine: Engine) {
     let rolled = config.run(&["rollback", "--host", "e2e", "--yes"]).unwrap();
     assert!(rolled.success, "{engine:?}: rollback failed: {}", rolled.all());
     assert_serves(&host, &v1_version, &config);
+    if database_kept {
+        assert_eq!(host_sh(&host, &database), database_before, "{engine:?}: the database restarted on rollback");
+    }
     assert!(activities(&host).contains(&title), "{engine:?}: the row is gone after the rollback");
     assert_eq!(status(&config)["history"].as_array().unwrap().last().unwrap()["status"], "rolled_back");
 

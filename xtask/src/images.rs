@@ -91,12 +91,13 @@ pub fn build(
     Ok(manifest)
 }
 
-/// Version, revision and creation time shared by every image of one run.
+/// Version and revision of one run, for the tags and the manifest. Neither goes into
+/// an image: an image whose own inputs did not change rebuilds (from the cache) to the
+/// same id in every commit, so a deploy keeps its container running.
 #[derive(Clone, Debug)]
 struct BuildInfo {
     version: String,
     revision: String,
-    created: String,
 }
 
 impl BuildInfo {
@@ -108,13 +109,8 @@ impl BuildInfo {
             (None, Err(err)) => bail!("{err:#}"),
         };
         validate_tag(&version)?;
-        // The commit time rather than now: rebuilding an unchanged tree then gives
-        // byte-identical images, which later deploys rely on to ship nothing.
-        let (revision, created) = match revision {
-            Ok(revision) => (revision.sha, revision.committed_at),
-            Err(_) => ("unknown".to_string(), now_rfc3339()),
-        };
-        Ok(BuildInfo { version, revision, created })
+        let revision = revision.map_or_else(|_| "unknown".to_string(), |revision| revision.sha);
+        Ok(BuildInfo { version, revision })
     }
 }
 
@@ -200,10 +196,8 @@ fn build_spec(
         tags: vec![reference, format!("{image}:latest")],
         build_args,
         labels: vec![
+            // Only what the image's own inputs decide (see `BuildInfo`).
             ("org.opencontainers.image.title".into(), image.clone()),
-            ("org.opencontainers.image.version".into(), build.version.clone()),
-            ("org.opencontainers.image.revision".into(), build.revision.clone()),
-            ("org.opencontainers.image.created".into(), build.created.clone()),
             ("org.opencontainers.image.base.name".into(), base.requested.clone()),
         ],
         no_cache: false,

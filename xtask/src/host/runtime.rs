@@ -105,6 +105,18 @@ impl Runtime {
         self.cmd().args(["save", reference])
     }
 
+    pub fn tag_cmd(&self, id: &str, reference: &str) -> Cmd {
+        self.cmd().args(["tag", id, reference])
+    }
+
+    /// Names the image `id` also `reference` in this machine's engine.
+    pub fn tag(&self, id: &str, reference: &str) -> Result<()> {
+        self.tag_cmd(id, reference)
+            .output()
+            .map(|_| ())
+            .with_context(|| format!("tagging {id} as {reference} on this machine"))
+    }
+
     pub fn pull_cmd(&self, reference: &str) -> Cmd {
         self.cmd().args(["pull", reference])
     }

@@ -13,7 +13,7 @@ use crate::host::runtime::RuntimeKind;
 use crate::host::transport::Transport;
 use crate::model::config::Config;
 use crate::model::paths::DeploymentPaths;
-use crate::model::platform::TargetOs;
+use crate::model::platform::{TargetOs, Version};
 use crate::support::command::Cmd;
 use crate::support::log::Log;
 
@@ -73,9 +73,21 @@ pub struct Session<'a> {
     pub compose: ComposeCommand,
     /// Bytes free at the deployment path (or its nearest existing parent).
     pub free_disk_bytes: Option<u64>,
+    /// The engine's version (Docker's server, Podman's, Finch's).
+    pub engine_version: Option<Version>,
 }
 
 impl<'a> Session<'a> {
+    /// Whether the engine and compose honour a healthcheck's `start_interval` (Docker
+    /// 25 and Compose v2.20.2 on): checks then run every second while a container
+    /// starts, so it is known healthy as soon as it is, not at the next interval.
+    pub fn knows_start_interval(&self) -> bool {
+        let at_least = |v: &Version, wanted: &str| Version::parse(wanted).is_some_and(|w| *v >= w);
+        self.runtime == RuntimeKind::Docker
+            && self.engine_version.as_ref().is_some_and(|v| at_least(v, "25.0.0"))
+            && matches!(&self.compose, ComposeCommand::DockerV2(v) if at_least(v, "2.20.2"))
+    }
+
     /// Connects (connectivity first, Property 16), detects the target and checks its
     /// runtime; with `install`, installs what is missing first (as `doctor --install`).
     pub fn open(config: &Config, host: &HostArgs, install: bool, dry_run: bool, log: &'a Log) -> Result<Session<'a>> {
@@ -115,6 +127,7 @@ impl<'a> Session<'a> {
             paths,
             compose,
             free_disk_bytes: report.free_disk_bytes,
+            engine_version: runtime_report.engine.clone(),
         };
         log.info(format!(
             "{}: {} as {}, {}, deployment path {}",
@@ -259,4 +272,39 @@ pub fn confirm(question: &str) -> Result<()> {
         bail!("stopped: not confirmed");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_interval_needs_docker_25_and_compose_2_20_2() {
+        let config = Config::parse("[app]\nname = \"cultivate\"\n", "deploy.toml", &|_| None).unwrap();
+        let log = Log::new(false);
+        let session = |runtime: RuntimeKind, engine: &str, compose: ComposeCommand| Session {
+            name: "h".into(),
+            transport: Transport::Local,
+            log: &log,
+            dry_run: false,
+            os: TargetOs::Linux,
+            user: "root".into(),
+            uid: "0".into(),
+            paths: DeploymentPaths::resolve(TargetOs::Linux, "root", &config, None).unwrap(),
+            runtime,
+            compose,
+            free_disk_bytes: None,
+            engine_version: Version::parse(engine),
+        };
+        let v = |text: &str| Version::parse(text).unwrap();
+        let docker = RuntimeKind::Docker;
+        assert!(session(docker, "28.5.1", ComposeCommand::DockerV2(v("2.40.3"))).knows_start_interval());
+        assert!(session(docker, "25.0.0", ComposeCommand::DockerV2(v("2.20.2"))).knows_start_interval());
+        assert!(!session(docker, "24.0.9", ComposeCommand::DockerV2(v("2.40.3"))).knows_start_interval());
+        assert!(!session(docker, "28.5.1", ComposeCommand::DockerV2(v("2.20.1"))).knows_start_interval());
+        assert!(!session(docker, "28.5.1", ComposeCommand::DockerV1(v("1.29.2"))).knows_start_interval());
+        assert!(!session(docker, "20.10.24", ComposeCommand::DockerV1(v("1.29.2"))).knows_start_interval());
+        let podman = session(RuntimeKind::Podman, "5.8.0", ComposeCommand::Podman(v("1.6.0")));
+        assert!(!podman.knows_start_interval());
+    }
 }

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::model::config::{Config, Limits};
+use crate::model::image::Image;
 use crate::model::paths::DeploymentPaths;
 use crate::model::platform::{LinuxEngine, TargetOs};
 use crate::model::service::Service;
@@ -133,6 +134,9 @@ pub struct Healthcheck {
     pub timeout: String,
     pub retries: u32,
     pub start_period: String,
+    /// How often the check runs during `start_period` (Docker 25+, Compose v2.20.2+).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_interval: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -184,10 +188,17 @@ pub struct RenderInput<'a> {
     pub paths: &'a DeploymentPaths,
     /// What runs the stack on a Linux target (ignored for macOS, which runs Finch).
     pub engine: LinuxEngine,
-    /// The image tag every service is pinned to.
+    /// The image tag every service is pinned to, but for those in `images`.
     pub version: &'a str,
+    /// The release's images: a service's `image:` is its reference here when given. A
+    /// service whose image did not change keeps the reference of the release that
+    /// brought it, so compose keeps its container.
+    pub images: &'a [Image],
     /// Names of the files under `secrets/` (each becomes a file-based secret).
     pub secrets: &'a [String],
+    /// The target honours `start_interval`: checks run every second while a container
+    /// starts, so a release is healthy when its services are, not at the next interval.
+    pub start_interval: bool,
 }
 
 /// The compose file and its env file for one release.
@@ -209,7 +220,7 @@ pub fn to_yaml(compose: &ComposeFile) -> String {
 }
 
 pub fn render(input: RenderInput<'_>) -> Rendered {
-    let RenderInput { config, paths, engine, version, secrets } = input;
+    let RenderInput { config, paths, engine, version, images, secrets, start_interval } = input;
     let finch = paths.os == TargetOs::Macos;
     let health_gated = !finch && engine == LinuxEngine::Docker;
     let https = config.http.https;
@@ -221,6 +232,7 @@ pub fn render(input: RenderInput<'_>) -> Rendered {
             timeout: format!("{}s", health.interval_seconds.max(3)),
             retries: health.retries,
             start_period: format!("{}s", health.start_period_seconds),
+            start_interval: start_interval.then(|| "1s".to_string()),
         })
     };
     let depends_on = |service: &str| {
@@ -233,8 +245,14 @@ pub fn render(input: RenderInput<'_>) -> Rendered {
             )]))
         }
     };
-    let base_service = |image: &str, limits: &Limits| ServiceDefinition {
-        image: format!("{image}:{version}"),
+    let pinned = |service: Service| {
+        images
+            .iter()
+            .find(|image| image.service == service.name())
+            .map_or_else(|| format!("{}:{version}", service.image(config)), |image| image.reference.clone())
+    };
+    let base_service = |service: Service, limits: &Limits| ServiceDefinition {
+        image: pinned(service),
         environment: Vec::new(),
         ports: Vec::new(),
         volumes: Vec::new(),
@@ -280,12 +298,12 @@ pub fn render(input: RenderInput<'_>) -> Rendered {
             read_only: false,
         },
     };
-    let mut database = base_service(&config.images.database, &config.resources.database);
+    let mut database = base_service(Service::Database, &config.resources.database);
     database.environment = vec!["POSTGRES_USER=${POSTGRES_USER}".into(), "POSTGRES_DB=${POSTGRES_DB}".into()];
     database.volumes = vec![socket_mount(), data_mount];
     database.healthcheck = healthcheck(Service::Database);
 
-    let mut backend = base_service(&config.images.backend, &config.resources.backend);
+    let mut backend = base_service(Service::BackendApi, &config.resources.backend);
     backend.environment = vec![
         format!("DATABASE_URL=postgresql://${{POSTGRES_USER}}@/${{POSTGRES_DB}}?host={SOCKET_DIR}"),
         "PORT=${BACKEND_PORT}".into(),
@@ -297,7 +315,7 @@ pub fn render(input: RenderInput<'_>) -> Rendered {
     backend.secrets = secrets.to_vec();
 
     // Frontend: the only service on the edge network and the only one publishing ports.
-    let mut frontend = base_service(&config.images.frontend, &config.resources.frontend);
+    let mut frontend = base_service(Service::WebFrontend, &config.resources.frontend);
     frontend.environment = vec!["BACKEND_HOST=backend".into(), "BACKEND_PORT=${BACKEND_PORT}".into()];
     frontend.ports = vec!["${HTTP_PORT}:80".into()];
     if https {
@@ -329,9 +347,12 @@ pub fn render(input: RenderInput<'_>) -> Rendered {
             ),
         ]),
         volumes,
-        secrets: secrets.iter().map(|name| (name.clone(), Secret { file: format!("./secrets/{name}") })).collect(),
+        secrets: secrets
+            .iter()
+            .map(|name| (name.clone(), Secret { file: format!("${{SECRETS_PATH}}/{name}") }))
+            .collect(),
     };
-    Rendered { compose, env: env_file(config, paths) }
+    Rendered { compose, env: env_file(config, paths, !secrets.is_empty()) }
 }
 
 /// `1.0` → `"1.0"`, `0.25` → `"0.25"`.
@@ -350,7 +371,13 @@ pub struct EnvFile {
     pub vars: Vec<(String, String)>,
 }
 
-fn env_file(config: &Config, paths: &DeploymentPaths) -> EnvFile {
+/// Where a release's secrets are on the target, until a deploy names the directory
+/// that holds their content (`<config>/secrets-<digest>`).
+pub fn default_secrets_path(paths: &DeploymentPaths) -> String {
+    format!("{}/secrets", paths.config)
+}
+
+fn env_file(config: &Config, paths: &DeploymentPaths, secrets: bool) -> EnvFile {
     let mut vars = vec![
         ("APP_ENV", config.app.environment.to_string()),
         ("HTTP_PORT", config.http.port.to_string()),
@@ -364,6 +391,9 @@ fn env_file(config: &Config, paths: &DeploymentPaths) -> EnvFile {
     ];
     if let Some(cert_path) = &config.http.cert_path {
         vars.push(("CERT_PATH", cert_path.clone()));
+    }
+    if secrets {
+        vars.push(("SECRETS_PATH", default_secrets_path(paths)));
     }
     if config.http.https {
         // The only names HTTP redirects to (never the client's Host header). Unset, a

@@ -26,6 +26,18 @@ pub struct Image {
     pub size_bytes: u64,
 }
 
+impl Image {
+    /// The same image by content, whichever store holds it and whatever it is named:
+    /// the same service, layers and config. (Ids differ between stores; records
+    /// without a config fingerprint cannot be compared and never match.)
+    pub fn same_content(&self, other: &Image) -> bool {
+        self.service == other.service
+            && self.layers == other.layers
+            && !self.config_fingerprint.is_empty()
+            && self.config_fingerprint == other.config_fingerprint
+    }
+}
+
 /// Docker's rule for a tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
 pub fn validate_tag(version: &str) -> Result<()> {
     let mut chars = version.chars();

@@ -168,6 +168,27 @@ impl History {
         self.deployments.iter().rev().find(|d| d.status.ran())
     }
 
+    /// `images` (a new release's, each named `name:<version>`), where an image is the
+    /// same by content as the current release's image of that service, named as the
+    /// current release names it: the compose file then names it unchanged, and compose
+    /// keeps that service's container (a backend change restarts neither the database
+    /// nor the frontend). Returns them, and the ones renamed.
+    pub fn carry_over_unchanged(&self, images: Vec<Image>) -> (Vec<Image>, Vec<String>) {
+        let Some(current) = self.current() else { return (images, Vec::new()) };
+        let mut carried = Vec::new();
+        let images = images
+            .into_iter()
+            .map(|image| match current.images.iter().find(|held| held.same_content(&image)) {
+                Some(held) if held.reference != image.reference => {
+                    carried.push(image.service.clone());
+                    Image { reference: held.reference.clone(), ..image }
+                }
+                _ => image,
+            })
+            .collect();
+        (images, carried)
+    }
+
     /// The release to roll back to: the named one if it ran, else the last release
     /// that ran before the current one (with another version), among `existing`
     /// release directories.
@@ -406,6 +427,15 @@ fn lock_marker(holder: &LockHolder) -> String {
 /// Prints a file, or nothing when it does not exist.
 pub fn read_cmd(path: &str) -> Cmd {
     Cmd::new("sh").args(["-c", "cat \"$1\" 2>/dev/null; exit 0", "read"]).arg(path)
+}
+
+/// Removes the directories of secrets and certificates (`<config>/secrets-<digest>`,
+/// `certs-<digest>`) that no release left in `releases_dir` names in its `.env`.
+pub fn remove_unused_content_dirs_cmd(config_dir: &str, releases_dir: &str) -> Cmd {
+    let script = "cd \"$1\" 2>/dev/null || exit 0; \
+                  for d in secrets-* certs-*; do [ -d \"$d\" ] || continue; \
+                  grep -qsF \"/$d\" \"$2\"/*/.env || rm -rf -- \"$d\"; done; exit 0";
+    Cmd::new("sh").args(["-c", script, "remove-unused-content"]).arg(config_dir).arg(releases_dir)
 }
 
 /// Lists the release directories, one version per line.

@@ -167,12 +167,14 @@ fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<S
     // 4a. Ports: free, or published by this stack already.
     phases.time("pre-checks", || check_ports(session, config, &stack))?;
 
+    let history = rollout::read_history(session, &layout)?;
     // 5 and 6. Images: built here and shipped, or built on the host.
     let (images, sent_bytes) = match args.build_mode {
         BuildMode::Local => {
             let manifest = phases
                 .time("build", || local_images(project, config, args, given, (local_runtime, engine), version))?;
-            let local: Vec<Image> = local_images_of(&manifest, local_runtime)?;
+            let local =
+                keep_unchanged_images(session, local_runtime, &history, local_images_of(&manifest, local_runtime)?)?;
             phases.time("ship", || ship::ship_all(session, local_runtime, &local, &project.state_dir()))?
         }
         BuildMode::Remote => phases.time("remote build", || {
@@ -181,7 +183,6 @@ fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<S
     };
 
     // 7. The release, complete before anything starts (Property 22).
-    let history = rollout::read_history(session, &layout)?;
     let drift = rollout::drift(history.current(), &rollout::read_containers(session, &stack)?);
     if !drift.is_empty() {
         session.log.warn(format!(
@@ -293,21 +294,66 @@ fn local_images_of(manifest: &Manifest, runtime: &Runtime) -> Result<Vec<Image>>
         .collect()
 }
 
+/// The images of this release, those unchanged since the current release named as it
+/// names them (so their containers are kept), and tagged so here too: `save` finds an
+/// image by that name should the host have lost it.
+fn keep_unchanged_images(
+    session: &Session,
+    local: &Runtime,
+    history: &release::History,
+    images: Vec<Image>,
+) -> Result<Vec<Image>> {
+    let (images, carried) = history.carry_over_unchanged(images);
+    for image in images.iter().filter(|i| carried.contains(&i.service)) {
+        session.log.info(format!(
+            "{}: unchanged since {}, which stays its image (its container is kept)",
+            image.service, image.reference
+        ));
+        if !session.dry_run {
+            local.tag(&image.id, &image.reference)?;
+        }
+    }
+    Ok(images)
+}
+
 /// Writes `releases/<version>/` (step 7) and checks every file is there.
 fn write_release(inputs: &Inputs, session: &Session, layout: &Layout, images: &[Image]) -> Result<DeploymentState> {
     let Inputs { project, config, version, secrets, certs, .. } = *inputs;
     let dir = layout.release_dir(version);
-    let mut rendered =
-        render(RenderInput { config, paths: &session.paths, engine: session.runtime.linux_engine(), version, secrets });
+    let mut rendered = render(RenderInput {
+        config,
+        paths: &session.paths,
+        engine: session.runtime.linux_engine(),
+        version,
+        images,
+        secrets,
+        start_interval: session.knows_start_interval(),
+    });
     let mut files =
         vec![release::COMPOSE_FILE.to_string(), release::ENV_FILE.to_string(), release::STATE_FILE.to_string()];
-    if certs.is_some() {
-        // The release carries its own copy: a rollback restores its certificates too.
-        for (key, value) in rendered.env.vars.iter_mut() {
-            if key == "CERT_PATH" {
-                *value = format!("{dir}/certs");
-            }
-            if key == "SERVER_NAMES" && config.http.server_names.is_empty() {
+    // What the containers are started with: a release is "unchanged" (nothing
+    // restarted on a redeploy) only when all of it is.
+    let mut hasher = Sha256::new();
+    let mut secret_files = Vec::new();
+    for name in secrets {
+        let bytes =
+            std::fs::read(project.path("secrets").join(name)).with_context(|| format!("reading secrets/{name}"))?;
+        secret_files.push((name.clone(), bytes, 0o600));
+    }
+    let mut cert_files = Vec::new();
+    if let Some((chain, key)) = certs {
+        for (source, name, mode) in [(chain, "fullchain.pem", 0o644), (key, "privkey.pem", 0o600)] {
+            let bytes = std::fs::read(source).with_context(|| format!("reading {}", source.display()))?;
+            cert_files.push((name.to_string(), bytes, mode));
+        }
+    }
+    let secrets_dir = content_dir(session, "secrets", &secret_files, &mut files)?;
+    let certs_dir = content_dir(session, "certs", &cert_files, &mut files)?;
+    for (key, value) in rendered.env.vars.iter_mut() {
+        match key.as_str() {
+            "SECRETS_PATH" => *value = secrets_dir.clone().unwrap_or_default(),
+            "CERT_PATH" if certs_dir.is_some() => *value = certs_dir.clone().unwrap_or_default(),
+            "SERVER_NAMES" if certs.is_some() && config.http.server_names.is_empty() => {
                 let name = default_server_name(session);
                 session.log.warn(format!(
                     "`[http] server_names` is not set: plain HTTP redirects to https://{name}/ (the target's \
@@ -315,37 +361,23 @@ fn write_release(inputs: &Inputs, session: &Session, layout: &Layout, images: &[
                 ));
                 *value = name;
             }
+            _ => {}
         }
     }
     let compose_yaml = rendered.compose_yaml();
     let env = rendered.env.render();
     session.upload(compose_yaml.as_bytes(), &format!("{dir}/{}", release::COMPOSE_FILE), 0o644)?;
     session.upload(env.as_bytes(), &format!("{dir}/{}", release::ENV_FILE), 0o600)?;
-    // What the containers are started with: a release is "unchanged" (nothing
-    // restarted on a redeploy) only when all of it is.
-    let mut hasher = Sha256::new();
     hasher.update(compose_yaml.as_bytes());
     hasher.update(env.as_bytes());
     hasher.update(std::fs::read(&project.config_file).unwrap_or_default());
-    for name in secrets {
-        let bytes =
-            std::fs::read(project.path("secrets").join(name)).with_context(|| format!("reading secrets/{name}"))?;
-        session.upload(&bytes, &format!("{dir}/secrets/{name}"), 0o600)?;
+    for (name, bytes, _) in secret_files.iter().chain(&cert_files) {
         hasher.update(name.as_bytes());
-        hasher.update(&bytes);
-        files.push(format!("secrets/{name}"));
-    }
-    if let Some((chain, key)) = certs {
-        for (source, name, mode) in [(chain, "fullchain.pem", 0o644), (key, "privkey.pem", 0o600)] {
-            let bytes = std::fs::read(source).with_context(|| format!("reading {}", source.display()))?;
-            session.upload(&bytes, &format!("{dir}/certs/{name}"), mode)?;
-            hasher.update(name.as_bytes());
-            hasher.update(&bytes);
-            files.push(format!("certs/{name}"));
-        }
+        hasher.update(bytes);
     }
     if certs.is_some() || !secrets.is_empty() {
-        session.run(Effect::Change, &container_access_cmd(&dir, session.is_root()))?;
+        let access = container_access_cmd(secrets_dir.as_deref(), certs_dir.as_deref(), session.is_root());
+        session.run(Effect::Change, &access)?;
         if !session.is_root() {
             session.log.warn(format!(
                 "{} logs in as {}, not root: the secrets and the TLS key stay owned by that user, and the \
@@ -387,18 +419,50 @@ fn write_release(inputs: &Inputs, session: &Session, layout: &Layout, images: &[
     Ok(state)
 }
 
+/// Files the containers read (the secrets, the certificates), kept once per content in
+/// `<config>/<kind>-<digest>` on the target: releases with the same files name the
+/// same directory, so compose keeps the container that mounts them when another
+/// service changes, and a rollback finds its own files. Adds the paths to `files` (to
+/// be checked present before anything starts). `None` when there are no files.
+fn content_dir(
+    session: &Session,
+    kind: &str,
+    content: &[(String, Vec<u8>, u32)],
+    files: &mut Vec<String>,
+) -> Result<Option<String>> {
+    if content.is_empty() {
+        return Ok(None);
+    }
+    let mut digest = Sha256::new();
+    for (name, bytes, _) in content {
+        digest.update(name.as_bytes());
+        digest.update((bytes.len() as u64).to_le_bytes());
+        digest.update(bytes);
+    }
+    let hex = crate::support::digest::hex(&digest.finalize());
+    let dir = format!("{}/{kind}-{}", session.paths.config, &hex[..16]);
+    for (name, bytes, mode) in content {
+        session.upload(bytes, &format!("{dir}/{name}"), *mode)?;
+        files.push(format!("{dir}/{name}"));
+    }
+    Ok(Some(dir))
+}
+
 /// Lets the containers read their files while those stay 0600: nginx (uid 101) enters
 /// the certificate directory and owns the key; the backend's user (uid 1001) owns the
 /// secrets. Changing owners needs root.
-pub fn container_access_cmd(release_dir: &str, as_root: bool) -> Cmd {
-    let mut script = String::from("cd \"$1\" || exit 1; [ ! -d certs ] || chmod 755 certs");
+pub fn container_access_cmd(secrets_dir: Option<&str>, certs_dir: Option<&str>, as_root: bool) -> Cmd {
+    let mut script = String::from("[ -z \"$2\" ] || chmod 755 \"$2\"");
     if as_root {
         script.push_str(
-            "; [ ! -d secrets ] || chown -R 1001:1001 secrets; \
-             [ ! -f certs/privkey.pem ] || chown 101:101 certs/privkey.pem",
+            "; [ -z \"$1\" ] || chown -R 1001:1001 \"$1\"; \
+             [ -z \"$2\" ] || chown 101:101 \"$2/privkey.pem\"",
         );
     }
-    Cmd::new("sh").args(["-c", script.as_str(), "container-access"]).arg(release_dir)
+    Cmd::new("sh")
+        .args(["-c", script.as_str(), "container-access"])
+        .arg(secrets_dir.unwrap_or_default())
+        .arg(certs_dir.unwrap_or_default())
 }
 
 /// The database's data directory on a Linux host, owned by postgres (uid 999) with
@@ -448,6 +512,8 @@ fn prune(session: &Session, config: &Config, layout: &Layout, history: &release:
             return Ok(());
         }
         session.run(Effect::Change, &release::remove_releases_cmd(layout, &prunable))?;
+        let unused = release::remove_unused_content_dirs_cmd(&session.paths.config, &layout.releases);
+        session.run(Effect::Change, &unused)?;
         let kept: Vec<&str> = existing.iter().filter(|v| !prunable.contains(v)).map(String::as_str).collect();
         let mut unused = Vec::new();
         for old in &prunable {
@@ -458,9 +524,11 @@ fn prune(session: &Session, config: &Config, layout: &Layout, history: &release:
                         .iter()
                         .filter(|d| kept.contains(&d.version.as_str()))
                         .any(|d| d.images.iter().any(|i| i.reference == image.reference));
-                    // Only the configured images, tagged by a release: never an image
-                    // this tool did not build, whatever the history on the host says.
-                    let ours = Service::ALL.iter().any(|s| image.reference == format!("{}:{old}", s.image(config)));
+                    // Only the configured images: never an image this tool did not
+                    // build, whatever the history on the host says. (An image unchanged
+                    // over releases keeps the tag of the release that brought it.)
+                    let ours =
+                        Service::ALL.iter().any(|s| image.reference.starts_with(&format!("{}:", s.image(config))));
                     if ours && !used && !unused.contains(&image.reference) {
                         unused.push(image.reference.clone());
                     }

@@ -59,8 +59,16 @@ pub fn run(project: &Project, args: &RenderArgs) -> Result<()> {
     let paths = DeploymentPaths::resolve(os, &user, &config, host)?;
     let secrets = crate::support::secrets::secret_names(project)?;
     let engine = args.engine.or(host.and_then(|h| h.engine)).unwrap_or_default();
-    let rendered =
-        compose::render(RenderInput { config: &config, paths: &paths, engine, version: &version, secrets: &secrets });
+    let rendered = compose::render(RenderInput {
+        config: &config,
+        paths: &paths,
+        engine,
+        version: &version,
+        images: &[],
+        secrets: &secrets,
+        // Known only of a host: `render` asks none.
+        start_interval: false,
+    });
 
     if args.verbose {
         eprintln!("{}", explain(&paths));

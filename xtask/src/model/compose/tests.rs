@@ -40,7 +40,15 @@ fn rendered(text: &str, os: TargetOs, user: &str, secrets: &[String]) -> Rendere
 fn rendered_for(engine: LinuxEngine, text: &str, os: TargetOs, user: &str, secrets: &[String]) -> Rendered {
     let config = config(text);
     let paths = DeploymentPaths::resolve(os, user, &config, None).unwrap();
-    render(RenderInput { config: &config, paths: &paths, engine, version: "0ca9c96", secrets })
+    render(RenderInput {
+        config: &config,
+        paths: &paths,
+        engine,
+        version: "0ca9c96",
+        images: &[],
+        secrets,
+        start_interval: false,
+    })
 }
 
 /// `${NAME}` replaced by the env file's value, as compose does.
@@ -274,4 +282,40 @@ proptest! {
         prop_assert!(error.contains(&format!("Cannot access path '/{top}/{tail}' on macOS target")), "{}", error);
         prop_assert!(error.contains("Solutions:") && error.contains("ln -s") && error.contains("finch.yaml"), "{}", error);
     }
+}
+
+/// Issue 12: a service unchanged since an earlier release keeps that release's image
+/// reference (compose keeps its container); `start_interval` is written only where the
+/// target honours it.
+#[test]
+fn images_are_pinned_per_service_and_start_interval_only_when_asked() {
+    let config = config(DEFAULT);
+    let paths = DeploymentPaths::resolve(TargetOs::Linux, "root", &config, None).unwrap();
+    let kept = crate::model::image::Image {
+        service: "database".into(),
+        reference: "cultivate-database:0000001".into(),
+        id: "sha256:0".into(),
+        layers: Vec::new(),
+        config_fingerprint: String::new(),
+        size_bytes: 0,
+    };
+    let input = RenderInput {
+        config: &config,
+        paths: &paths,
+        engine: LinuxEngine::Docker,
+        version: "0ca9c96",
+        images: std::slice::from_ref(&kept),
+        secrets: &[],
+        start_interval: true,
+    };
+    let compose = render(input).compose;
+    assert_eq!(compose.services.database.image, "cultivate-database:0000001");
+    assert_eq!(compose.services.backend.image, "cultivate-backend-api:0ca9c96");
+    assert_eq!(compose.services.frontend.image, "cultivate-web-frontend:0ca9c96");
+    for (name, service) in compose.services.iter() {
+        let check = service.healthcheck.as_ref().unwrap();
+        assert_eq!(check.start_interval.as_deref(), Some("1s"), "{name}");
+    }
+    let without = render(RenderInput { start_interval: false, ..input }).compose_yaml();
+    assert!(!without.contains("start_interval"), "{without}");
 }

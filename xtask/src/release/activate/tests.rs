@@ -153,6 +153,7 @@ impl Fixture {
             runtime: crate::host::runtime::RuntimeKind::Docker,
             compose: ComposeCommand::DockerV1(Version::parse("1.29.2").unwrap()),
             free_disk_bytes: None,
+            engine_version: None,
         }
     }
 

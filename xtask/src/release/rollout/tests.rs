@@ -77,6 +77,7 @@ impl Fixture {
             runtime: crate::host::runtime::RuntimeKind::Docker,
             compose: ComposeCommand::DockerV1(Version::parse("1.29.2").unwrap()),
             free_disk_bytes: None,
+            engine_version: None,
         }
     }
 
@@ -150,6 +151,7 @@ fn two_takers_racing_for_a_stale_lock_exactly_one_wins() {
         runtime: crate::host::runtime::RuntimeKind::Docker,
         compose: ComposeCommand::DockerV1(Version::parse("1.29.2").unwrap()),
         free_disk_bytes: None,
+        engine_version: None,
     };
     let lock_path = format!("{}/deploy.lock", paths.base);
     std::fs::create_dir_all(&paths.base).unwrap();

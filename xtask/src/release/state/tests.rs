@@ -1,6 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::model::image::Image;
 use crate::support::command::Cmd;
 
 fn entry(version: &str, status: ReleaseStatus) -> DeploymentState {
@@ -344,4 +345,73 @@ proptest! {
             prop_assert!(!prunable.contains(&target.version), "{} pruned", target.version);
         }
     }
+}
+
+fn image(service: &str, version: &str, layers: &[&str], config: &str) -> Image {
+    Image {
+        service: service.into(),
+        reference: format!("cultivate-{service}:{version}"),
+        id: format!("sha256:{config}"),
+        layers: layers.iter().map(|l| l.to_string()).collect(),
+        config_fingerprint: config.into(),
+        size_bytes: 0,
+    }
+}
+
+/// Issue 12: every image got the new version's tag, so compose recreated all three
+/// containers, the database included, on any deploy. An image unchanged since the
+/// current release keeps that release's name.
+#[test]
+fn images_unchanged_since_the_current_release_keep_its_names() {
+    let mut current = entry("v1", ReleaseStatus::Active);
+    current.images = vec![
+        image("database", "v0", &["base", "pg"], "db"),
+        image("backend-api", "v1", &["base", "api1"], "api1"),
+        image("web-frontend", "v1", &["base", "web"], "web"),
+    ];
+    let history = History { deployments: vec![current], ..History::default() };
+    let new = vec![
+        image("database", "v2", &["base", "pg"], "db"),
+        image("backend-api", "v2", &["base", "api2"], "api2"),
+        // The same layers under another config (a changed label or command): changed.
+        image("web-frontend", "v2", &["base", "web"], "web2"),
+    ];
+    let (kept, carried) = history.carry_over_unchanged(new.clone());
+    let references: Vec<&str> = kept.iter().map(|i| i.reference.as_str()).collect();
+    assert_eq!(references, ["cultivate-database:v0", "cultivate-backend-api:v2", "cultivate-web-frontend:v2"]);
+    assert_eq!(carried, ["database"]);
+    assert_eq!(kept[0].id, new[0].id, "the image itself is the one built now");
+
+    // Nothing recorded to compare with: every image keeps its new name.
+    assert_eq!(History::default().carry_over_unchanged(new.clone()).0, new);
+    // A record without a config fingerprint (written before there were any) never
+    // matches: the image is shipped and named anew rather than trusted.
+    let mut old = entry("v1", ReleaseStatus::Active);
+    old.images = vec![Image { config_fingerprint: String::new(), ..image("database", "v0", &["base", "pg"], "") }];
+    let unknown = History { deployments: vec![old], ..History::default() };
+    assert!(unknown.carry_over_unchanged(new).1.is_empty());
+}
+
+/// The secrets and certificates directories no release left on the host names go; the
+/// ones a release names stay, whatever else is in the directory.
+#[test]
+fn unused_secrets_and_certificate_directories_are_removed() {
+    let dir = std::env::temp_dir().join(format!("cultivate-content-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = dir.join("config");
+    let releases = dir.join("releases");
+    for sub in ["secrets-aaaa", "secrets-bbbb", "certs-cccc", "certs-dddd", "other"] {
+        std::fs::create_dir_all(config.join(sub)).unwrap();
+        std::fs::write(config.join(sub).join("file"), "x").unwrap();
+    }
+    std::fs::create_dir_all(releases.join("v1")).unwrap();
+    let env = format!("SECRETS_PATH='{0}/secrets-aaaa'\nCERT_PATH={0}/certs-dddd\n", config.display());
+    std::fs::write(releases.join("v1/.env"), env).unwrap();
+    let cmd = remove_unused_content_dirs_cmd(&config.to_string_lossy(), &releases.to_string_lossy());
+    assert_eq!(sh(&cmd, ""), 0);
+    let mut left: Vec<String> =
+        std::fs::read_dir(&config).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    left.sort();
+    assert_eq!(left, ["certs-dddd", "other", "secrets-aaaa"]);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
