@@ -186,7 +186,8 @@ fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<S
     let drift = rollout::drift(history.current(), &rollout::read_containers(session, &stack)?);
     if !drift.is_empty() {
         session.log.warn(format!(
-            "what runs on {} is not the current release {}: {} (a deploy was interrupted). This deploy replaces it{}",
+            "what runs on {} is not the current release {}: {} (left by an interrupted deploy, or changed by hand). \
+             This deploy replaces it{}",
             session.name,
             history.current().map_or("(none)", |c| c.version.as_str()),
             drift.join("; "),
@@ -512,8 +513,8 @@ fn prune(session: &Session, config: &Config, layout: &Layout, history: &release:
             return Ok(());
         }
         session.run(Effect::Change, &release::remove_releases_cmd(layout, &prunable))?;
-        let unused = release::remove_unused_content_dirs_cmd(&session.paths.config, &layout.releases);
-        session.run(Effect::Change, &unused)?;
+        let unused_dirs = release::remove_unused_content_dirs_cmd(&session.paths.config, &layout.releases);
+        session.run(Effect::Change, &unused_dirs)?;
         let kept: Vec<&str> = existing.iter().filter(|v| !prunable.contains(v)).map(String::as_str).collect();
         let mut unused = Vec::new();
         for old in &prunable {
