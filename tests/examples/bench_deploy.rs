@@ -19,12 +19,10 @@
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use cultivate_tests::Load;
 use cultivate_tests::deploy::{DeployConfig, built_manifest_path, derived_version};
-use cultivate_tests::get_within;
 use cultivate_tests::hosts::{Engine, HostVariant, TestHost};
 use xtask::images::{Manifest, Service, read_manifest};
 use xtask::model::compose::{RenderInput, render};
@@ -49,40 +47,6 @@ struct Outcome {
     sent: u32,
     /// Whether the database container restarted.
     database_restarted: bool,
-}
-
-/// Requests through the host's nginx while a step runs: one `GET /api/v1/activities`
-/// about every 20 ms, each given up after 2 s, for at most 10 minutes.
-struct Load {
-    stop: Arc<AtomicBool>,
-    worker: std::thread::JoinHandle<(u32, u32)>,
-}
-
-impl Load {
-    fn start(port: u16) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let worker = std::thread::spawn(move || {
-            let url = format!("http://127.0.0.1:{port}/api/v1/activities");
-            let deadline = Instant::now() + Duration::from_secs(600);
-            let (mut failed, mut sent) = (0, 0);
-            while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
-                sent += 1;
-                if get_within(&url, Duration::from_secs(2)).ok() != Some(200) {
-                    failed += 1;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            (failed, sent)
-        });
-        Load { stop, worker }
-    }
-
-    /// (failed, sent)
-    fn stop(self) -> (u32, u32) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.worker.join().expect("the load thread")
-    }
 }
 
 /// The database container's id and start time on `host` (empty when none runs).
@@ -175,7 +139,7 @@ fn bench_store(store: &'static str, variant: HostVariant, v1: &Path, v2: &Path, 
             let started = Instant::now();
             let mb = path();
             let seconds = started.elapsed().as_secs_f64();
-            let (failed, sent) = load.map(Load::stop).unwrap_or_default();
+            let (failed, sent) = load.map(|load| load.stop().counts()).unwrap_or_default();
             let database_restarted = !database.is_empty() && database_started(host) != database;
             Outcome { seconds, mb, failed, sent, database_restarted }
         };

@@ -462,3 +462,55 @@ mod tests {
         assert!(parse_listening_ports("  sl  local_address rem_address   st\n").is_empty());
     }
 }
+
+/// Requests through a host's nginx while something happens to it: one
+/// `GET /api/v1/activities` about every 20 ms, each given up after 2 s, for at most
+/// 10 minutes.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    worker: std::thread::JoinHandle<LoadReport>,
+}
+
+/// What a [`Load`] saw: the failures (status and what went wrong), of how many sent.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub sent: u32,
+    pub failures: Vec<String>,
+}
+
+impl LoadReport {
+    /// (failed, sent)
+    pub fn counts(&self) -> (u32, u32) {
+        (self.failures.len() as u32, self.sent)
+    }
+}
+
+impl Load {
+    pub fn start(port: u16) -> Load {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let worker = std::thread::spawn(move || {
+            let url = format!("http://127.0.0.1:{port}/api/v1/activities");
+            let deadline = Instant::now() + Duration::from_secs(600);
+            let mut report = LoadReport::default();
+            while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
+                report.sent += 1;
+                let started = Instant::now();
+                match get_within(&url, Duration::from_secs(2)) {
+                    Ok(200) => {}
+                    Ok(status) => report.failures.push(format!("{status} after {:?}", started.elapsed())),
+                    Err(err) => report.failures.push(format!("{err:#} after {:?}", started.elapsed())),
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            report
+        });
+        Load { stop, worker }
+    }
+
+    pub fn stop(self) -> LoadReport {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.worker.join().expect("the load thread")
+    }
+}

@@ -10,7 +10,7 @@ use cultivate_tests::deploy::{
     DeployConfig, Ran, activities, assert_serves, built_manifest_path, deploy, derived_version, status, wait_bounded,
 };
 use cultivate_tests::hosts::{HostVariant, TestHost};
-use cultivate_tests::{get, get_when_up, http, require_engine};
+use cultivate_tests::{Load, get, get_when_up, http, require_engine};
 use xtask::host::probe::FinchVm;
 
 #[path = "support/tls.rs"]
@@ -263,8 +263,14 @@ fn upgrade_keeps_the_row_and_ships_only_the_changed_layer() {
     // A second version with a changed backend: it serves, the row is still there, and
     // only the backend's new layer (plus two image configs) travels.
     let database_before = database_container(s.host);
+    // Under load through nginx, not one request fails: the new backend starts beside
+    // the old one, and the old one drains before it goes.
+    let load = Load::start(s.host.http_port);
     let second = s.deploy(&v2);
+    let report = load.stop();
     assert!(second.success, "second deploy failed: {}", second.all());
+    assert!(report.sent > 20 && report.failures.is_empty(), "{report:?}: {}", second.all());
+    assert!(second.stderr.contains("drained and removed"), "{}", second.all());
     assert_serves(s.host, "e2e-v2", &s.config);
     // Only what changed restarts: the database keeps its container and start time.
     assert_eq!(database_container(s.host), database_before, "the database restarted: {}", second.all());
@@ -312,8 +318,11 @@ fn rollback_restores_the_previous_version() {
     // rollback → the previous version serves, the row is still there, and the
     // database, the same image in both, was not restarted.
     let database_before = database_container(s.host);
+    let load = Load::start(s.host.http_port);
     let rolled = s.rollback(&[]);
+    let report = load.stop();
     assert!(rolled.success, "rollback failed: {}", rolled.all());
+    assert!(report.sent > 20 && report.failures.is_empty(), "{report:?}: {}", rolled.all());
     assert_serves(s.host, &s.v1_version, &s.config);
     assert_eq!(database_container(s.host), database_before, "the database restarted: {}", rolled.all());
     assert!(activities(s.host).contains(&title), "the row is gone after the rollback");

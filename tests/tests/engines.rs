@@ -13,7 +13,7 @@ use cultivate_tests::deploy::{
     DeployConfig, activities, assert_serves, built_manifest_path, deploy, derived_version, status,
 };
 use cultivate_tests::hosts::{Engine, HostVariant, TestHost};
-use cultivate_tests::{http, manifest, require_engine};
+use cultivate_tests::{Load, http, manifest, require_engine};
 
 const CHANGED_BACKEND: &str = "RUN echo engines-v2 > /tmp/cultivate-engines-release\n";
 const SWAPPED_BACKEND: &str = "RUN echo swapped > /tmp/cultivate-engines-release\n";
@@ -100,11 +100,15 @@ fn lifecycle(engine: Engine) {
     let database_kept = engine != Engine::Podman5;
     assert!(!database_kept || !database_before.trim().is_empty(), "{engine:?}: no database container");
     let v2 = changed();
+    let load = Load::start(host.http_port);
     let second = deploy(&config, &v2);
+    let report = load.stop();
     assert!(second.success, "{engine:?}: changed deploy failed: {}", second.all());
     assert_serves(&host, "engines-v2", &config);
     if database_kept {
         assert_eq!(host_sh(&host, &database), database_before, "{engine:?}: the database restarted");
+        // The backend was swapped beside itself: not one request failed under load.
+        assert!(report.sent > 20 && report.failures.is_empty(), "{engine:?}: {report:?}: {}", second.all());
     }
     let shipped = second.shipped_mb().expect("the summary names the bytes shipped");
     assert!(shipped < 1.0, "{engine:?}: a backend-only change shipped {shipped} MB: {}", second.all());
@@ -125,11 +129,14 @@ fn lifecycle(engine: Engine) {
     assert_serves(&host, "engines-v2", &config);
 
     // Rollback restores v1, the row kept.
+    let load = Load::start(host.http_port);
     let rolled = config.run(&["rollback", "--host", "e2e", "--yes"]).unwrap();
+    let report = load.stop();
     assert!(rolled.success, "{engine:?}: rollback failed: {}", rolled.all());
     assert_serves(&host, &v1_version, &config);
     if database_kept {
         assert_eq!(host_sh(&host, &database), database_before, "{engine:?}: the database restarted on rollback");
+        assert!(report.sent > 20 && report.failures.is_empty(), "{engine:?}: {report:?}: {}", rolled.all());
     }
     assert!(activities(&host).contains(&title), "{engine:?}: the row is gone after the rollback");
     assert_eq!(status(&config)["history"].as_array().unwrap().last().unwrap()["status"], "rolled_back");

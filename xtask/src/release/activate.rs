@@ -11,7 +11,7 @@ use crate::model::image::{Image, names_same_image};
 use crate::model::platform::TargetOs;
 use crate::model::service::Service;
 use crate::release::rollout::{self, OnInterrupt, StartFailure};
-use crate::release::stack::Stack;
+use crate::release::stack::{ContainerState, Stack};
 use crate::release::state::{self as release, DeploymentState, History, Layout, ReleaseStatus};
 use crate::support::interrupt;
 
@@ -50,6 +50,9 @@ pub fn go_live(
     // From here until the host is recorded, Ctrl-C and SIGTERM restore, not abandon.
     let _critical = interrupt::Critical::enter();
     let started = (|| -> Result<std::result::Result<History, StartFailure>> {
+        if let Some(failure) = swap_backend(session, stack, config, &release_dir, &state.images, OnInterrupt::GiveUp)? {
+            return Ok(Err(failure));
+        }
         let health = match rollout::start_and_wait(session, stack, config, &release_dir, OnInterrupt::GiveUp)? {
             Ok(health) => health,
             Err(failure) => return Ok(Err(failure)),
@@ -171,6 +174,10 @@ pub fn restore(
 ) -> Result<std::result::Result<DeploymentState, StartFailure>> {
     let _critical = interrupt::Critical::enter();
     let dir = layout.release_dir(&target.version);
+    if let Some(failure) = swap_backend(session, stack, config, &dir, &target.images, OnInterrupt::Finish)? {
+        rollout::report_failure(session, &dir, &failure);
+        return Ok(Err(failure));
+    }
     match rollout::start_and_wait(session, stack, config, &dir, OnInterrupt::Finish)? {
         Ok(health) => {
             let entry = DeploymentState {
@@ -187,6 +194,100 @@ pub fn restore(
         Err(failure) => {
             rollout::report_failure(session, &dir, &failure);
             Ok(Err(failure))
+        }
+    }
+}
+
+/// How long a replaced backend is given to finish the requests it has.
+const DRAIN_SECONDS: u32 = 30;
+
+/// Replaces the running backend with `release_dir`'s without losing a request, when
+/// only the backend changes (the database runs the release's image already) and
+/// compose can scale (Docker's): the new backend starts beside the old one, nginx
+/// sends requests to both once it is healthy (it resolves `backend` anew each second
+/// and tries the next address when one refuses), then the old one stops taking
+/// connections, drains for up to [`DRAIN_SECONDS`] and is removed. `up` then finds the
+/// backend as the release defines it and leaves it alone. A new backend that does not
+/// get healthy is removed, the old one serving on, and its failure returned.
+fn swap_backend(
+    session: &Session,
+    stack: &Stack,
+    config: &Config,
+    release_dir: &str,
+    images: &[Image],
+    on_interrupt: OnInterrupt,
+) -> Result<Option<StartFailure>> {
+    if !stack.swaps_backend() || session.dry_run {
+        return Ok(None);
+    }
+    let wanted = |service: Service| images.iter().find(|i| i.service == service.name()).map(|i| i.reference.as_str());
+    let (Some(backend_image), Some(database_image)) = (wanted(Service::BackendApi), wanted(Service::Database)) else {
+        return Ok(None);
+    };
+    let containers = rollout::read_containers(session, stack)?;
+    let of = |service: Service| -> Vec<&ContainerState> {
+        containers.iter().filter(|c| c.service == service.compose_name() && c.status == "running").collect()
+    };
+    let (backends, databases) = (of(Service::BackendApi), of(Service::Database));
+    let [old] = backends[..] else { return Ok(None) };
+    let database_stays = databases.len() == 1 && names_same_image(&databases[0].image, database_image);
+    let serving = old.health.as_deref() == Some("healthy");
+    if names_same_image(&old.image, backend_image) || !database_stays || !serving {
+        return Ok(None);
+    }
+    session.log.info(format!("backend: starting {backend_image} beside {} ({})", old.name, old.image));
+    let (started, _, stderr) = session.try_run(Effect::Change, &stack.scale_backend_cmd(release_dir, 2))?;
+    let newcomers = |containers: &[ContainerState]| -> Vec<ContainerState> {
+        containers
+            .iter()
+            .filter(|c| c.service == Service::BackendApi.compose_name() && c.name != old.name)
+            .cloned()
+            .collect()
+    };
+    enum Swap {
+        Healthy,
+        Failed(String),
+    }
+    let limit = std::time::Duration::from_secs(config.health.timeout_seconds.into());
+    let mut last = Vec::new();
+    let outcome = if !started {
+        Some(Swap::Failed(format!("starting a second backend failed: {}", stderr.trim())))
+    } else {
+        crate::host::session::with_backoff(
+            limit,
+            std::time::Duration::from_millis(250),
+            std::time::Duration::from_secs(1),
+            || {
+                if on_interrupt == OnInterrupt::GiveUp && interrupt::interrupted() {
+                    return Ok(Some(Swap::Failed("interrupted while the new backend was starting".into())));
+                }
+                last = newcomers(&rollout::read_containers(session, stack)?);
+                Ok(match last.as_slice() {
+                    [new] if new.has_failed() => Some(Swap::Failed(format!("the new backend {} failed", new.name))),
+                    [new] if new.health.as_deref() == Some("healthy") => Some(Swap::Healthy),
+                    _ => None,
+                })
+            },
+        )?
+    };
+    match outcome {
+        Some(Swap::Healthy) => {
+            let new = &last[0];
+            session.run(Effect::Change, &stack.retire_cmd(&old.name, DRAIN_SECONDS))?;
+            session.log.info(format!("backend: {} serves; {} drained and removed", new.name, old.name));
+            Ok(None)
+        }
+        failed => {
+            let reason = match failed {
+                Some(Swap::Failed(reason)) => reason,
+                _ => format!("the new backend was not healthy after {} s", config.health.timeout_seconds),
+            };
+            let failure = rollout::failure(session, stack, &last, reason);
+            for new in newcomers(&rollout::read_containers(session, stack)?) {
+                let _ = session.try_run(Effect::Change, &stack.remove_cmd(&new.name))?;
+            }
+            session.log.warn(format!("backend: the new one was removed; {} serves on", old.name));
+            Ok(Some(failure))
         }
     }
 }

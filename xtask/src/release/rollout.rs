@@ -354,23 +354,28 @@ pub fn drift(current: Option<&DeploymentState>, containers: &[ContainerState]) -
     let mut differences = Vec::new();
     for service in Service::ALL {
         let Some(expected) = current.images.iter().find(|i| i.service == service.name()) else { continue };
-        match containers.iter().find(|c| c.service == service.compose_name()) {
-            None => differences.push(format!(
+        // Every container of the service: a swap cut short leaves two backends.
+        let of_service: Vec<&ContainerState> =
+            containers.iter().filter(|c| c.service == service.compose_name()).collect();
+        if of_service.is_empty() {
+            differences.push(format!(
                 "{} has no container (the current release {} runs {})",
                 service.compose_name(),
                 current.version,
                 expected.reference
-            )),
-            Some(c) if !crate::model::image::names_same_image(&c.image, &expected.reference) => {
+            ));
+        }
+        for c in of_service {
+            if !crate::model::image::names_same_image(&c.image, &expected.reference) {
                 differences.push(format!(
-                    "{} runs {}, but the current release {} runs {}",
+                    "{} runs {} ({}), but the current release {} runs {}",
                     service.compose_name(),
                     c.image,
+                    c.name,
                     current.version,
                     expected.reference
-                ))
+                ));
             }
-            Some(_) => {}
         }
     }
     differences
@@ -418,7 +423,7 @@ pub fn evaluate(session: &Session, stack: &Stack, containers: &[ContainerState])
 }
 
 /// The failing (or not yet healthy) containers' last log lines.
-fn failure(session: &Session, stack: &Stack, containers: &[ContainerState], reason: String) -> StartFailure {
+pub fn failure(session: &Session, stack: &Stack, containers: &[ContainerState], reason: String) -> StartFailure {
     let mut logs = Vec::new();
     for container in containers {
         let healthy = container.status == "running" && container.health.as_deref().is_none_or(|h| h == "healthy");

@@ -56,6 +56,46 @@ impl Stack {
         }
     }
 
+    /// Whether the backend can be replaced beside itself (`up --scale`): Docker's
+    /// compose, v1 or v2. podman-compose and Finch's compose start a release whole.
+    pub fn swaps_backend(&self) -> bool {
+        matches!(self.compose, ComposeCommand::DockerV1(_) | ComposeCommand::DockerV2(_))
+    }
+
+    /// Starts backends from `release_dir`'s definition beside the running one, up to
+    /// `count`, touching nothing else (compose creates the new ones from the new
+    /// definition and, with `--no-recreate`, leaves the running one as it is).
+    pub fn scale_backend_cmd(&self, release_dir: &str, count: u32) -> Cmd {
+        let service = Service::BackendApi.compose_name();
+        self.compose_cmd(release_dir).args([
+            "up",
+            "--detach",
+            "--no-deps",
+            "--no-recreate",
+            "--scale",
+            &format!("{service}={count}"),
+            service,
+        ])
+    }
+
+    /// Stops `container`, giving it `grace_seconds` to finish the requests it has (the
+    /// backend stops accepting on SIGTERM and drains), then removes it.
+    pub fn retire_cmd(&self, container: &str, grace_seconds: u32) -> Cmd {
+        Cmd::new("sh").args([
+            "-c",
+            "\"$1\" stop --time \"$2\" \"$3\" >/dev/null && \"$1\" rm \"$3\" >/dev/null",
+            "retire",
+            self.runtime.program(),
+            &grace_seconds.to_string(),
+            container,
+        ])
+    }
+
+    /// Removes `container` at once, whatever it is doing.
+    pub fn remove_cmd(&self, container: &str) -> Cmd {
+        Cmd::new(self.runtime.program()).args(["rm", "--force", container])
+    }
+
     /// Stops and removes the release's containers and networks; never its volumes.
     pub fn down_cmd(&self, release_dir: &str) -> Cmd {
         self.compose_cmd(release_dir).args(["down", "--remove-orphans"])

@@ -11,6 +11,7 @@ use crate::host::scripted::{Reply, Scripted};
 use crate::host::transport::Transport;
 use crate::model::paths::DeploymentPaths;
 use crate::model::platform::Version;
+use crate::model::service::Service;
 use crate::support::command::Cmd;
 use crate::support::log::Log;
 
@@ -33,6 +34,9 @@ struct FakeHost {
     drop_lasts: Option<usize>,
     /// Uploads to paths ending so fail.
     failing_uploads: Option<String>,
+    /// The backend containers, (name, version), when they are not just the running
+    /// release's one: while a swap runs two.
+    backends: Vec<(String, String)>,
 }
 
 impl FakeHost {
@@ -77,9 +81,31 @@ impl FakeHost {
                     Reply::ok("sha256:0")
                 }
             }
+            ("sh", "retire") => {
+                let name = arg(5).to_string();
+                self.backends.retain(|(n, _)| *n != name);
+                Reply::ok("")
+            }
+            ("docker", _) if arg(0) == "rm" => {
+                let name = arg(2).to_string();
+                self.backends.retain(|(n, _)| *n != name);
+                Reply::ok("")
+            }
+            ("docker-compose", _) if cmd.args.iter().any(|a| a == "--scale") => {
+                let file = cmd.args.iter().skip_while(|a| *a != "--file").nth(1).cloned().unwrap_or_default();
+                let version = file.trim_end_matches("/docker-compose.yml").rsplit('/').next().unwrap_or_default();
+                if self.backends.is_empty() {
+                    let running = self.running_version().unwrap_or_default();
+                    self.backends.push(("cultivate_backend_1".into(), running));
+                }
+                self.backends.push(("cultivate_backend_2".into(), version.to_string()));
+                Reply::ok("")
+            }
             ("docker-compose", _) => {
                 let file = cmd.args.iter().skip_while(|a| *a != "--file").nth(1).cloned().unwrap_or_default();
                 let dir = file.trim_end_matches("/docker-compose.yml").to_string();
+                // Compose converges to one backend of the release.
+                self.backends.clear();
                 if cmd.args.iter().any(|a| a == "up") {
                     self.running = Some(dir);
                 } else if cmd.args.iter().any(|a| a == "down") {
@@ -91,24 +117,35 @@ impl FakeHost {
         }
     }
 
-    /// `inspect` of the three services of the running release.
+    fn running_version(&self) -> Option<String> {
+        self.running.as_deref().and_then(|dir| dir.rsplit('/').next()).map(String::from)
+    }
+
+    /// `inspect` of the three services of the running release (and of the backends a
+    /// swap runs).
     fn inspect(&self) -> String {
-        let Some(dir) = &self.running else { return "[]".to_string() };
-        let version = dir.rsplit('/').next().unwrap_or_default();
-        let health = if self.healthy.contains(version) { "healthy" } else { "unhealthy" };
-        let containers: Vec<serde_json::Value> = crate::model::service::Service::ALL
-            .iter()
-            .map(|service| {
-                serde_json::json!({
-                    "Name": format!("/cultivate_{}_1", service.compose_name()),
-                    "RestartCount": 0,
-                    "Config": {"Image": format!("cultivate-{}:{version}", service.name()), "Labels": {
-                        "com.docker.compose.project": "cultivate", "com.docker.compose.service": service.compose_name()}},
-                    "State": {"Status": "running", "ExitCode": 0, "Health": {"Status": health, "Log": [
-                        {"Output": format!("{service} is {health}")}]}},
-                })
+        let Some(version) = self.running_version() else { return "[]".to_string() };
+        let container = |service: Service, name: String, version: &str| {
+            let health = if self.healthy.contains(version) { "healthy" } else { "unhealthy" };
+            serde_json::json!({
+                "Name": format!("/{name}"),
+                "RestartCount": 0,
+                "Config": {"Image": format!("cultivate-{}:{version}", service.name()), "Labels": {
+                    "com.docker.compose.project": "cultivate", "com.docker.compose.service": service.compose_name()}},
+                "State": {"Status": "running", "ExitCode": 0, "Health": {"Status": health, "Log": [
+                    {"Output": format!("{service} is {health}")}]}},
             })
-            .collect();
+        };
+        let mut containers = Vec::new();
+        for service in Service::ALL {
+            if service == Service::BackendApi && !self.backends.is_empty() {
+                for (name, version) in &self.backends {
+                    containers.push(container(service, name.clone(), version));
+                }
+            } else {
+                containers.push(container(service, format!("cultivate_{}_1", service.compose_name()), &version));
+            }
+        }
         serde_json::Value::Array(containers).to_string()
     }
 
@@ -443,4 +480,66 @@ fn restore_records_the_release_it_replaced() {
         .unwrap();
     assert_eq!((entry.status, entry.replaced.as_deref()), (ReleaseStatus::RolledBack, Some("v2")));
     assert_eq!(fixture.history(), [("v1".into(), ReleaseStatus::RolledBack)]);
+}
+
+/// The release's three images: the backend its own, the database and the frontend
+/// unchanged since v1 (named as v1 names them).
+fn backend_change(version: &str) -> DeploymentState {
+    let mut entry = state(version, ReleaseStatus::Pending);
+    entry.images = Service::ALL
+        .iter()
+        .map(|service| {
+            let tag = if *service == Service::BackendApi { version } else { "v1" };
+            crate::model::image::Image {
+                service: service.name().into(),
+                reference: format!("cultivate-{}:{tag}", service.name()),
+                id: format!("sha256:{tag}"),
+                layers: Vec::new(),
+                config_fingerprint: String::new(),
+                size_bytes: 0,
+            }
+        })
+        .collect();
+    entry
+}
+
+/// Issue 12, item 2: a backend-only change starts the new backend beside the old one,
+/// and only once it is healthy does the old one drain and go; `up` comes after.
+#[test]
+fn a_backend_change_is_swapped_beside_the_running_backend() {
+    let mut host = FakeHost::default().with_release("v1").with_release("v2");
+    host.running = Some(format!("{BASE}/releases/v1"));
+    host.healthy.extend(["v1".to_string(), "v2".to_string()]);
+    let fixture = Fixture::new(host);
+    fixture.go_live_state(backend_change("v2"), &history_of(&[("v1", ReleaseStatus::Active)])).unwrap();
+    let lines = fixture.script.lines();
+    let position = |needle: &str| lines.iter().position(|l| l.contains(needle));
+    let scale = position("--scale").expect("the new backend started beside the old");
+    assert!(
+        lines[scale].contains("--no-deps --no-recreate --scale") && lines[scale].ends_with(" backend"),
+        "{lines:#?}"
+    );
+    let retire = position("retire docker 30 cultivate_backend_1").expect("the old backend drained and removed");
+    let up = lines.iter().rposition(|l| l.contains("docker-compose") && l.contains(" up ")).unwrap();
+    assert!(scale < retire && retire < up, "{lines:#?}");
+    assert_eq!(fixture.history(), [("v1".into(), ReleaseStatus::Active), ("v2".into(), ReleaseStatus::Active)]);
+}
+
+/// A new backend that never gets healthy is removed, and the old one, never stopped,
+/// serves on; the release is recorded as failed.
+#[test]
+fn a_new_backend_that_never_gets_healthy_is_removed_and_the_old_one_serves_on() {
+    let mut host = FakeHost::default().with_release("v1").with_release("v2");
+    host.running = Some(format!("{BASE}/releases/v1"));
+    host.healthy.insert("v1".into());
+    let fixture = Fixture::new(host);
+    let err = format!(
+        "{:#}",
+        fixture.go_live_state(backend_change("v2"), &history_of(&[("v1", ReleaseStatus::Active)])).unwrap_err()
+    );
+    assert!(err.contains("the new backend cultivate_backend_2 failed"), "{err}");
+    assert!(fixture.ran("rm --force cultivate_backend_2"), "{:?}", fixture.script.lines());
+    assert!(!fixture.ran("retire"), "the old backend was stopped: {:?}", fixture.script.lines());
+    assert_eq!(fixture.history().last(), Some(&("v1".into(), ReleaseStatus::RolledBack)));
+    assert!(fixture.history().contains(&("v2".into(), ReleaseStatus::Failed)));
 }

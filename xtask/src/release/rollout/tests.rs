@@ -248,4 +248,11 @@ fn drift_names_each_service_that_runs_something_other_than_the_current_release()
     assert!(found.len() == 1 && found[0].contains("has no container"), "{found:?}");
     let found = drift(None, &on("v2"));
     assert!(found.len() == 1 && found[0].contains("no release is recorded"), "{found:?}");
+    // A backend swap cut short: the old backend beside a new one.
+    let mut two = on("v1");
+    let mut newcomer = container(Service::ALL[1], &format!("cultivate-{}:v2", Service::ALL[1].name()));
+    newcomer.name.push_str("-2");
+    two.push(newcomer);
+    let found = drift(Some(&v1), &two);
+    assert!(found.len() == 1 && found[0].contains(":v2") && found[0].contains("-2)"), "{found:?}");
 }
