@@ -139,7 +139,11 @@ fn bench_store(store: &'static str, variant: HostVariant, v1: &Path, v2: &Path, 
             let started = Instant::now();
             let mb = path();
             let seconds = started.elapsed().as_secs_f64();
-            let (failed, sent) = load.map(|load| load.stop().counts()).unwrap_or_default();
+            let report = load.map(Load::stop).unwrap_or_default();
+            if !report.failures.is_empty() {
+                eprintln!("   failed requests: {:?}", report.failures);
+            }
+            let (failed, sent) = report.counts();
             let database_restarted = !database.is_empty() && database_started(host) != database;
             Outcome { seconds, mb, failed, sent, database_restarted }
         };

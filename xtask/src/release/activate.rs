@@ -201,6 +201,9 @@ pub fn restore(
 /// How long a replaced backend is given to finish the requests it has.
 const DRAIN_SECONDS: u32 = 30;
 
+/// Twice nginx's `resolver ... valid=1s` (web-frontend/nginx/nginx.conf.template).
+const NGINX_RESOLVE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Replaces the running backend with `release_dir`'s without losing a request, when
 /// only the backend changes (the database runs the release's image already) and
 /// compose can scale (Docker's): the new backend starts beside the old one, nginx
@@ -273,6 +276,9 @@ fn swap_backend(
     match outcome {
         Some(Swap::Healthy) => {
             let new = &last[0];
+            // nginx re-resolves `backend` every second: it knows the new address before
+            // the old one stops taking connections.
+            std::thread::sleep(NGINX_RESOLVE_WAIT);
             session.run(Effect::Change, &stack.retire_cmd(&old.name, DRAIN_SECONDS))?;
             session.log.info(format!("backend: {} serves; {} drained and removed", new.name, old.name));
             Ok(None)
