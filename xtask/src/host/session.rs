@@ -275,6 +275,27 @@ pub fn confirm(question: &str) -> Result<()> {
 }
 
 #[cfg(test)]
+impl<'a> Session<'a> {
+    /// A session as root on a Linux target running Docker and Compose v1, for unit tests.
+    pub fn for_tests(name: &str, transport: Transport, log: &'a Log, paths: DeploymentPaths) -> Session<'a> {
+        Session {
+            name: name.into(),
+            transport,
+            log,
+            dry_run: false,
+            os: TargetOs::Linux,
+            user: "root".into(),
+            uid: "0".into(),
+            paths,
+            runtime: RuntimeKind::Docker,
+            compose: ComposeCommand::DockerV1(Version::parse("1.29.2").expect("a version")),
+            free_disk_bytes: None,
+            engine_version: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -282,19 +303,12 @@ mod tests {
     fn start_interval_needs_docker_25_and_compose_2_20_2() {
         let config = Config::parse("[app]\nname = \"cultivate\"\n", "deploy.toml", &|_| None).unwrap();
         let log = Log::new(false);
+        let paths = DeploymentPaths::resolve(TargetOs::Linux, "root", &config, None).unwrap();
         let session = |runtime: RuntimeKind, engine: &str, compose: ComposeCommand| Session {
-            name: "h".into(),
-            transport: Transport::Local,
-            log: &log,
-            dry_run: false,
-            os: TargetOs::Linux,
-            user: "root".into(),
-            uid: "0".into(),
-            paths: DeploymentPaths::resolve(TargetOs::Linux, "root", &config, None).unwrap(),
             runtime,
             compose,
-            free_disk_bytes: None,
             engine_version: Version::parse(engine),
+            ..Session::for_tests("h", Transport::Local, &log, paths.clone())
         };
         let v = |text: &str| Version::parse(text).unwrap();
         let docker = RuntimeKind::Docker;

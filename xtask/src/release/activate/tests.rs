@@ -6,11 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::host::probe::ComposeCommand;
 use crate::host::scripted::{Reply, Scripted};
 use crate::host::transport::Transport;
 use crate::model::paths::DeploymentPaths;
-use crate::model::platform::Version;
 use crate::model::service::Service;
 use crate::support::command::Cmd;
 use crate::support::log::Log;
@@ -178,20 +176,8 @@ impl Fixture {
     }
 
     fn session(&self) -> Session<'_> {
-        Session {
-            name: "scripted".into(),
-            transport: Transport::Scripted(self.script.clone()),
-            log: &self.log,
-            dry_run: false,
-            os: TargetOs::Linux,
-            user: "root".into(),
-            uid: "0".into(),
-            paths: DeploymentPaths::resolve(TargetOs::Linux, "root", &self.config, None).unwrap(),
-            runtime: crate::host::runtime::RuntimeKind::Docker,
-            compose: ComposeCommand::DockerV1(Version::parse("1.29.2").unwrap()),
-            free_disk_bytes: None,
-            engine_version: None,
-        }
+        let paths = DeploymentPaths::resolve(TargetOs::Linux, "root", &self.config, None).unwrap();
+        Session::for_tests("scripted", Transport::Scripted(self.script.clone()), &self.log, paths)
     }
 
     /// Puts `version` live with `history` on the host, as a deploy's last step does.

@@ -5,11 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::host::probe::ComposeCommand;
 use crate::host::scripted::{Reply, Scripted};
 use crate::host::transport::Transport;
 use crate::model::paths::DeploymentPaths;
-use crate::model::platform::{TargetOs, Version};
+use crate::model::platform::TargetOs;
 use crate::model::service::Service;
 use crate::release::stack::ContainerState;
 use crate::release::state::DeploymentState;
@@ -65,20 +64,8 @@ impl Fixture {
     }
 
     fn session(&self) -> Session<'_> {
-        Session {
-            name: "scripted".into(),
-            transport: Transport::Scripted(self.script.clone()),
-            log: &self.log,
-            dry_run: false,
-            os: TargetOs::Linux,
-            user: "root".into(),
-            uid: "0".into(),
-            paths: DeploymentPaths::resolve(TargetOs::Linux, "root", &self.config, None).unwrap(),
-            runtime: crate::host::runtime::RuntimeKind::Docker,
-            compose: ComposeCommand::DockerV1(Version::parse("1.29.2").unwrap()),
-            free_disk_bytes: None,
-            engine_version: None,
-        }
+        let paths = DeploymentPaths::resolve(TargetOs::Linux, "root", &self.config, None).unwrap();
+        Session::for_tests("scripted", Transport::Scripted(self.script.clone()), &self.log, paths)
     }
 
     /// Takes the lock; on success returns what the lock file held while it was ours.
@@ -139,20 +126,7 @@ fn two_takers_racing_for_a_stale_lock_exactly_one_wins() {
     let config = Config::parse(&text, "deploy.toml", &|_| None).unwrap();
     let paths = DeploymentPaths::resolve(TargetOs::Linux, "root", &config, None).unwrap();
     let log = Log::new(false);
-    let session = || Session {
-        name: "local".into(),
-        transport: Transport::Local,
-        log: &log,
-        dry_run: false,
-        os: TargetOs::Linux,
-        user: "root".into(),
-        uid: "0".into(),
-        paths: paths.clone(),
-        runtime: crate::host::runtime::RuntimeKind::Docker,
-        compose: ComposeCommand::DockerV1(Version::parse("1.29.2").unwrap()),
-        free_disk_bytes: None,
-        engine_version: None,
-    };
+    let session = || Session::for_tests("local", Transport::Local, &log, paths.clone());
     let lock_path = format!("{}/deploy.lock", paths.base);
     std::fs::create_dir_all(&paths.base).unwrap();
     let mut dead = LockHolder::new("deploy", "v1");
