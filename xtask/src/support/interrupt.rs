@@ -1,9 +1,9 @@
 //! Ctrl-C, SIGTERM and SIGHUP. Outside a critical section they end the process and its
 //! children at once (exit 130), as usual: nothing it changed on a host serves yet, and
-//! the lock it leaves is stale at once for the next command from this machine. Inside one (from starting a
-//! release until it, or the release it replaces, is recorded) the first signal only
-//! raises a flag the release engine checks, so the host ends up as recorded; a second
-//! signal ends the process anyway.
+//! the lock it leaves is stale at once for the next command from this machine. Inside
+//! one (from starting a release until it, or the release it replaces, is recorded) the
+//! first signal only raises a flag the release engine checks, so the host ends up as
+//! recorded; a second signal ends the process anyway.
 
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
