@@ -35,24 +35,42 @@ impl<'s, 'a> Lock<'s, 'a> {
         let layout = Layout::new(&session.paths);
         let path = layout.lock();
         let timeout = config.runtime.lock_timeout_seconds;
-        let mut holder = LockHolder::new(operation, version);
-        holder.heartbeat_seconds = Some(release::heartbeat_interval(timeout).as_secs() as u32);
+        let holder = LockHolder::renewing(operation, version, timeout);
         let record = holder.to_json();
         if session.dry_run {
             session.run(Effect::Change, &release::take_lock_cmd(&path))?;
             return Ok(Lock { session, path, holder });
         }
+        // Taking failed and no lock file was there: released meanwhile (look again),
+        // or the file cannot be created at all (the error, should it last).
+        let mut not_created = None;
         for _ in 0..LOCK_ATTEMPTS {
             let cmd = release::take_lock_cmd(&path);
             session.log.debug(format!("$ {cmd}"));
             let taken = session.transport.output_with_input(&cmd, &mut record.as_bytes());
-            if taken.is_ok() {
+            let Err(failed) = taken else {
                 session.log.info(format!("took the deploy lock {path}"));
                 return Ok(Lock { session, path, holder });
-            }
-            let (text, current) = match read_holder(session, &path)? {
-                HeldBy::Holder(text, current) => (text, current),
-                HeldBy::Nothing => continue,
+            };
+            let text = match read_holder(session, &path)? {
+                HeldBy::Holder { text, silent_seconds, holder: current } => {
+                    if !current.is_stale(silent_seconds, timeout) {
+                        bail!(
+                            "{} is locked: a {current}. Wait for it to finish. If that process is gone (on another \
+                             machine), the lock is taken over once it has gone {timeout} s without a heartbeat \
+                             (`[runtime] lock_timeout_seconds`), or break it with `cargo xtask lock --host {} \
+                             --release`.",
+                            session.name,
+                            session.name
+                        );
+                    }
+                    session.log.warn(format!("taking over a stale deploy lock on {}: {current}", session.name));
+                    text
+                }
+                HeldBy::Nothing => {
+                    not_created = Some(failed);
+                    continue;
+                }
                 HeldBy::Unreadable(text) => {
                     let what = if text.trim().is_empty() {
                         "is empty".to_string()
@@ -63,21 +81,10 @@ impl<'s, 'a> Lock<'s, 'a> {
                         "{path} on {} {what}: left by a deploy killed while taking the lock; taking it over",
                         session.name
                     ));
-                    (text, None)
+                    text
                 }
             };
-            if let Some((silent, current)) = &current {
-                if !current.is_stale(*silent, timeout) {
-                    bail!(
-                        "{} is locked: a {current}. Wait for it to finish. If that process is gone (on another \
-                         machine), the lock is taken over once it has gone {timeout} s without a heartbeat \
-                         (`[runtime] lock_timeout_seconds`), or break it with `cargo xtask lock --host {} --release`.",
-                        session.name,
-                        session.name
-                    );
-                }
-                session.log.warn(format!("taking over a stale deploy lock on {}: {current}", session.name));
-            }
+            not_created = None;
             let takeover = release::takeover_lock_cmd(&path, &text);
             session.log.debug(format!("$ {takeover}"));
             let answer = session
@@ -95,15 +102,18 @@ impl<'s, 'a> Lock<'s, 'a> {
                 None => bail!("could not take over {path} on {}: `{takeover}` printed {answer:?}", session.name),
             }
         }
+        if let Some(failed) = not_created {
+            return Err(failed).with_context(|| format!("could not create {path}"));
+        }
         bail!("could not take the deploy lock {path} on {}: it kept changing hands", session.transport)
     }
 }
 
 /// What the lock file says when taking it failed.
 enum HeldBy {
-    /// The file's text, and its holder with the seconds since its last heartbeat.
-    Holder(String, Option<(Option<i64>, LockHolder)>),
-    /// No lock file: it was released meanwhile.
+    /// A lock record: the file's text, the seconds since its last heartbeat, its holder.
+    Holder { text: String, silent_seconds: Option<i64>, holder: LockHolder },
+    /// No lock file: it was released meanwhile, or it cannot be created.
     Nothing,
     /// A lock file without a record, still so after [`LOCK_WRITE_GRACE`].
     Unreadable(String),
@@ -123,12 +133,12 @@ fn read_holder(session: &Session, path: &str) -> Result<HeldBy> {
     let parse = |text: &str| serde_json::from_str::<LockHolder>(text.trim()).ok();
     let Some((silent, text)) = read_lock(session, path)? else { return Ok(HeldBy::Nothing) };
     if let Some(holder) = parse(&text) {
-        return Ok(HeldBy::Holder(text, Some((silent, holder))));
+        return Ok(HeldBy::Holder { text, silent_seconds: silent, holder });
     }
     std::thread::sleep(LOCK_WRITE_GRACE);
     let Some((silent, text)) = read_lock(session, path)? else { return Ok(HeldBy::Nothing) };
     Ok(match parse(&text) {
-        Some(holder) => HeldBy::Holder(text, Some((silent, holder))),
+        Some(holder) => HeldBy::Holder { text, silent_seconds: silent, holder },
         None => HeldBy::Unreadable(text),
     })
 }
@@ -171,8 +181,7 @@ pub fn break_lock(session: &Session, config: &Config, view: &LockView) -> Result
             holder.pid
         );
     }
-    let mut ours = LockHolder::new("lock release", "-");
-    ours.heartbeat_seconds = Some(release::heartbeat_interval(config.runtime.lock_timeout_seconds).as_secs() as u32);
+    let ours = LockHolder::renewing("lock release", "-", config.runtime.lock_timeout_seconds);
     let takeover = release::takeover_lock_cmd(&view.path, &view.text);
     let answer = session.transport.output_with_input(&takeover, &mut ours.to_json().as_bytes())?;
     if release::Takeover::parse(&answer) != Some(release::Takeover::Taken) {

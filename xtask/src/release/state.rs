@@ -284,6 +284,12 @@ impl LockHolder {
         }
     }
 
+    /// A holder that renews the lock at the pace `[runtime] lock_timeout_seconds` asks.
+    pub fn renewing(operation: &str, version: &str, timeout_seconds: u32) -> LockHolder {
+        let beat = heartbeat_interval(timeout_seconds).as_secs() as u32;
+        LockHolder { heartbeat_seconds: Some(beat), ..LockHolder::new(operation, version) }
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("the lock serializes") + "\n"
     }

@@ -183,15 +183,16 @@ fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<S
     };
 
     // 7. The release, complete before anything starts (Property 22).
-    let drift = rollout::drift(history.current(), &rollout::read_containers(session, &stack)?);
+    let current = history.current();
+    let drift = rollout::drift(current, &rollout::read_containers(session, &stack)?);
     if !drift.is_empty() {
         session.log.warn(format!(
             "what runs on {} is not the current release {}: {} (left by an interrupted deploy, or changed by hand). \
              This deploy replaces it{}",
             session.name,
-            history.current().map_or("(none)", |c| c.version.as_str()),
+            current.map_or("(none)", |c| c.version.as_str()),
             drift.join("; "),
-            history.current().map(|c| format!("; should it fail, {} is restored", c.version)).unwrap_or_default()
+            current.map(|c| format!("; should it fail, {} is restored", c.version)).unwrap_or_default()
         ));
     }
     let state = phases.time("release", || write_release(inputs, session, &layout, &images))?;
@@ -395,7 +396,7 @@ fn write_release(inputs: &Inputs, session: &Session, layout: &Layout, images: &[
         version: version.to_string(),
         timestamp: crate::support::log::now_rfc3339(),
         target_host: session.name.clone(),
-        deployed_by: release::LockHolder::new("deploy", version).who,
+        deployed_by: release::who_am_i(),
         images: images.to_vec(),
         configuration_hash: crate::support::digest::finish(hasher),
         status: ReleaseStatus::Pending,

@@ -115,6 +115,23 @@ fn an_empty_or_half_written_lock_file_is_taken_over_after_a_grace() {
     }
 }
 
+/// A lock file that cannot be created at all is an error that says why, not a lock
+/// "changing hands" (taking it is retried only while another taker could be at it).
+#[test]
+fn a_lock_that_cannot_be_created_names_the_cause() {
+    let config = Config::parse("[app]\nname = \"cultivate\"\n", "deploy.toml", &|_| None).unwrap();
+    let log = Log::new(false);
+    let script = Scripted::new(|cmd, _| match cmd.args.get(2).map(String::as_str) {
+        Some("take-lock") => Reply::fail(1, "mkdir: cannot create directory '/opt/cultivate': Permission denied"),
+        _ => Reply::ok(""),
+    });
+    let paths = DeploymentPaths::resolve(TargetOs::Linux, "root", &config, None).unwrap();
+    let session = Session::for_tests("scripted", Transport::Scripted(script), &log, paths);
+    let message = format!("{:#}", Lock::take(&session, &config, "deploy", "v2").err().expect("no lock"));
+    assert!(message.contains("could not create /opt/cultivate/deploy.lock"), "{message}");
+    assert!(message.contains("Permission denied"), "{message}");
+}
+
 /// Issue 12: two deploys that find the same stale lock at once must not both take it
 /// (a takeover used to `mv` whatever lock was there by then, the winner's included).
 /// Real `sh` on this machine's file system, many rounds.
