@@ -143,6 +143,10 @@ struct DockerManifest<'a> {
 /// the archive to `output`, without the layers whose diff_ids are in `skip`.
 /// `names` is consulted and extended; `spool_dir` takes layers too big for memory
 /// (by `limits`) while their digest is computed.
+/// The most a save stream may hold after its end-of-archive block (the second block and
+/// a record's padding come to 10 KiB).
+const TRAILING_LIMIT: u64 = 1 << 20;
+
 pub fn rewrite(
     input: impl Read,
     output: impl Write,
@@ -223,6 +227,15 @@ pub fn rewrite(
         }
         spool.remove();
         blobs.insert(path, blob);
+    }
+    // Read on to the stream's end: the tar reader stops at the first end-of-archive
+    // block, and a `save` still writing what follows (the second block, a record's
+    // padding) dies of a broken pipe once this end is dropped. Bounded: nothing else
+    // follows in a save stream.
+    let trailing = io::copy(&mut archive.into_inner().take(TRAILING_LIMIT + 1), &mut io::sink())
+        .context("reading the end of the save stream")?;
+    if trailing > TRAILING_LIMIT {
+        bail!("the save stream of {reference} goes on past the end of its archive: more than {TRAILING_LIMIT} bytes");
     }
 
     let manifest_bytes = small.get("manifest.json").context("the save stream has no manifest.json")?;

@@ -139,6 +139,27 @@ fn a_legacy_stream_becomes_an_oci_layout_with_dockers_manifest_and_held_layers_l
     assert_eq!(learned, [digest(&base), digest(&deps), digest(&app)].iter().collect());
 }
 
+/// The tar reader stops at the first end-of-archive block; the save command writing the
+/// rest (a second block, a record's padding) died of SIGPIPE when the read end was
+/// dropped early, and the deploy failed ("`docker save` failed: signal 13").
+#[test]
+fn the_save_stream_is_read_to_its_end() {
+    let (a, b) = (layer(1, 200), layer(2, 300));
+    let config = config_for(&[&a, &b]);
+    let mut stream = legacy_stream(&[&a, &b], &config, false);
+    stream.extend_from_slice(&[0; 10240]);
+    let mut input = std::io::Cursor::new(&stream[..]);
+    let spool = std::env::temp_dir().join(format!("cultivate-archive-end-{}", std::process::id()));
+    rewrite(&mut input, Vec::new(), "r:v", &BTreeSet::new(), &mut LayerNames::default(), &spool, TINY).unwrap();
+    assert_eq!(input.position(), stream.len() as u64, "the stream was not read to its end");
+
+    // Anything but padding past the end, at length, is refused.
+    let mut endless = legacy_stream(&[&a, &b], &config, false);
+    endless.extend(std::iter::repeat_n(7u8, (TRAILING_LIMIT + 2) as usize));
+    let refused = rewrite(&endless[..], Vec::new(), "r:v", &BTreeSet::new(), &mut LayerNames::default(), &spool, TINY);
+    assert!(format!("{:#}", refused.unwrap_err()).contains("past the end"));
+}
+
 #[test]
 fn learned_names_stream_the_same_archive() {
     let (base, app) = (layer(1, 300), layer(3, 100));
