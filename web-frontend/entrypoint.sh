@@ -6,6 +6,8 @@
 #   HTTP_PORT=80            plain-HTTP listener (also serves /nginx-health)
 #   HTTPS_PORT=443          TLS listener, only when certificates are mounted
 #   HTTPS_PUBLIC_PORT=$HTTPS_PORT   port used in the HTTP->HTTPS redirect (":443" omitted)
+#   EDGE_HTTP_PORT=8080     PROXY-protocol HTTP listener, for the edge (deploy/edge)
+#   EDGE_HTTPS_PORT=8443    PROXY-protocol TLS listener, for the edge
 #   BACKEND_HOST=backend    backend-api host name (resolved at request time)
 #   BACKEND_PORT=3000       backend-api port
 #   SERVER_NAMES=localhost  space-separated host names (DNS names or IPv4 addresses) the
@@ -28,6 +30,8 @@ die() { printf 'cultivate-frontend: error: %s\n' "$*" >&2; exit 1; }
 HTTP_PORT="${HTTP_PORT:-80}"
 HTTPS_PORT="${HTTPS_PORT:-443}"
 HTTPS_PUBLIC_PORT="${HTTPS_PUBLIC_PORT:-$HTTPS_PORT}"
+EDGE_HTTP_PORT="${EDGE_HTTP_PORT:-8080}"
+EDGE_HTTPS_PORT="${EDGE_HTTPS_PORT:-8443}"
 BACKEND_HOST="${BACKEND_HOST:-backend}"
 BACKEND_PORT="${BACKEND_PORT:-3000}"
 SERVER_NAMES="${SERVER_NAMES:-}"
@@ -47,7 +51,12 @@ validate_port() {
 validate_port HTTP_PORT "$HTTP_PORT"
 validate_port HTTPS_PORT "$HTTPS_PORT"
 validate_port HTTPS_PUBLIC_PORT "$HTTPS_PUBLIC_PORT"
+validate_port EDGE_HTTP_PORT "$EDGE_HTTP_PORT"
+validate_port EDGE_HTTPS_PORT "$EDGE_HTTPS_PORT"
 validate_port BACKEND_PORT "$BACKEND_PORT"
+
+# Each listener on its own port (HTTPS's two only count with certificates, below).
+[ "$EDGE_HTTP_PORT" != "$HTTP_PORT" ] || die "EDGE_HTTP_PORT and HTTP_PORT must differ (both $HTTP_PORT)"
 
 # Host name or IPv4 address: letters, digits, dots, hyphens (no spaces, quotes, ';' ...).
 case "$BACKEND_HOST" in
@@ -139,6 +148,10 @@ if [ -e "$CERT_DIR/fullchain.pem" ] && [ -e "$CERT_DIR/privkey.pem" ]; then
         [ -r "$CERT_DIR/$f" ] || die "$CERT_DIR/$f is not readable by uid $(id -u) (make it readable by uid/gid 101)"
     done
     [ "$HTTP_PORT" != "$HTTPS_PORT" ] || die "HTTP_PORT and HTTPS_PORT must differ (both $HTTP_PORT)"
+    for port in "$HTTP_PORT" "$HTTPS_PORT" "$EDGE_HTTP_PORT"; do
+        [ "$EDGE_HTTPS_PORT" != "$port" ] || die "EDGE_HTTPS_PORT must differ from HTTP_PORT, HTTPS_PORT and EDGE_HTTP_PORT (all $port)"
+    done
+    [ "$EDGE_HTTP_PORT" != "$HTTPS_PORT" ] || die "EDGE_HTTP_PORT and HTTPS_PORT must differ (both $HTTPS_PORT)"
 elif [ -e "$CERT_DIR/fullchain.pem" ]; then
     die "$CERT_DIR/fullchain.pem exists but $CERT_DIR/privkey.pem is missing: mount both files or neither"
 elif [ -e "$CERT_DIR/privkey.pem" ]; then
@@ -183,6 +196,8 @@ render() {
         -e "s|@HTTP_PORT@|$HTTP_PORT|g" \
         -e "s|@HTTPS_PORT@|$HTTPS_PORT|g" \
         -e "s|@HTTPS_PORT_SUFFIX@|$HTTPS_PORT_SUFFIX|g" \
+        -e "s|@EDGE_HTTP_PORT@|$EDGE_HTTP_PORT|g" \
+        -e "s|@EDGE_HTTPS_PORT@|$EDGE_HTTPS_PORT|g" \
         -e "s|@BACKEND_HOST@|$BACKEND_HOST|g" \
         -e "s|@BACKEND_PORT@|$BACKEND_PORT|g" \
         -e "s|@RESOLVER@|$RESOLVER|g" \

@@ -1,6 +1,7 @@
 //! Benchmark: `cargo xtask deploy` and `rollback` against the naive path a user would
-//! script — `docker save | gzip | ssh 'gunzip | docker load'` of all three images, then
-//! `docker-compose up -d` and a wait for health — in the same run, each on a fresh test
+//! script — `docker save | gzip | ssh 'gunzip | docker load'` of the three images, then
+//! `docker-compose up -d` of the three services (the frontend publishing the ports, no
+//! edge) and a wait for health — in the same run, each on a fresh test
 //! host of its own, for each image store: Docker 20.10 (classic), Docker 28 (classic),
 //! Docker 28 with the containerd image store, and Podman 5 (whose naive path is the
 //! same with `podman load` and `podman-compose`).
@@ -11,8 +12,8 @@
 //! Docker engine and the images (`cargo xtask images`). Prints one table, a row group
 //! per store: wall time and bytes over the wire for a first deploy, a redeploy with
 //! nothing changed, a deploy changing only the backend (a new 2 MB layer of random
-//! bytes, as a new binary brings), and a rollback to the previous release (time until
-//! healthy); for each, the requests through nginx that failed meanwhile (one GET every
+//! bytes, as a new binary brings), a rollback to the previous release (time until
+//! healthy), and a deploy changing only the frontend (one more page); for each, the requests through nginx that failed meanwhile (one GET every
 //! ~20 ms, 2 s timeout) and whether the database container restarted. Then the
 //! backend's changed layer, gzip-compressed, to hold the backend-only figure against.
 
@@ -22,10 +23,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cultivate_tests::Load;
-use cultivate_tests::deploy::{DeployConfig, built_manifest_path, derived_version};
+use cultivate_tests::deploy::{DeployConfig, built_manifest_path, derived_version, derived_version_of};
 use cultivate_tests::hosts::{Engine, HostVariant, TestHost};
 use xtask::images::{Manifest, Service, read_manifest};
-use xtask::model::compose::{RenderInput, render};
+use xtask::model::compose::{RenderInput, render, to_yaml};
 use xtask::model::config::Config;
 use xtask::model::paths::DeploymentPaths;
 use xtask::model::platform::{LinuxEngine, TargetOs};
@@ -81,7 +82,17 @@ fn main() {
     let v1 = built_manifest_path();
     let v2 = derived_version("bench-v2", "RUN head -c 2000000 /dev/urandom > /tmp/cultivate-bench-binary\n")
         .expect("v2 images");
-    let manifests = [read_manifest(&v1).expect("v1 manifest"), read_manifest(&v2).expect("v2 manifest")];
+    let front = derived_version_of(
+        "bench-front",
+        Service::WebFrontend,
+        "USER root\nRUN echo bench > /usr/share/cultivate/html/release.txt\nUSER 101:101\n",
+    )
+    .expect("frontend-changed images");
+    let manifests = [
+        read_manifest(&v1).expect("v1 manifest"),
+        read_manifest(&v2).expect("v2 manifest"),
+        read_manifest(&front).expect("frontend-changed manifest"),
+    ];
     let changed_layer = top_layer_gzipped_mb(&manifests[1]);
 
     let mut rows = Vec::new();
@@ -89,7 +100,7 @@ fn main() {
         if !wanted.is_empty() && !wanted.iter().any(|w| w == store) {
             continue;
         }
-        rows.extend(bench_store(store, variant, &v1, &v2, &manifests));
+        rows.extend(bench_store(store, variant, [&v1, &v2, &front], &manifests));
     }
 
     println!(
@@ -121,7 +132,12 @@ fn main() {
     println!("\nthe backend's changed layer, gzip -6: {changed_layer:.2} MB");
 }
 
-fn bench_store(store: &'static str, variant: HostVariant, v1: &Path, v2: &Path, manifests: &[Manifest; 2]) -> Vec<Row> {
+fn bench_store(
+    store: &'static str,
+    variant: HostVariant,
+    [v1, v2, front]: [&Path; 3],
+    manifests: &[Manifest; 3],
+) -> Vec<Row> {
     let ours_host = TestHost::start(variant, false).expect("test host");
     let naive_host = TestHost::start(variant, false).expect("test host");
     let config = DeployConfig::new(&ours_host, "").expect("config");
@@ -173,6 +189,7 @@ fn bench_store(store: &'static str, variant: HostVariant, v1: &Path, v2: &Path, 
         },
         &mut || naive.up(&manifests[0]),
     );
+    measure("deploy, frontend changed", &mut || deploy(front), &mut || naive.deploy(&manifests[2]));
     rows
 }
 
@@ -197,8 +214,8 @@ fn top_layer_gzipped_mb(manifest: &Manifest) -> f64 {
     gzip.finish().expect("gzip").len() as f64 / 1e6
 }
 
-/// The deploy.sh a user would write: ship all three images, write the compose file,
-/// `docker-compose up -d` (`podman-compose`), poll until healthy.
+/// The deploy.sh a user would write: ship the three images, write a compose file of the
+/// three services, `docker-compose up -d` (`podman-compose`), poll until healthy.
 struct Naive<'a> {
     host: &'a TestHost,
     config: Config,
@@ -238,7 +255,7 @@ impl<'a> Naive<'a> {
     /// Ships every image, then starts the stack; returns MB sent.
     fn deploy(&self, manifest: &Manifest) -> f64 {
         let mut sent = 0u64;
-        for image in &manifest.images {
+        for image in manifest.images.iter().filter(|i| i.service != Service::Edge) {
             let mut save = Command::new("sh")
                 .args(["-c", "docker save \"$1\" | gzip", "save", &image.reference])
                 .stdout(Stdio::piped())
@@ -283,13 +300,18 @@ impl<'a> Naive<'a> {
             secrets: &[],
             start_interval: false,
         });
+        // Three services, the frontend publishing the ports: no edge.
+        let mut compose = rendered.compose.clone();
+        if let Some(edge) = compose.services.edge.take() {
+            compose.services.frontend.ports = edge.ports;
+        }
         let mut env = rendered.env.clone();
         for (key, value) in env.vars.iter_mut() {
             if key == "DEPLOYMENT_PATH" {
                 *value = "/opt/naive".into();
             }
         }
-        self.ssh("mkdir -p /opt/naive/volumes/db_data && chown 999:999 /opt/naive/volumes/db_data && chmod 700 /opt/naive/volumes/db_data && cat > /opt/naive/docker-compose.yml", Some(rendered.compose_yaml().as_bytes()));
+        self.ssh("mkdir -p /opt/naive/volumes/db_data && chown 999:999 /opt/naive/volumes/db_data && chmod 700 /opt/naive/volumes/db_data && cat > /opt/naive/docker-compose.yml", Some(to_yaml(&compose).as_bytes()));
         self.ssh("cat > /opt/naive/.env", Some(env.render().as_bytes()));
         // `docker-compose` is v1 on Debian 12 and v2 (same command line) on sid.
         // podman-compose needs --force-recreate (see release::stack), and someone to run

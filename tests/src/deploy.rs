@@ -163,28 +163,32 @@ pub fn wait_bounded(mut child: Child, limit_seconds: u64) -> Result<Ran> {
 /// Each version is built once per test process (later calls return the same manifest),
 /// so tests sharing a version share its images.
 pub fn derived_version(version: &str, backend_extra: &str) -> Result<PathBuf> {
-    static BUILT: Mutex<BTreeMap<String, (String, PathBuf)>> = Mutex::new(BTreeMap::new());
+    derived_version_of(version, Service::BackendApi, backend_extra)
+}
+
+/// [`derived_version`] with `changed` the one service rebuilt with `extra` lines.
+pub fn derived_version_of(version: &str, changed: Service, extra: &str) -> Result<PathBuf> {
+    static BUILT: Mutex<BTreeMap<String, (Service, String, PathBuf)>> = Mutex::new(BTreeMap::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((extra, path)) = built.get(version) {
-        if extra != backend_extra {
-            bail!("{version} was derived already, with other backend lines: {extra:?}");
+    if let Some((service, lines, path)) = built.get(version) {
+        if (*service, lines.as_str()) != (changed, extra) {
+            bail!("{version} was derived already, from other {service} lines: {lines:?}");
         }
         return Ok(path.clone());
     }
-    let path = build_derived_version(version, backend_extra)?;
-    built.insert(version.to_string(), (backend_extra.to_string(), path.clone()));
+    let path = build_derived_version(version, changed, extra)?;
+    built.insert(version.to_string(), (changed, extra.to_string(), path.clone()));
     Ok(path)
 }
 
-fn build_derived_version(version: &str, backend_extra: &str) -> Result<PathBuf> {
+fn build_derived_version(version: &str, changed: Service, extra: &str) -> Result<PathBuf> {
     let built = manifest();
     let mut derived: Manifest = built.clone();
     derived.version = version.to_string();
     for record in derived.images.iter_mut() {
         let reference = format!("{}:{version}", record.image);
-        if record.service == Service::BackendApi {
-            let dockerfile =
-                format!("FROM {}\nLABEL cultivate.test.version={version}\n{backend_extra}", record.reference);
+        if record.service == changed {
+            let dockerfile = format!("FROM {}\nLABEL cultivate.test.version={version}\n{extra}", record.reference);
             build_from_stdin(&reference, &dockerfile)?;
         } else {
             // Unchanged inputs rebuild to the same image in a new commit: same id.
@@ -259,7 +263,7 @@ pub fn assert_serves(host: &TestHost, version: &str, config: &DeployConfig) {
         let image = images.iter().find(|i| i["service"] == service).expect("each service's image is recorded");
         image["reference"].as_str().unwrap_or_default().to_string()
     };
-    let names = [("database", "database"), ("backend", "backend-api"), ("frontend", "web-frontend")];
+    let names = [("database", "database"), ("backend", "backend-api"), ("frontend", "web-frontend"), ("edge", "edge")];
     for (service, image) in running_images(config) {
         let (_, name) = names.iter().find(|(s, _)| *s == service).expect("a known service");
         assert!(xtask::model::image::names_same_image(&image, &recorded(name)), "{service} runs {image}: {status:#}");

@@ -4,19 +4,22 @@
 //! podman-compose on a host without Docker, each a fresh test host from Debian sid's
 //! packages, reached over real SSH. One lifecycle per engine, the engines in parallel:
 //! deploy, a row written, a backend-only change, a no-change redeploy, rollback, the
-//! row kept; and Property 20 both ways (the same image is never refused, another image
-//! under the tag always is).
+//! row kept; Property 20 both ways (the same image is never refused, another image
+//! under the tag always is); a frontend-only change and its rollback.
 
 use std::path::PathBuf;
 
 use cultivate_tests::deploy::{
-    DeployConfig, activities, assert_serves, built_manifest_path, deploy, derived_version, status,
+    DeployConfig, activities, assert_serves, built_manifest_path, deploy, derived_version, derived_version_of, status,
 };
 use cultivate_tests::hosts::{Engine, HostVariant, TestHost};
 use cultivate_tests::{Load, http, manifest, require_engine};
+use xtask::model::service::Service;
 
 const CHANGED_BACKEND: &str = "RUN echo engines-v2 > /tmp/cultivate-engines-release\n";
 const SWAPPED_BACKEND: &str = "RUN echo swapped > /tmp/cultivate-engines-release\n";
+const CHANGED_FRONTEND: &str =
+    "USER root\nRUN echo engines-front > /usr/share/cultivate/html/release.txt\nUSER 101:101\n";
 
 fn host_sh(host: &TestHost, script: &str) -> String {
     let output = host.exec(&["sh", "-c", script]).unwrap();
@@ -54,13 +57,10 @@ fn lifecycle(engine: Engine) {
     let first = deploy(&config, &v1);
     assert!(first.success, "{engine:?}: first deploy failed: {}", first.all());
     assert_serves(&host, &v1_version, &config);
+    // Docker runs the edge too: four images; Podman three.
+    let services = if engine == Engine::Podman5 { 3 } else { 4 };
     let reused = first.stderr.lines().filter(|l| l.contains("sending") && !l.contains("(0 of")).count();
-    assert_eq!(
-        reused,
-        2,
-        "{engine:?}: the 2nd and 3rd image must reuse the base layer sent with the 1st: {}",
-        first.all()
-    );
+    assert_eq!(reused, services - 1, "{engine:?}: the images after the 1st must reuse its base layer: {}", first.all());
     // Compose v2 runs the stack (`docker compose`, detected on the host), or
     // podman-compose.
     let compose = if engine == Engine::Podman5 { "podman-compose 1." } else { "docker compose 2." };
@@ -69,7 +69,7 @@ fn lifecycle(engine: Engine) {
     let written = host_sh(&host, "cat /opt/cultivate/current/docker-compose.yml");
     assert_eq!(
         written.matches("start_interval: 1s").count(),
-        if engine == Engine::Podman5 { 0 } else { 3 },
+        if engine == Engine::Podman5 { 0 } else { services },
         "{written}"
     );
     if engine == Engine::Podman5 {
@@ -158,6 +158,31 @@ fn lifecycle(engine: Engine) {
     assert!(refused.stderr.contains("is not the image built here"), "{engine:?}: {}", refused.all());
     assert_eq!(host_sh(&host, &running), containers_before, "{engine:?}: containers changed");
     assert_serves(&host, &v1_version, &config);
+
+    // A frontend-only change and its rollback: under Docker the frontend is swapped
+    // behind the edge, which holds the ports, and nothing else restarts.
+    let front = derived_version_of("engines-front", Service::WebFrontend, CHANGED_FRONTEND).unwrap();
+    let kept = format!(
+        "for s in database backend edge; do {cli} ps -q --filter label=com.docker.compose.service=$s; done | \
+         xargs -r {cli} inspect --format '{{{{.Id}}}} {{{{.State.StartedAt}}}}'"
+    );
+    let kept_before = host_sh(&host, &kept);
+    for step in ["frontend change", "its rollback"] {
+        let load = Load::start(host.http_port);
+        let ran = if step == "frontend change" {
+            deploy(&config, &front)
+        } else {
+            config.run(&["rollback", "--host", "e2e", "--yes"]).unwrap()
+        };
+        let report = load.stop();
+        assert!(ran.success, "{engine:?}: {step} failed: {}", ran.all());
+        if database_kept {
+            assert!(report.sent > 20 && report.failures.is_empty(), "{engine:?} {step}: {report:?}: {}", ran.all());
+            assert_eq!(host_sh(&host, &kept), kept_before, "{engine:?}: {step} restarted more than the frontend");
+        }
+    }
+    assert_serves(&host, &v1_version, &config);
+    assert!(activities(&host).contains(&title), "{engine:?}: the row is gone after the frontend change");
 
     if engine == Engine::Docker28 {
         switch_store_and_back(&host, &config, &v1_version, &title);

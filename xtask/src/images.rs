@@ -178,8 +178,8 @@ fn build_spec(
     let reference = format!("{image}:{}", build.version);
     let mut build_args = vec![("BASE_IMAGE".to_string(), base.reference.clone())];
     let (dockerfile, context, backend_path) = match service {
-        Service::Database | Service::WebFrontend => {
-            let dir = project.path(service.name());
+        Service::Database | Service::WebFrontend | Service::Edge => {
+            let dir = project.path(service.build_dir());
             (dir.join("Dockerfile"), dir, None)
         }
         Service::BackendApi => {
@@ -261,6 +261,6 @@ mod tests {
     #[test]
     fn services_build_in_dependency_order() {
         let names: Vec<_> = Service::ALL.iter().map(|s| s.name()).collect();
-        assert_eq!(names, ["database", "backend-api", "web-frontend"]);
+        assert_eq!(names, ["database", "backend-api", "web-frontend", "edge"]);
     }
 }

@@ -238,11 +238,12 @@ fn property_3_https_with_a_generated_certificate() {
     assert_eq!(redirect.header("location"), Some(format!("https://localhost:{https_port}/some/page?x=1").as_str()));
     let mut listening = listening_tcp_ports(&container.name).unwrap();
     listening.sort();
-    assert_eq!(listening, vec![80, 443]);
+    // 8080 and 8443: the same servers for the edge, with a PROXY protocol header.
+    assert_eq!(listening, vec![80, 443, 8080, 8443]);
 }
 
 // Property 4: HTTP-only fallback — without certificates, HTTP works and nothing answers
-// TLS: no listener on 443 at all.
+// TLS: no listener on 443 (nor on the edge's 8443) at all.
 #[test]
 fn property_4_without_certificates_only_http_answers() {
     require_engine();
@@ -256,7 +257,7 @@ fn property_4_without_certificates_only_http_answers() {
     wait_healthy(&container.name, Duration::from_secs(60)).unwrap();
     let http_port = published_port(&container.name, 80).unwrap();
     assert_eq!(get(&format!("http://127.0.0.1:{http_port}/")).unwrap().status, 200);
-    assert_eq!(listening_tcp_ports(&container.name).unwrap(), vec![80]);
+    assert_eq!(listening_tcp_ports(&container.name).unwrap(), vec![80, 8080]);
     assert!(
         https_get(https_port, &certificates.ca_der, &rustls::version::TLS13).is_err(),
         "TLS answered without certificates"

@@ -4,6 +4,7 @@
 
 mod backend;
 mod database;
+mod edge;
 mod frontend;
 mod secrets;
 #[path = "../support/tls.rs"]

@@ -14,6 +14,7 @@ use crate::host::transport::Transport;
 use crate::model::config::Config;
 use crate::model::paths::DeploymentPaths;
 use crate::model::platform::{TargetOs, Version};
+use crate::model::service::Service;
 use crate::support::command::Cmd;
 use crate::support::log::Log;
 
@@ -78,6 +79,11 @@ pub struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
+    /// The services this target runs (the edge on Docker only).
+    pub fn services(&self) -> Vec<Service> {
+        Service::on_target(self.os, self.runtime.linux_engine())
+    }
+
     /// Whether the engine and compose honour a healthcheck's `start_interval` (Docker
     /// 25 and Compose v2.20.2 on): checks then run every second while a container
     /// starts, so it is known healthy as soon as it is, not at the next interval.

@@ -38,22 +38,33 @@ pub struct ComposeFile {
     pub secrets: BTreeMap<String, Secret>,
 }
 
-/// The three services, in dependency order.
+/// The services, in dependency order; the edge on Docker targets only.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Services {
     pub database: ServiceDefinition,
     pub backend: ServiceDefinition,
     pub frontend: ServiceDefinition,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edge: Option<ServiceDefinition>,
 }
 
 impl Services {
     /// Each definition with its service's compose name.
-    pub fn iter(&self) -> [(&'static str, &ServiceDefinition); 3] {
-        [
+    pub fn iter(&self) -> Vec<(&'static str, &ServiceDefinition)> {
+        let mut all = vec![
             (Service::Database.compose_name(), &self.database),
             (Service::BackendApi.compose_name(), &self.backend),
             (Service::WebFrontend.compose_name(), &self.frontend),
-        ]
+        ];
+        if let Some(edge) = &self.edge {
+            all.push((Service::Edge.compose_name(), edge));
+        }
+        all
+    }
+
+    /// The one service that publishes the site's ports.
+    pub fn published(&self) -> &ServiceDefinition {
+        self.edge.as_ref().unwrap_or(&self.frontend)
     }
 }
 
@@ -314,14 +325,15 @@ pub fn render(input: RenderInput<'_>) -> Rendered {
     backend.healthcheck = healthcheck(Service::BackendApi);
     backend.secrets = secrets.to_vec();
 
-    // Frontend: the only service on the edge network and the only one publishing ports.
+    // Frontend: on the edge network with the edge (or alone there, publishing the
+    // ports itself where there is no edge).
     let mut frontend = base_service(Service::WebFrontend, &config.resources.frontend);
     frontend.environment = vec!["BACKEND_HOST=backend".into(), "BACKEND_PORT=${BACKEND_PORT}".into()];
-    frontend.ports = vec!["${HTTP_PORT}:80".into()];
+    let mut ports = vec!["${HTTP_PORT}:80".to_string()];
     if https {
         frontend.environment.push("HTTPS_PUBLIC_PORT=${HTTPS_PORT}".into());
         frontend.environment.push("SERVER_NAMES=${SERVER_NAMES}".into());
-        frontend.ports.push("${HTTPS_PORT}:443".into());
+        ports.push("${HTTPS_PORT}:443".into());
         frontend.volumes.push(Mount {
             kind: MountKind::Bind,
             source: "${CERT_PATH}".into(),
@@ -333,12 +345,24 @@ pub fn render(input: RenderInput<'_>) -> Rendered {
     frontend.depends_on = depends_on("backend");
     frontend.healthcheck = healthcheck(Service::WebFrontend);
 
+    // Edge: the only service publishing ports where it runs; on the edge network only.
+    // Its definition names nothing that changes with a release, so `up` keeps it.
+    let edge = Service::on_target(paths.os, engine).contains(&Service::Edge).then(|| {
+        let mut edge = base_service(Service::Edge, &config.resources.edge);
+        edge.ports = std::mem::take(&mut ports);
+        edge.networks = vec![EDGE_NETWORK.to_string()];
+        edge.depends_on = depends_on("frontend");
+        edge.healthcheck = healthcheck(Service::Edge);
+        edge
+    });
+    frontend.ports = ports;
+
     let mut volumes = BTreeMap::from([(SOCKET_VOLUME.to_string(), Volume::default())]);
     if paths.os == TargetOs::Macos {
         volumes.insert(DATA_VOLUME.to_string(), Volume::default());
     }
     let compose = ComposeFile {
-        services: Services { database, backend, frontend },
+        services: Services { database, backend, frontend, edge },
         networks: BTreeMap::from([
             (INTERNAL_NETWORK.to_string(), Network { internal: true, ..Network::default() }),
             (

@@ -50,7 +50,7 @@ pub fn go_live(
     // From here until the host is recorded, Ctrl-C and SIGTERM restore, not abandon.
     let _critical = interrupt::Critical::enter();
     let started = (|| -> Result<std::result::Result<History, StartFailure>> {
-        if let Some(failure) = swap_backend(session, stack, config, &release_dir, &state.images, OnInterrupt::GiveUp)? {
+        if let Some(failure) = swap(session, stack, config, &release_dir, &state.images, OnInterrupt::GiveUp)? {
             return Ok(Err(failure));
         }
         let health = match rollout::start_and_wait(session, stack, config, &release_dir, OnInterrupt::GiveUp)? {
@@ -174,7 +174,7 @@ pub fn restore(
 ) -> Result<std::result::Result<DeploymentState, StartFailure>> {
     let _critical = interrupt::Critical::enter();
     let dir = layout.release_dir(&target.version);
-    if let Some(failure) = swap_backend(session, stack, config, &dir, &target.images, OnInterrupt::Finish)? {
+    if let Some(failure) = swap(session, stack, config, &dir, &target.images, OnInterrupt::Finish)? {
         rollout::report_failure(session, &dir, &failure);
         return Ok(Err(failure));
     }
@@ -198,21 +198,26 @@ pub fn restore(
     }
 }
 
-/// How long a replaced backend is given to finish the requests it has.
+/// How long a replaced backend or frontend is given to finish the requests it has.
 const DRAIN_SECONDS: u32 = 30;
 
-/// Twice nginx's `resolver ... valid=1s` (web-frontend/nginx/nginx.conf.template).
-const NGINX_RESOLVE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Twice the resolvers' `valid=1s`: nginx's in the frontend for the backend
+/// (web-frontend/nginx/nginx.conf.template), the edge's for the frontend
+/// (deploy/edge/nginx.conf.template).
+const RESOLVE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Replaces the running backend with `release_dir`'s without losing a request, when
-/// only the backend changes (the database runs the release's image already) and
-/// compose can scale (Docker's): the new backend starts beside the old one, nginx
-/// sends requests to both once it is healthy (it resolves `backend` anew each second
-/// and tries the next address when one refuses), then the old one stops taking
-/// connections, drains for up to [`DRAIN_SECONDS`] and is removed. `up` then finds the
-/// backend as the release defines it and leaves it alone. A new backend that does not
-/// get healthy is removed, the old one serving on, and its failure returned.
-fn swap_backend(
+/// The services swapped beside themselves, in order, each with the service that must
+/// stay as it is for the swap to hold: the backend while the database keeps its
+/// container (a new database restarts anyway, and the backend with it), the frontend
+/// while the edge, which holds the ports, keeps its.
+const SWAPPED: [(Service, Service); 2] =
+    [(Service::BackendApi, Service::Database), (Service::WebFrontend, Service::Edge)];
+
+/// Replaces the running backend and frontend with `release_dir`'s, each without losing
+/// a request, where compose can scale (Docker's): see [`swap_one`]. The first failure
+/// is returned; what was swapped before it stays (the restore that follows swaps it
+/// back).
+fn swap(
     session: &Session,
     stack: &Stack,
     config: &Config,
@@ -220,32 +225,55 @@ fn swap_backend(
     images: &[Image],
     on_interrupt: OnInterrupt,
 ) -> Result<Option<StartFailure>> {
-    if !stack.swaps_backend() || session.dry_run {
+    if !stack.swaps() || session.dry_run {
         return Ok(None);
     }
+    for (service, stays) in SWAPPED {
+        if let Some(failure) = swap_one(session, stack, config, release_dir, images, (service, stays), on_interrupt)? {
+            return Ok(Some(failure));
+        }
+    }
+    Ok(None)
+}
+
+/// Replaces the running container of `service` with `release_dir`'s when its image
+/// changes and `stays` runs the release's image already: the new one starts beside the
+/// old one; once it is healthy, whoever sends it requests (nginx in the frontend for
+/// the backend, the edge for the frontend) learns of it (both resolve the name anew
+/// each second and try the next address when one refuses); then the old one stops
+/// taking connections, drains for up to [`DRAIN_SECONDS`] and is removed. `up` then
+/// finds the service as the release defines it and leaves it alone. A new container
+/// that does not get healthy is removed, the old one serving on, and its failure
+/// returned.
+fn swap_one(
+    session: &Session,
+    stack: &Stack,
+    config: &Config,
+    release_dir: &str,
+    images: &[Image],
+    (service, stays): (Service, Service),
+    on_interrupt: OnInterrupt,
+) -> Result<Option<StartFailure>> {
     let wanted = |service: Service| images.iter().find(|i| i.service == service.name()).map(|i| i.reference.as_str());
-    let (Some(backend_image), Some(database_image)) = (wanted(Service::BackendApi), wanted(Service::Database)) else {
+    let (Some(service_image), Some(staying_image)) = (wanted(service), wanted(stays)) else {
         return Ok(None);
     };
     let containers = rollout::read_containers(session, stack)?;
     let of = |service: Service| -> Vec<&ContainerState> {
         containers.iter().filter(|c| c.service == service.compose_name() && c.status == "running").collect()
     };
-    let (backends, databases) = (of(Service::BackendApi), of(Service::Database));
-    let [old] = backends[..] else { return Ok(None) };
-    let database_stays = databases.len() == 1 && names_same_image(&databases[0].image, database_image);
+    let (running, staying) = (of(service), of(stays));
+    let [old] = running[..] else { return Ok(None) };
+    let stays_as_is = matches!(staying[..], [kept] if names_same_image(&kept.image, staying_image));
     let serving = old.health.as_deref() == Some("healthy");
-    if names_same_image(&old.image, backend_image) || !database_stays || !serving {
+    if names_same_image(&old.image, service_image) || !stays_as_is || !serving {
         return Ok(None);
     }
-    session.log.info(format!("backend: starting {backend_image} beside {} ({})", old.name, old.image));
-    let (started, _, stderr) = session.try_run(Effect::Change, &stack.scale_backend_cmd(release_dir, 2))?;
+    let name = service.compose_name();
+    session.log.info(format!("{name}: starting {service_image} beside {} ({})", old.name, old.image));
+    let (started, _, stderr) = session.try_run(Effect::Change, &stack.scale_cmd(release_dir, service, 2))?;
     let newcomers = |containers: &[ContainerState]| -> Vec<ContainerState> {
-        containers
-            .iter()
-            .filter(|c| c.service == Service::BackendApi.compose_name() && c.name != old.name)
-            .cloned()
-            .collect()
+        containers.iter().filter(|c| c.service == name && c.name != old.name).cloned().collect()
     };
     enum Swap {
         Healthy,
@@ -254,7 +282,7 @@ fn swap_backend(
     let limit = std::time::Duration::from_secs(config.health.timeout_seconds.into());
     let mut last = Vec::new();
     let outcome = if !started {
-        Some(Swap::Failed(format!("starting a second backend failed: {}", stderr.trim())))
+        Some(Swap::Failed(format!("starting a second {name} failed: {}", stderr.trim())))
     } else {
         crate::host::session::with_backoff(
             limit,
@@ -262,11 +290,11 @@ fn swap_backend(
             std::time::Duration::from_secs(1),
             || {
                 if on_interrupt == OnInterrupt::GiveUp && interrupt::interrupted() {
-                    return Ok(Some(Swap::Failed("interrupted while the new backend was starting".into())));
+                    return Ok(Some(Swap::Failed(format!("interrupted while the new {name} was starting"))));
                 }
                 last = newcomers(&rollout::read_containers(session, stack)?);
                 Ok(match last.as_slice() {
-                    [new] if new.has_failed() => Some(Swap::Failed(format!("the new backend {} failed", new.name))),
+                    [new] if new.has_failed() => Some(Swap::Failed(format!("the new {name} {} failed", new.name))),
                     [new] if new.health.as_deref() == Some("healthy") => Some(Swap::Healthy),
                     _ => None,
                 })
@@ -276,23 +304,23 @@ fn swap_backend(
     match outcome {
         Some(Swap::Healthy) => {
             let new = &last[0];
-            // nginx re-resolves `backend` every second: it knows the new address before
+            // The name resolves to both now: the sender knows the new address before
             // the old one stops taking connections.
-            std::thread::sleep(NGINX_RESOLVE_WAIT);
+            std::thread::sleep(RESOLVE_WAIT);
             session.run(Effect::Change, &stack.retire_cmd(&old.name, DRAIN_SECONDS))?;
-            session.log.info(format!("backend: {} serves; {} drained and removed", new.name, old.name));
+            session.log.info(format!("{name}: {} serves; {} drained and removed", new.name, old.name));
             Ok(None)
         }
         failed => {
             let reason = match failed {
                 Some(Swap::Failed(reason)) => reason,
-                _ => format!("the new backend was not healthy after {} s", config.health.timeout_seconds),
+                _ => format!("the new {name} was not healthy after {} s", config.health.timeout_seconds),
             };
             let failure = rollout::failure(session, stack, &last, reason);
             for new in newcomers(&rollout::read_containers(session, stack)?) {
                 let _ = session.try_run(Effect::Change, &stack.remove_cmd(&new.name))?;
             }
-            session.log.warn(format!("backend: the new one was removed; {} serves on", old.name));
+            session.log.warn(format!("{name}: the new one was removed; {} serves on", old.name));
             Ok(Some(failure))
         }
     }

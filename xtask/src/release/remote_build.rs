@@ -30,7 +30,7 @@ pub fn run(
     let target_runtime = Runtime { kind: session.runtime, program: session.runtime.program().into() };
 
     let mut images = Vec::new();
-    for (service, spec) in specs {
+    for (service, spec) in specs.into_iter().filter(|(service, _)| session.services().contains(service)) {
         let dockerfile = context::dockerfile_in_context(&spec)?;
         let reference = spec.tags.first().cloned().context("a build spec without a tag")?;
         let remote_spec = BuildSpec { dockerfile: dockerfile.clone().into(), context: "-".into(), ..spec.clone() };

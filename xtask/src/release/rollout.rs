@@ -403,7 +403,7 @@ pub fn read_containers(session: &Session, stack: &Stack) -> Result<Vec<Container
 /// service's health command in its container).
 pub fn evaluate(session: &Session, stack: &Stack, containers: &[ContainerState]) -> Result<Vec<HealthCheckResult>> {
     let mut results = Vec::new();
-    for service in Service::ALL {
+    for service in session.services() {
         let container = containers.iter().find(|c| c.service == service.compose_name());
         let (status, message) = match container {
             None => ("unhealthy", Some("no container".to_string())),

@@ -56,17 +56,18 @@ impl Stack {
         }
     }
 
-    /// Whether the backend can be replaced beside itself (`up --scale`): Docker's
+    /// Whether a service can be replaced beside itself (`up --scale`): Docker's
     /// compose, v1 or v2. podman-compose and Finch's compose start a release whole.
-    pub fn swaps_backend(&self) -> bool {
+    pub fn swaps(&self) -> bool {
         matches!(self.compose, ComposeCommand::DockerV1(_) | ComposeCommand::DockerV2(_))
     }
 
-    /// Starts backends from `release_dir`'s definition beside the running one, up to
-    /// `count`, touching nothing else (compose creates the new ones from the new
-    /// definition and, with `--no-recreate`, leaves the running one as it is).
-    pub fn scale_backend_cmd(&self, release_dir: &str, count: u32) -> Cmd {
-        let service = Service::BackendApi.compose_name();
+    /// Starts containers of `service` from `release_dir`'s definition beside the
+    /// running one, up to `count`, touching nothing else (compose creates the new ones
+    /// from the new definition and, with `--no-recreate`, leaves the running one as it
+    /// is).
+    pub fn scale_cmd(&self, release_dir: &str, service: Service, count: u32) -> Cmd {
+        let service = service.compose_name();
         self.compose_cmd(release_dir).args([
             "up",
             "--detach",
@@ -79,7 +80,8 @@ impl Stack {
     }
 
     /// Stops `container`, giving it `grace_seconds` to finish the requests it has (the
-    /// backend stops accepting on SIGTERM and drains), then removes it.
+    /// backend stops accepting on SIGTERM and drains; nginx, on its SIGQUIT, does the
+    /// same), then removes it.
     pub fn retire_cmd(&self, container: &str, grace_seconds: u32) -> Cmd {
         Cmd::new("sh").args([
             "-c",

@@ -173,8 +173,12 @@ fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<S
         BuildMode::Local => {
             let manifest = phases
                 .time("build", || local_images(project, config, args, given, (local_runtime, engine), version))?;
-            let local =
-                keep_unchanged_images(session, local_runtime, &history, local_images_of(&manifest, local_runtime)?)?;
+            let local = keep_unchanged_images(
+                session,
+                local_runtime,
+                &history,
+                local_images_of(session, &manifest, local_runtime)?,
+            )?;
             phases.time("ship", || ship::ship_all(session, local_runtime, &local, &project.state_dir()))?
         }
         BuildMode::Remote => phases.time("remote build", || {
@@ -280,9 +284,11 @@ fn local_images(
     images::build(project, config, runtime, engine, &options)
 }
 
-/// The manifest's images, checked against this machine's engine.
-fn local_images_of(manifest: &Manifest, runtime: &Runtime) -> Result<Vec<Image>> {
-    Service::ALL
+/// The manifest's images of the services the target runs, checked against this
+/// machine's engine.
+fn local_images_of(session: &Session, manifest: &Manifest, runtime: &Runtime) -> Result<Vec<Image>> {
+    session
+        .services()
         .iter()
         .map(|service| {
             let record = manifest

@@ -14,7 +14,7 @@ use crate::support::project::Project;
 pub struct LogsArgs {
     #[command(flatten)]
     pub target: HostArgs,
-    /// database, backend or frontend (default: all three).
+    /// database, backend, frontend or edge (default: all).
     #[arg(long, value_name = "SERVICE")]
     pub service: Option<String>,
     /// How many of the last lines to show per container.
@@ -52,7 +52,7 @@ pub fn service_name(given: &str) -> Result<&'static str> {
 pub fn run(project: &Project, args: &LogsArgs) -> Result<()> {
     let wanted = args.service.as_deref().map(service_name).transpose()?;
     if args.follow && wanted.is_none() {
-        bail!("--follow needs one service: add --service database|backend|frontend");
+        bail!("--follow needs one service: add --service database|backend|frontend|edge");
     }
     let log = Log::new(args.verbose);
     let config = Config::load(&project.config_file)?;

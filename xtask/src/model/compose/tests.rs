@@ -67,8 +67,9 @@ fn snapshot_linux_http() {
     insta::assert_snapshot!("linux_http_env", rendered.env.render());
 }
 
-/// Podman: the same file but for start order: podman-compose would wait for a health
-/// status that nothing updates on a host without systemd. The checks stay.
+/// Podman: the same file but for start order (podman-compose would wait for a health
+/// status that nothing updates on a host without systemd) and the edge (no swap behind
+/// it): the frontend publishes the ports. The checks stay.
 #[test]
 fn podman_starts_in_order_with_the_healthchecks_kept() {
     let docker = rendered(DEFAULT, TargetOs::Linux, "root", &[]);
@@ -83,8 +84,10 @@ fn podman_starts_in_order_with_the_healthchecks_kept() {
         assert_eq!(podman.depends_on.names(), docker.depends_on.names());
         assert!(matches!(podman.depends_on, DependsOn::Order(_)), "{:?}", podman.depends_on);
         assert_eq!(podman.volumes, docker.volumes);
-        assert_eq!(podman.ports, docker.ports);
     }
+    assert!(podman.compose.services.edge.is_none() && docker.compose.services.edge.is_some());
+    assert!(docker.compose.services.frontend.ports.is_empty());
+    assert_eq!(podman.compose.services.frontend.ports, docker.compose.services.published().ports);
     assert!(docker.compose_yaml().contains("condition: service_healthy"));
     assert!(!podman.compose_yaml().contains("condition:"));
     // Only the internal network's DNS server, which knows the backend, for nginx.
@@ -196,8 +199,8 @@ proptest! {
         let rendered = rendered(&with_deployment(&text, &path), os, "ada", &secrets);
         for (name, service) in rendered.compose.services.iter() {
             let socket_mounts: Vec<&Mount> = service.volumes.iter().filter(|m| m.target == SOCKET_DIR || m.source == SOCKET_VOLUME).collect();
-            if name == "frontend" {
-                prop_assert!(socket_mounts.is_empty(), "frontend mounts the socket: {:?}", socket_mounts);
+            if name == "frontend" || name == "edge" {
+                prop_assert!(socket_mounts.is_empty(), "{} mounts the socket: {:?}", name, socket_mounts);
             } else {
                 prop_assert_eq!(socket_mounts.len(), 1, "{} socket mounts: {:?}", name, socket_mounts);
                 prop_assert_eq!(socket_mounts[0].kind, MountKind::Volume);
@@ -223,14 +226,23 @@ proptest! {
         prop_assert!(!leftover, "uninterpolated variables remain");
     }
 
-    // Only the frontend publishes ports; the database and the API are reachable only
-    // inside the stack, on the internal network.
+    // One service publishes ports: the edge on Docker (Linux), the frontend on Finch;
+    // the database and the API are reachable only inside the stack, on the internal
+    // network, and the edge only reaches the frontend.
     #[test]
-    fn only_the_frontend_publishes_ports((os, (text, https), path, secrets) in any_target()) {
+    fn only_the_edge_or_the_frontend_publishes_ports((os, (text, https), path, secrets) in any_target()) {
         let rendered = rendered(&with_deployment(&text, &path), os, "ada", &secrets);
         let services = &rendered.compose.services;
         prop_assert!(services.database.ports.is_empty() && services.backend.ports.is_empty());
-        prop_assert_eq!(services.frontend.ports.len(), if https { 2 } else { 1 });
+        prop_assert_eq!(services.edge.is_some(), os == TargetOs::Linux);
+        let publishing: Vec<&str> =
+            services.iter().into_iter().filter(|(_, s)| !s.ports.is_empty()).map(|(name, _)| name).collect();
+        prop_assert_eq!(publishing, vec![if os == TargetOs::Linux { "edge" } else { "frontend" }]);
+        prop_assert_eq!(services.published().ports.len(), if https { 2 } else { 1 });
+        if let Some(edge) = &services.edge {
+            prop_assert_eq!(&edge.networks, &vec![EDGE_NETWORK.to_string()]);
+            prop_assert!(edge.volumes.is_empty() && edge.secrets.is_empty() && edge.environment.is_empty());
+        }
         prop_assert_eq!(&services.database.networks, &vec![INTERNAL_NETWORK.to_string()]);
         prop_assert_eq!(&services.backend.networks, &vec![INTERNAL_NETWORK.to_string()]);
         prop_assert!(rendered.compose.networks[INTERNAL_NETWORK].internal);

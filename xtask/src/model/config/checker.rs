@@ -27,6 +27,7 @@ pub(super) fn resolve(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, prob
         database: checker.image_name("images.database", raw.images.database, defaults::DATABASE_IMAGE),
         backend: checker.image_name("images.backend", raw.images.backend, defaults::BACKEND_IMAGE),
         frontend: checker.image_name("images.frontend", raw.images.frontend, defaults::FRONTEND_IMAGE),
+        edge: checker.image_name("images.edge", raw.images.edge, defaults::EDGE_IMAGE),
     };
 
     let port = checker.port("http.port", raw.http.port, defaults::HTTP_PORT);
@@ -78,6 +79,7 @@ pub(super) fn resolve(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, prob
             defaults::FRONTEND_MEMORY,
             defaults::FRONTEND_CPUS,
         ),
+        edge: checker.limits("edge", raw.resources.edge, defaults::EDGE_MEMORY, defaults::EDGE_CPUS),
     };
 
     let restart = raw.runtime.restart.unwrap_or_else(|| defaults::RESTART.into());

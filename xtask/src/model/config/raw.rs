@@ -69,6 +69,7 @@ pub(super) struct RawImages {
     pub(super) database: Option<String>,
     pub(super) backend: Option<String>,
     pub(super) frontend: Option<String>,
+    pub(super) edge: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,6 +112,8 @@ pub(super) struct RawResources {
     pub(super) backend: RawLimits,
     #[serde(default)]
     pub(super) frontend: RawLimits,
+    #[serde(default)]
+    pub(super) edge: RawLimits,
 }
 
 #[derive(Debug, Default, Deserialize)]

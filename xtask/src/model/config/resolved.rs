@@ -56,6 +56,8 @@ pub struct Images {
     pub database: String,
     pub backend: String,
     pub frontend: String,
+    /// The edge proxy that holds the published ports on Docker targets (deploy/edge).
+    pub edge: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -71,7 +73,8 @@ pub struct Http {
 }
 
 impl Http {
-    /// The host ports the frontend publishes: HTTP, and HTTPS when it is on.
+    /// The host ports the stack publishes (the edge on Docker, else the frontend):
+    /// HTTP, and HTTPS when it is on.
     pub fn published_ports(&self) -> Vec<u16> {
         if self.https { vec![self.port, self.https_port] } else { vec![self.port] }
     }
@@ -126,6 +129,7 @@ pub struct Resources {
     pub database: Limits,
     pub backend: Limits,
     pub frontend: Limits,
+    pub edge: Limits,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
