@@ -7,29 +7,38 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use cultivate_tests::deploy::{
-    DeployConfig, Ran, activities, assert_serves, built_manifest_path, deploy, derived_version, status, wait_bounded,
+    DeployConfig, Ran, activities, assert_serves, built_manifest_path, deploy, derived_version, derived_version_of,
+    status, wait_bounded,
 };
 use cultivate_tests::hosts::{HostVariant, TestHost};
 use cultivate_tests::{Load, get, get_when_up, http, require_engine};
 use xtask::host::probe::FinchVm;
+use xtask::model::service::Service;
 
 #[path = "support/tls.rs"]
 mod tls;
 
 const BUILT: &str = "built";
 
-/// Runs `script` on the host (as root, through docker exec).
 /// The database container's id and start time on the host.
 fn database_container(host: &TestHost) -> String {
+    service_containers(host, "database")
+}
+
+/// The running containers of a compose service on the host: ids and start times.
+fn service_containers(host: &TestHost, service: &str) -> String {
     let found = host_sh(
         host,
-        "docker ps -q --filter label=com.docker.compose.service=database | \
-         xargs -r docker inspect --format '{{.Id}} {{.State.StartedAt}}'",
+        &format!(
+            "docker ps -q --filter label=com.docker.compose.service={service} | \
+             xargs -r docker inspect --format '{{{{.Id}}}} {{{{.State.StartedAt}}}}'"
+        ),
     );
-    assert!(!found.trim().is_empty(), "no database container");
+    assert!(!found.trim().is_empty(), "no {service} container");
     found
 }
 
+/// Runs `script` on the host (as root, through docker exec).
 fn host_sh(host: &TestHost, script: &str) -> String {
     let output = host.exec(&["sh", "-c", script]).unwrap();
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -70,6 +79,8 @@ const BROKEN_BACKEND: &str =
 const V3_BACKEND: &str = "RUN head -c 40000000 /dev/urandom > /tmp/e2e-ballast\n";
 const SWAPPED_BACKEND: &str = "RUN echo swapped > /tmp/cultivate-e2e-release\n";
 const V4_BACKEND: &str = "RUN head -c 2000000 /dev/urandom > /tmp/e2e-ballast-4\n";
+/// A frontend change: one more page, served at /release.txt.
+const FRONT_FRONTEND: &str = "USER root\nRUN echo e2e-front > /usr/share/cultivate/html/release.txt\nUSER 101:101\n";
 
 /// Successful deploys and rollbacks the pruning scenario needs behind it: more than
 /// `keep_logs` (6), so that there is something to prune.
@@ -115,6 +126,7 @@ impl Scenarios {
         restore_gunzip(self.host);
         host_sh(self.host, "rm -f /usr/local/bin/docker");
         unwrap_compose(self.host);
+        unwrap_mv(self.host);
     }
 
     fn deploy(&mut self, manifest: &Path) -> Ran {
@@ -150,6 +162,16 @@ impl Scenarios {
     fn ensure_v1(&mut self) {
         let (v1, version) = (self.v1.clone(), self.v1_version.clone());
         self.ensure_serving(&v1, &version);
+    }
+
+    /// Precondition for the interruption scenarios: e2e-v3 serves, the row written.
+    /// Returns the row, and the manifest of e2e-v4 (a backend change) to deploy next.
+    fn v3_serving_v4_next(&mut self) -> (String, PathBuf, String) {
+        let title = self.row();
+        self.ensure_serving(&v3(), "e2e-v3");
+        let v4 = v4();
+        let path = v4.to_string_lossy().into_owned();
+        (title, v4, path)
     }
 
     /// Precondition: `version`'s images are not on the host (so a deploy of it sends
@@ -281,6 +303,44 @@ fn upgrade_keeps_the_row_and_ships_only_the_changed_layer() {
     assert!(second.stderr.contains("layers are on e2e already"), "{}", second.all());
 }
 
+/// Issue 12: a frontend change must not drop requests either, though the host port
+/// belongs to one container: the edge holds the ports, a new frontend starts beside the
+/// old one behind it, and the old one drains. Only the frontend restarts, both ways.
+#[test]
+fn a_frontend_change_and_its_rollback_swap_the_frontend_behind_the_edge() {
+    let mut s = scenarios();
+    let title = s.row();
+    s.ensure_v1();
+    let front = derived_version_of("e2e-front", Service::WebFrontend, FRONT_FRONTEND).unwrap();
+    let kept = |host: &TestHost| ["database", "backend", "edge"].map(|service| service_containers(host, service));
+    let before = kept(s.host);
+    let page = |s: &Scenarios| {
+        get_when_up(&format!("http://127.0.0.1:{}/release.txt", s.host.http_port), Duration::from_secs(10)).unwrap()
+    };
+    assert_eq!(page(&s).status, 404, "precondition: v1 has no release.txt");
+
+    let load = Load::start(s.host.http_port);
+    let deployed = s.deploy(&front);
+    let report = load.stop();
+    assert!(deployed.success, "{}", deployed.all());
+    assert!(report.sent > 20 && report.failures.is_empty(), "{report:?}: {}", deployed.all());
+    assert!(deployed.stderr.contains("frontend: starting"), "{}", deployed.all());
+    assert!(deployed.stderr.contains("drained and removed"), "{}", deployed.all());
+    assert_serves(s.host, "e2e-front", &s.config);
+    assert_eq!(page(&s).text().trim(), "e2e-front");
+    assert_eq!(kept(s.host), before, "only the frontend may restart: {}", deployed.all());
+
+    let load = Load::start(s.host.http_port);
+    let rolled = s.rollback(&[]);
+    let report = load.stop();
+    assert!(rolled.success, "{}", rolled.all());
+    assert!(report.sent > 20 && report.failures.is_empty(), "{report:?}: {}", rolled.all());
+    assert_serves(s.host, &s.v1_version, &s.config);
+    assert_eq!(page(&s).status, 404, "v1's frontend serves again");
+    assert_eq!(kept(s.host), before, "only the frontend may restart: {}", rolled.all());
+    assert!(activities(s.host).contains(&title), "the row is gone");
+}
+
 #[test]
 fn redeploy_with_nothing_changed_ships_no_image_bytes() {
     let mut s = scenarios();
@@ -374,6 +434,47 @@ fn a_backend_that_never_gets_healthy_is_rolled_back_automatically() {
     assert!(activities(s.host).contains(&title));
     let saved = host_sh(s.host, "cat /opt/cultivate/releases/e2e-broken/failure-*backend*.log");
     assert!(saved.contains("cultivate-e2e-broken-backend"), "failing logs not saved on the host: {saved}");
+}
+
+/// Runs `sql` in the host's database as the superuser (over its socket, peer auth).
+fn database_sql(host: &TestHost, sql: &str) -> String {
+    let script = format!(
+        "docker ps -q --filter label=com.docker.compose.service=database | \
+         xargs -I{{}} docker exec -u postgres {{}} psql -d cultivate -Atc \"{sql}\""
+    );
+    host_sh(host, &script)
+}
+
+/// Issue 12, item 3: the new backend migrates while the old one serves; when its
+/// migrations fail, it never gets healthy, is removed, and the old release serves on,
+/// without a failed request. The failure here: the applied migration's recorded
+/// checksum no longer matches the one the backend carries (refinery refuses divergent
+/// migrations), which fails every backend started meanwhile, as a broken migration does.
+#[test]
+fn a_failed_migration_leaves_the_old_release_serving() {
+    let mut s = scenarios();
+    let title = s.row();
+    s.ensure_serving(&v3(), "e2e-v3");
+    let v4 = v4();
+    let checksum = database_sql(s.host, "SELECT checksum FROM refinery_schema_history WHERE version = 1");
+    let checksum = checksum.trim().to_string();
+    assert!(!checksum.is_empty(), "precondition: the migration is recorded");
+    database_sql(s.host, "UPDATE refinery_schema_history SET checksum = '1' WHERE version = 1");
+    let load = Load::start(s.host.http_port);
+    let failed = s.deploy(&v4);
+    let report = load.stop();
+    database_sql(s.host, &format!("UPDATE refinery_schema_history SET checksum = '{checksum}' WHERE version = 1"));
+    assert!(!failed.success, "a backend whose migrations fail deployed: {}", failed.all());
+    assert!(failed.stderr.contains("the new one was removed"), "{}", failed.all());
+    assert!(failed.stderr.contains("the previous release e2e-v3 was restored"), "{}", failed.all());
+    assert!(
+        failed.stderr.to_lowercase().contains("migration"),
+        "the backend's logs name the migration: {}",
+        failed.all()
+    );
+    assert!(report.sent > 20 && report.failures.is_empty(), "{report:?}: {}", failed.all());
+    assert_serves(s.host, "e2e-v3", &s.config);
+    assert!(activities(s.host).contains(&title));
 }
 
 #[test]
@@ -484,10 +585,7 @@ fn current_and_drift(config: &DeployConfig) -> (String, Vec<String>) {
 #[test]
 fn an_interrupted_deploy_leaves_the_host_as_recorded_and_the_next_one_proceeds() {
     let mut s = scenarios();
-    let title = s.row();
-    s.ensure_serving(&v3(), "e2e-v3");
-    let v4 = v4();
-    let v4_path = v4.to_string_lossy().into_owned();
+    let (title, v4, v4_path) = s.v3_serving_v4_next();
     let host = s.host;
     let deploy_args = ["deploy", "--host", "e2e", "--manifest", v4_path.as_str(), "--yes"];
 
@@ -549,31 +647,168 @@ fn an_interrupted_deploy_leaves_the_host_as_recorded_and_the_next_one_proceeds()
     host_sh(host, "pkill -f 'sshd: root@' ; true");
     let cut = wait_bounded(child, 300).unwrap();
     unwrap_compose(host);
-    let status_after = status(&s.config);
-    let drift = status_after["drift"].as_array().expect("drift").clone();
-    let recorded = status_after["current"]["images"]
-        .as_array()
-        .and_then(|images| images.iter().find(|i| i["service"] == "backend-api"))
-        .and_then(|i| i["reference"].as_str())
-        .unwrap_or_default()
-        .to_string();
-    let running = host_sh(
-        host,
-        "docker ps -q --filter label=com.docker.compose.service=backend | xargs -r docker inspect --format '{{.Config.Image}}'",
-    );
-    assert_eq!(
-        drift.is_empty(),
-        running.trim() == recorded,
-        "status is not truthful after the cut: the backend runs {running}, the current release has {recorded}, \
-         drift {drift:?}; the deploy said: {}",
-        cut.all()
-    );
+    assert_status_truthful(host, &s.config, &format!("after the cut (the deploy said: {})", cut.all()));
 
     // Whatever was left, the next deploy proceeds at once and ends healthy, data kept.
     let next = s.deploy(&v4);
     assert!(next.success, "the next deploy: {}", next.all());
     assert!(!next.stderr.contains("is locked"), "{}", next.all());
     assert_eq!(current_and_drift(&s.config), ("e2e-v4".to_string(), Vec::new()));
+    assert_serves(host, "e2e-v4", &s.config);
+    assert!(activities(host).contains(&title), "the row is gone");
+}
+
+/// Replaces `mv` on the host with one that, once it has put `release.json` of
+/// `version` in place, marks it and waits (removed by `unwrap_mv`): the deploy is held
+/// with its release written and nothing started.
+fn hold_after_release_written(host: &TestHost, version: &str) {
+    let script = format!(
+        "#!/bin/sh\n/bin/mv \"$@\"; code=$?\nfor last; do :; done\n\
+         case \"$last\" in */releases/{version}/release.json) touch /tmp/release-written; sleep 20;; esac\nexit $code\n"
+    );
+    host_sh(
+        host,
+        &format!(
+            "cat > /usr/local/bin/mv <<'EOF'\n{script}EOF\nchmod 755 /usr/local/bin/mv; rm -f /tmp/release-written"
+        ),
+    );
+}
+
+fn unwrap_mv(host: &TestHost) {
+    host_sh(host, "rm -f /usr/local/bin/mv /tmp/release-written");
+}
+
+/// `status` tells the truth: its drift is empty exactly when every running container
+/// runs the current release's image for its service.
+fn assert_status_truthful(host: &TestHost, config: &DeployConfig, context: &str) {
+    let status = status(config);
+    let recorded: Vec<(String, String)> = status["current"]["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .map(|i| (i["service"].as_str().unwrap_or_default().into(), i["reference"].as_str().unwrap_or_default().into()))
+        .collect();
+    let running = host_sh(host, "docker ps --format '{{.Label \"com.docker.compose.service\"}} {{.Image}}'");
+    let image_service = |compose: &str| Service::from_compose_name(compose).map(|s| s.name()).unwrap_or("?");
+    let agrees = running.lines().all(|line| {
+        let (service, image) = line.split_once(' ').unwrap_or((line, ""));
+        recorded.iter().any(|(s, r)| s == image_service(service) && xtask::model::image::names_same_image(image, r))
+    });
+    let drift = status["drift"].as_array().expect("drift");
+    assert_eq!(drift.is_empty(), agrees, "{context}: status is not truthful: runs {running}, drift {drift:?}");
+}
+
+/// Issue 12, the rest of the phases: a deploy killed (SIGKILL) while shipping, stopped
+/// (SIGTERM) or killed with its release written and nothing started, killed just
+/// before its release starts, and stopped while its new backend starts: each time
+/// `status` tells the truth, the previous release serves (put right by `rollback --to`
+/// where a kill left drift), and at the end a deploy proceeds at once, the row kept.
+#[test]
+fn a_deploy_stopped_or_killed_in_each_phase_leaves_a_truthful_host() {
+    let mut s = scenarios();
+    let (title, v4, v4_path) = s.v3_serving_v4_next();
+    let host = s.host;
+    let deploy_args = ["deploy", "--host", "e2e", "--manifest", v4_path.as_str(), "--yes"];
+
+    struct Case {
+        phase: &'static str,
+        signal: &'static str,
+        /// Arms the host; returns the file whose presence says the phase is reached.
+        arm: fn(&TestHost) -> &'static str,
+        /// After the signal: what marks the host's side of the phase finished.
+        finished: Option<&'static str>,
+    }
+    let cases = [
+        Case {
+            phase: "shipping",
+            signal: "KILL",
+            arm: |host| {
+                wrap_gunzip(host, "touch /tmp/gunzip-started; sleep 5");
+                "/tmp/gunzip-started"
+            },
+            finished: None,
+        },
+        Case {
+            phase: "release written",
+            signal: "TERM",
+            arm: |host| {
+                hold_after_release_written(host, "e2e-v4");
+                "/tmp/release-written"
+            },
+            finished: None,
+        },
+        Case {
+            phase: "release written",
+            signal: "KILL",
+            arm: |host| {
+                hold_after_release_written(host, "e2e-v4");
+                "/tmp/release-written"
+            },
+            finished: None,
+        },
+        Case {
+            phase: "starting",
+            signal: "KILL",
+            arm: |host| {
+                wrap_compose_up(host, "touch /tmp/compose-up-started; sleep 3", "touch /tmp/compose-up-finished");
+                "/tmp/compose-up-started"
+            },
+            // The host finishes the `up` it was given, with nobody left to watch it.
+            finished: Some("/tmp/compose-up-finished"),
+        },
+        Case {
+            phase: "health wait",
+            signal: "TERM",
+            arm: |host| {
+                wrap_compose_up(host, "true", "touch /tmp/compose-up-done");
+                "/tmp/compose-up-done"
+            },
+            finished: None,
+        },
+    ];
+    for case in cases {
+        let context = format!("{} during {}", case.signal, case.phase);
+        if case.phase == "shipping" {
+            s.remove_from_host("e2e-v4");
+        }
+        let marker = (case.arm)(host);
+        let mut child = s.config.spawn(&deploy_args).unwrap();
+        wait_on_host(host, &format!("ls {marker} 2>/dev/null"), &context);
+        let ended = if case.signal == "KILL" {
+            child.kill().unwrap();
+            let _ = child.wait();
+            None
+        } else {
+            signal(&child, case.signal);
+            Some(wait_bounded(child, 300).unwrap())
+        };
+        if let Some(finished) = case.finished {
+            wait_on_host(host, &format!("ls {finished} 2>/dev/null"), &format!("{context}: the host's side"));
+        }
+        restore_gunzip(host);
+        unwrap_mv(host);
+        unwrap_compose(host);
+        if let Some(ended) = &ended {
+            assert!(!ended.success, "{context}: {}", ended.all());
+            let said = match case.phase {
+                "health wait" => "the previous release e2e-v3 was restored and is healthy",
+                _ => "SIGTERM: stopping now",
+            };
+            assert!(ended.stderr.contains(said), "{context}: {}", ended.all());
+        }
+        assert_status_truthful(host, &s.config, &context);
+        let (current, drift) = current_and_drift(&s.config);
+        assert_eq!(current, "e2e-v3", "{context}");
+        if !drift.is_empty() {
+            let reconciled = s.rollback(&["--to", "e2e-v3"]);
+            assert!(reconciled.success, "{context}: rollback --to the current release: {}", reconciled.all());
+        }
+        assert_serves(host, "e2e-v3", &s.config);
+    }
+
+    let next = s.deploy(&v4);
+    assert!(next.success, "the next deploy: {}", next.all());
+    assert!(!next.stderr.contains("is locked"), "{}", next.all());
     assert_serves(host, "e2e-v4", &s.config);
     assert!(activities(host).contains(&title), "the row is gone");
 }
@@ -740,7 +975,7 @@ fn remote_build_mode_builds_the_images_on_the_host() {
     assert!(ran.success, "remote-build deploy failed: {}", ran.all());
     // The base went over once; each image was built there from its context.
     assert!(ran.stderr.contains("base: sent"), "{}", ran.all());
-    for service in ["database", "backend-api", "web-frontend"] {
+    for service in ["database", "backend-api", "web-frontend", "edge"] {
         assert!(ran.stderr.contains(&format!("{service}: built ")), "{service} not built on the host: {}", ran.all());
     }
     assert!(ran.stderr.contains("build: Step 1/"), "the host's build output was not streamed: {}", ran.all());
