@@ -29,6 +29,9 @@ pub fn xtask_binary() -> &'static Path {
     })
 }
 
+/// The tests' `[health]`: a check a second, so that releases get healthy quickly.
+const QUICK_HEALTH: &str = "timeout_seconds = 120\ninterval_seconds = 1\nretries = 3\nstart_period_seconds = 20\n";
+
 /// A deploy configuration for `host` as `[hosts.e2e]`, with quick health settings and
 /// a short lock timeout so the stale-lock test need not wait long.
 pub struct DeployConfig {
@@ -49,19 +52,31 @@ impl DeployConfig {
 
     /// Logging in as `user` instead of root.
     pub fn with_user(host: &TestHost, user: &str, host_extra: &str) -> Result<DeployConfig> {
-        DeployConfig::write(host, user, host_extra, "", "keep_releases = 4\nkeep_logs = 6\n")
+        DeployConfig::write(host, user, host_extra, "", "keep_releases = 4\nkeep_logs = 6\n", QUICK_HEALTH)
     }
 
     /// With `runtime` (lines of `[runtime]`, besides the short lock timeout) too.
     pub fn with_runtime(host: &TestHost, host_extra: &str, sections: &str, runtime: &str) -> Result<DeployConfig> {
-        DeployConfig::write(host, "root", host_extra, sections, runtime)
+        DeployConfig::write(host, "root", host_extra, sections, runtime, QUICK_HEALTH)
     }
 
-    fn write(host: &TestHost, user: &str, host_extra: &str, sections: &str, runtime: &str) -> Result<DeployConfig> {
+    /// With `health` (the lines of `[health]`) instead of the quick settings.
+    pub fn with_health(host: &TestHost, health: &str) -> Result<DeployConfig> {
+        DeployConfig::write(host, "root", "", "", "keep_releases = 4\nkeep_logs = 6\n", health)
+    }
+
+    fn write(
+        host: &TestHost,
+        user: &str,
+        host_extra: &str,
+        sections: &str,
+        runtime: &str,
+        health: &str,
+    ) -> Result<DeployConfig> {
         let path = std::env::temp_dir().join(format!("{}.toml", unique("deploy-config")));
         let text = format!(
             "[app]\nname = \"cultivate\"\n\
-             [health]\ntimeout_seconds = 120\ninterval_seconds = 1\nretries = 3\nstart_period_seconds = 20\n\
+             [health]\n{health}\
              [runtime]\nlock_timeout_seconds = 3\n{runtime}{sections}\n\
              [hosts.e2e]\naddress = \"127.0.0.1\"\nuser = {user:?}\nport = {}\nidentity_file = {:?}\n{host_extra}",
             host.ssh_port,

@@ -341,6 +341,36 @@ fn a_frontend_change_and_its_rollback_swap_the_frontend_behind_the_edge() {
     assert!(activities(s.host).contains(&title), "the row is gone");
 }
 
+/// Issue 12, item 6: on Docker 20.10 with Compose v1 (no `start_interval`), the engine
+/// checks a container first after a whole interval. With a 60 s interval the release
+/// is healthy, switched and recorded while the engine still reports its containers
+/// starting: the deploy ran their checks itself, and compose did not wait either (no
+/// health conditions in the file). The quick settings are deployed back afterwards.
+#[test]
+fn on_compose_v1_a_release_is_healthy_when_its_services_are_not_at_the_engines_first_check() {
+    let mut s = scenarios();
+    let title = s.row();
+    s.ensure_v1();
+    let slow = DeployConfig::with_health(
+        s.host,
+        "timeout_seconds = 50\ninterval_seconds = 60\nretries = 3\nstart_period_seconds = 120\n",
+    )
+    .unwrap();
+    let deployed = deploy(&slow, &v2());
+    let engine_says =
+        host_sh(s.host, "docker ps -q | xargs docker inspect --format '{{.Name}} {{.State.Health.Status}}'");
+    assert!(deployed.success, "{}", deployed.all());
+    assert!(engine_says.contains(" starting"), "every container was checked by the engine already: {engine_says}");
+    let written = host_sh(s.host, "cat /opt/cultivate/current/docker-compose.yml");
+    assert!(written.contains("interval: 60s") && !written.contains("condition:"), "{written}");
+    assert_eq!(status(&slow)["healthy"], true);
+    assert!(activities(s.host).contains(&title));
+
+    let quick = s.deploy(&v2());
+    assert!(quick.success, "deploying the quick settings back: {}", quick.all());
+    assert_serves(s.host, "e2e-v2", &s.config);
+}
+
 #[test]
 fn redeploy_with_nothing_changed_ships_no_image_bytes() {
     let mut s = scenarios();

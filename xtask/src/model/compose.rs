@@ -6,7 +6,11 @@
 //! `finch compose`: no top-level `version:` or `name:` (v1 rejects `name`; the project
 //! name is given on the command line), volumes in the long syntax (a path may hold
 //! `:`), and for Finch no service `healthcheck` nor health conditions, which nerdctl
-//! does not implement. Podman keeps the healthchecks but starts in order only:
+//! does not implement. Health conditions only where the engine checks every second
+//! while a container starts (Docker 25+ with Compose v2.20.2+); elsewhere compose
+//! would wait a whole check interval, so the services start in order and the deploy
+//! checks the ones still starting itself. Podman keeps the healthchecks but starts in
+//! order only:
 //! `podman-compose` waits for a health condition by polling a status that only
 //! systemd's timers update, so on a host without them it waits forever; the deploy
 //! runs the checks itself while it waits (release::rollout).
@@ -233,7 +237,11 @@ pub fn to_yaml(compose: &ComposeFile) -> String {
 pub fn render(input: RenderInput<'_>) -> Rendered {
     let RenderInput { config, paths, engine, version, images, secrets, start_interval } = input;
     let finch = paths.os == TargetOs::Macos;
-    let health_gated = !finch && engine == LinuxEngine::Docker;
+    // Compose waits for a dependency's health only where the engine checks every second
+    // while a container starts: elsewhere (Docker before 25, Compose v1) it would wait
+    // for the first check, a whole interval, so the services start in order and the
+    // deploy runs the checks of containers still starting itself (release::rollout).
+    let health_gated = !finch && engine == LinuxEngine::Docker && start_interval;
     let https = config.http.https;
     let health = &config.health;
     let healthcheck = |service: Service| {

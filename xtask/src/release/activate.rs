@@ -296,6 +296,13 @@ fn swap_one(
                 Ok(match last.as_slice() {
                     [new] if new.has_failed() => Some(Swap::Failed(format!("the new {name} {} failed", new.name))),
                     [new] if new.health.as_deref() == Some("healthy") => Some(Swap::Healthy),
+                    // Checked now: Docker before 25 checks first after a whole interval.
+                    [new]
+                        if new.health.as_deref() == Some("starting")
+                            && rollout::passes_check(session, stack, new, service)?.0 =>
+                    {
+                        Some(Swap::Healthy)
+                    }
                     _ => None,
                 })
             },

@@ -398,9 +398,22 @@ pub fn read_containers(session: &Session, stack: &Stack) -> Result<Vec<Container
     crate::release::stack::parse_containers(&text)
 }
 
+/// Whether `container` of `service` passes its check when run now, and its output.
+pub fn passes_check(
+    session: &Session,
+    stack: &Stack,
+    container: &ContainerState,
+    service: Service,
+) -> Result<(bool, String)> {
+    let (ok, out, err) = session.try_run(Effect::Read, &stack.health_probe_cmd(&container.name, service))?;
+    Ok((ok, format!("{out}{err}")))
+}
+
 /// Each service's health now: the engine's healthcheck as recorded (Docker), or run now
 /// (Podman, whose checks only systemd's timers run; Finch, which has none: the
-/// service's health command in its container).
+/// service's health command in its container). A container Docker still reports
+/// starting is checked now too: before Docker 25 its first check comes only after a
+/// whole interval, and the release is healthy when its services are.
 pub fn evaluate(session: &Session, stack: &Stack, containers: &[ContainerState]) -> Result<Vec<HealthCheckResult>> {
     let mut results = Vec::new();
     for service in session.services() {
@@ -412,13 +425,13 @@ pub fn evaluate(session: &Session, stack: &Stack, containers: &[ContainerState])
             }
             Some(c) => match c.health.as_deref() {
                 Some("healthy") => ("healthy", None),
-                Some(other) if !stack.probes_health() => {
+                Some(other) if !stack.probes_health() && other != "starting" => {
                     ("unhealthy", Some(format!("{other}: {}", c.health_output.clone().unwrap_or_default())))
                 }
-                _ => {
-                    let (ok, out, err) = session.try_run(Effect::Read, &stack.health_probe_cmd(&c.name, service))?;
-                    if ok { ("healthy", None) } else { ("unhealthy", Some(format!("{out}{err}"))) }
-                }
+                _ => match passes_check(session, stack, c, service)? {
+                    (true, _) => ("healthy", None),
+                    (false, output) => ("unhealthy", Some(output)),
+                },
             },
         };
         results.push(HealthCheckResult {

@@ -72,7 +72,17 @@ fn snapshot_linux_http() {
 /// it): the frontend publishes the ports. The checks stay.
 #[test]
 fn podman_starts_in_order_with_the_healthchecks_kept() {
-    let docker = rendered(DEFAULT, TargetOs::Linux, "root", &[]);
+    let config = config(DEFAULT);
+    let paths = DeploymentPaths::resolve(TargetOs::Linux, "root", &config, None).unwrap();
+    let docker = render(RenderInput {
+        config: &config,
+        paths: &paths,
+        engine: LinuxEngine::Docker,
+        version: "0ca9c96",
+        images: &[],
+        secrets: &[],
+        start_interval: true,
+    });
     let podman = rendered_for(LinuxEngine::Podman, DEFAULT, TargetOs::Linux, "root", &[]);
     let services = |r: &Rendered| {
         let s = &r.compose.services;
@@ -80,7 +90,7 @@ fn podman_starts_in_order_with_the_healthchecks_kept() {
     };
     for (docker, podman) in services(&docker).into_iter().zip(services(&podman)) {
         assert!(podman.healthcheck.is_some());
-        assert_eq!(podman.healthcheck, docker.healthcheck);
+        assert_eq!(podman.healthcheck.as_ref().map(|h| &h.test), docker.healthcheck.as_ref().map(|h| &h.test));
         assert_eq!(podman.depends_on.names(), docker.depends_on.names());
         assert!(matches!(podman.depends_on, DependsOn::Order(_)), "{:?}", podman.depends_on);
         assert_eq!(podman.volumes, docker.volumes);
@@ -330,4 +340,32 @@ fn images_are_pinned_per_service_and_start_interval_only_when_asked() {
     }
     let without = render(RenderInput { start_interval: false, ..input }).compose_yaml();
     assert!(!without.contains("start_interval"), "{without}");
+}
+
+/// Issue 12, item 6: compose waits for a dependency's health only where the engine
+/// checks every second while it starts; before Docker 25 the first check comes after a
+/// whole interval, so there the services start in order and the deploy checks them.
+#[test]
+fn compose_waits_for_health_only_where_checks_run_every_second_while_starting() {
+    let config = config(DEFAULT);
+    let paths = DeploymentPaths::resolve(TargetOs::Linux, "root", &config, None).unwrap();
+    let input = |start_interval| RenderInput {
+        config: &config,
+        paths: &paths,
+        engine: LinuxEngine::Docker,
+        version: "0ca9c96",
+        images: &[],
+        secrets: &[],
+        start_interval,
+    };
+    let gated = render(input(true)).compose;
+    let ordered = render(input(false)).compose;
+    for ((name, gated), (_, ordered)) in gated.services.iter().into_iter().zip(ordered.services.iter()) {
+        assert_eq!(gated.depends_on.names(), ordered.depends_on.names(), "{name}");
+        assert!(matches!(ordered.depends_on, DependsOn::Order(_)), "{name}: {:?}", ordered.depends_on);
+        assert!(ordered.healthcheck.is_some(), "{name} keeps its check");
+        if name != "database" {
+            assert!(matches!(gated.depends_on, DependsOn::Healthy(_)), "{name}: {:?}", gated.depends_on);
+        }
+    }
 }

@@ -35,6 +35,9 @@ struct FakeHost {
     /// The backend containers, (name, version), when they are not just the running
     /// release's one: while a swap runs two.
     backends: Vec<(String, String)>,
+    /// Versions whose containers the engine reports `starting` (Docker before 25: no
+    /// check yet) though their checks pass when run (`docker exec`).
+    starting: BTreeSet<String>,
 }
 
 impl FakeHost {
@@ -84,6 +87,16 @@ impl FakeHost {
                 self.backends.retain(|(n, _)| *n != name);
                 Reply::ok("")
             }
+            ("docker", _) if arg(0) == "exec" => {
+                let name = arg(1);
+                let version = self.backends.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+                let version = version.or_else(|| self.running_version()).unwrap_or_default();
+                if self.starting.contains(&version) || self.healthy.contains(&version) {
+                    Reply::ok("ok")
+                } else {
+                    Reply::fail(1, "not ready")
+                }
+            }
             ("docker", _) if arg(0) == "rm" => {
                 let name = arg(2).to_string();
                 self.backends.retain(|(n, _)| *n != name);
@@ -124,7 +137,11 @@ impl FakeHost {
     fn inspect(&self) -> String {
         let Some(version) = self.running_version() else { return "[]".to_string() };
         let container = |service: Service, name: String, version: &str| {
-            let health = if self.healthy.contains(version) { "healthy" } else { "unhealthy" };
+            let health = match version {
+                v if self.starting.contains(v) => "starting",
+                v if self.healthy.contains(v) => "healthy",
+                _ => "unhealthy",
+            };
             serde_json::json!({
                 "Name": format!("/{name}"),
                 "RestartCount": 0,
@@ -509,6 +526,23 @@ fn a_backend_change_is_swapped_beside_the_running_backend() {
     let up = lines.iter().rposition(|l| l.contains("docker-compose") && l.contains(" up ")).unwrap();
     assert!(scale < retire && retire < up, "{lines:#?}");
     assert_eq!(fixture.history(), [("v1".into(), ReleaseStatus::Active), ("v2".into(), ReleaseStatus::Active)]);
+}
+
+/// Issue 12, item 6: before Docker 25 the engine first checks a container after a whole
+/// interval; a new backend the engine still reports starting is checked by the deploy,
+/// and swapped in as soon as it passes (the timeout here, 2 s, is shorter than any
+/// interval the engine would make it wait).
+#[test]
+fn a_starting_backend_that_passes_its_check_is_swapped_in_without_waiting_for_the_engine() {
+    let mut host = FakeHost::default().with_release("v1").with_release("v2");
+    host.running = Some(format!("{BASE}/releases/v1"));
+    host.healthy.insert("v1".into());
+    host.starting.insert("v2".into());
+    let fixture = Fixture::new(host);
+    fixture.go_live_state(backend_change("v2"), &history_of(&[("v1", ReleaseStatus::Active)])).unwrap();
+    assert!(fixture.ran("exec cultivate_backend_2"), "{:?}", fixture.script.lines());
+    assert!(fixture.ran("retire docker 30 cultivate_backend_1"), "{:?}", fixture.script.lines());
+    assert_eq!(fixture.history().last(), Some(&("v2".into(), ReleaseStatus::Active)));
 }
 
 /// A new backend that never gets healthy is removed, and the old one, never stopped,
