@@ -38,6 +38,23 @@ fn rendered(text: &str, os: TargetOs, user: &str, secrets: &[String]) -> Rendere
 }
 
 fn rendered_for(engine: LinuxEngine, text: &str, os: TargetOs, user: &str, secrets: &[String]) -> Rendered {
+    rendered_with(engine, text, os, user, secrets, false)
+}
+
+/// The default configuration for a Linux target running Docker, where the engine
+/// honours `start_interval` or not.
+fn rendered_docker(start_interval: bool) -> Rendered {
+    rendered_with(LinuxEngine::Docker, DEFAULT, TargetOs::Linux, "root", &[], start_interval)
+}
+
+fn rendered_with(
+    engine: LinuxEngine,
+    text: &str,
+    os: TargetOs,
+    user: &str,
+    secrets: &[String],
+    start_interval: bool,
+) -> Rendered {
     let config = config(text);
     let paths = DeploymentPaths::resolve(os, user, &config, None).unwrap();
     render(RenderInput {
@@ -47,7 +64,7 @@ fn rendered_for(engine: LinuxEngine, text: &str, os: TargetOs, user: &str, secre
         version: "0ca9c96",
         images: &[],
         secrets,
-        start_interval: false,
+        start_interval,
     })
 }
 
@@ -72,17 +89,7 @@ fn snapshot_linux_http() {
 /// it): the frontend publishes the ports. The checks stay.
 #[test]
 fn podman_starts_in_order_with_the_healthchecks_kept() {
-    let config = config(DEFAULT);
-    let paths = DeploymentPaths::resolve(TargetOs::Linux, "root", &config, None).unwrap();
-    let docker = render(RenderInput {
-        config: &config,
-        paths: &paths,
-        engine: LinuxEngine::Docker,
-        version: "0ca9c96",
-        images: &[],
-        secrets: &[],
-        start_interval: true,
-    });
+    let docker = rendered_docker(true);
     let podman = rendered_for(LinuxEngine::Podman, DEFAULT, TargetOs::Linux, "root", &[]);
     let services = |r: &Rendered| {
         let s = &r.compose.services;
@@ -347,19 +354,8 @@ fn images_are_pinned_per_service_and_start_interval_only_when_asked() {
 /// whole interval, so there the services start in order and the deploy checks them.
 #[test]
 fn compose_waits_for_health_only_where_checks_run_every_second_while_starting() {
-    let config = config(DEFAULT);
-    let paths = DeploymentPaths::resolve(TargetOs::Linux, "root", &config, None).unwrap();
-    let input = |start_interval| RenderInput {
-        config: &config,
-        paths: &paths,
-        engine: LinuxEngine::Docker,
-        version: "0ca9c96",
-        images: &[],
-        secrets: &[],
-        start_interval,
-    };
-    let gated = render(input(true)).compose;
-    let ordered = render(input(false)).compose;
+    let gated = rendered_docker(true).compose;
+    let ordered = rendered_docker(false).compose;
     for ((name, gated), (_, ordered)) in gated.services.iter().into_iter().zip(ordered.services.iter()) {
         assert_eq!(gated.depends_on.names(), ordered.depends_on.names(), "{name}");
         assert!(matches!(ordered.depends_on, DependsOn::Order(_)), "{name}: {:?}", ordered.depends_on);
