@@ -302,23 +302,21 @@ pub fn start_and_wait(
     }
     let limit = Duration::from_secs(config.health.timeout_seconds.into());
     let mut last = Vec::new();
+    let mut last_health = Vec::new();
     let outcome = with_backoff(limit, Duration::from_millis(250), Duration::from_secs(2), || {
         if given_up() {
             return Ok(Some(Wait::Interrupted));
         }
-        let containers = read_containers(session, stack)?;
-        let health = evaluate(session, stack, &containers)?;
-        last = containers;
+        last = read_containers(session, stack)?;
+        last_health = evaluate(session, stack, &last)?;
         if last.iter().any(ContainerState::has_failed) {
             return Ok(Some(Wait::Failed));
         }
-        Ok(health.iter().all(|h| h.status == "healthy").then_some(Wait::Healthy))
+        Ok(last_health.iter().all(|h| h.status == "healthy").then_some(Wait::Healthy))
     })?;
     match outcome {
-        Some(Wait::Healthy) => {
-            let health = evaluate(session, stack, &last)?;
-            Ok(Ok(health))
-        }
+        // The health just seen: evaluating again would run the checks again.
+        Some(Wait::Healthy) => Ok(Ok(last_health)),
         Some(Wait::Interrupted) => {
             Ok(Err(failure(session, stack, &last, "interrupted while waiting for health".to_string())))
         }
@@ -332,11 +330,8 @@ pub fn start_and_wait(
             )))
         }
         None => {
-            let waiting: Vec<String> = evaluate(session, stack, &last)?
-                .into_iter()
-                .filter(|h| h.status != "healthy")
-                .map(|h| h.service)
-                .collect();
+            let waiting: Vec<&str> =
+                last_health.iter().filter(|h| h.status != "healthy").map(|h| h.service.as_str()).collect();
             Ok(Err(failure(
                 session,
                 stack,

@@ -164,8 +164,13 @@ fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<S
     let layout = Layout::new(&session.paths);
     let stack = rollout::stack(session, config);
 
-    // 4a. Ports: free, or published by this stack already.
-    phases.time("pre-checks", || check_ports(session, config, &stack))?;
+    // 4a. Ports: free, or published by this stack already. What runs is read once: the
+    // lock is held, so it is still so when the release is written (7).
+    let running = phases.time("pre-checks", || {
+        let running = rollout::read_containers(session, &stack)?;
+        check_ports(session, config, &running)?;
+        Ok(running)
+    })?;
 
     let history = rollout::read_history(session, &layout)?;
     // 5 and 6. Images: built here and shipped, or built on the host.
@@ -188,7 +193,7 @@ fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<S
 
     // 7. The release, complete before anything starts (Property 22).
     let current = history.current();
-    let drift = rollout::drift(current, &rollout::read_containers(session, &stack)?);
+    let drift = rollout::drift(current, &running);
     if !drift.is_empty() {
         session.log.warn(format!(
             "what runs on {} is not the current release {}: {} (left by an interrupted deploy, or changed by hand). \
@@ -243,12 +248,11 @@ fn certificates(config: &Config) -> Result<Option<(PathBuf, PathBuf)>> {
 }
 
 /// Ports the stack publishes must be free, or published by this stack already.
-fn check_ports(session: &Session, config: &Config, stack: &crate::release::stack::Stack) -> Result<()> {
+fn check_ports(session: &Session, config: &Config, running: &[crate::release::stack::ContainerState]) -> Result<()> {
     let wanted = config.http.published_ports();
     let text = session.run(Effect::Read, &crate::host::report::listening_ports_cmd(session.os))?;
     let listening = crate::host::report::parse_listening(&text, session.os);
-    let ours: Vec<u16> =
-        rollout::read_containers(session, stack)?.iter().flat_map(|c| c.host_ports.iter().copied()).collect();
+    let ours: Vec<u16> = running.iter().flat_map(|c| c.host_ports.iter().copied()).collect();
     let taken: Vec<u16> = wanted.into_iter().filter(|p| listening.contains(p) && !ours.contains(p)).collect();
     if !taken.is_empty() {
         bail!(
