@@ -39,6 +39,12 @@ fn service_containers(host: &TestHost, service: &str) -> String {
 }
 
 /// Runs `script` on the host (as root, through docker exec).
+/// Where the host's edge routes new connections (deploy/edge/route.sh).
+fn edge_route(host: &TestHost) -> String {
+    let script = "docker ps -q --filter label=com.docker.compose.service=edge | xargs -r -I{} docker exec {} cat /tmp/edge/route";
+    host_sh(host, script).trim().to_string()
+}
+
 fn host_sh(host: &TestHost, script: &str) -> String {
     let output = host.exec(&["sh", "-c", script]).unwrap();
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -326,6 +332,9 @@ fn a_frontend_change_and_its_rollback_swap_the_frontend_behind_the_edge() {
     assert!(report.sent > 20 && report.failures.is_empty(), "{report:?}: {}", deployed.all());
     assert!(deployed.stderr.contains("frontend: starting"), "{}", deployed.all());
     assert!(deployed.stderr.contains("drained and removed"), "{}", deployed.all());
+    assert!(deployed.stderr.contains("edge: new connections go to"), "{}", deployed.all());
+    assert!(!deployed.stderr.contains("could not route"), "{}", deployed.all());
+    assert_eq!(edge_route(s.host), "frontend", "routed back by the service's name");
     assert_serves(s.host, "e2e-front", &s.config);
     assert_eq!(page(&s).text().trim(), "e2e-front");
     assert_eq!(kept(s.host), before, "only the frontend may restart: {}", deployed.all());
@@ -337,6 +346,8 @@ fn a_frontend_change_and_its_rollback_swap_the_frontend_behind_the_edge() {
     assert!(report.sent > 20 && report.failures.is_empty(), "{report:?}: {}", rolled.all());
     assert_serves(s.host, &s.v1_version, &s.config);
     assert_eq!(page(&s).status, 404, "v1's frontend serves again");
+    assert!(rolled.stderr.contains("edge: new connections go to"), "{}", rolled.all());
+    assert_eq!(edge_route(s.host), "frontend");
     assert_eq!(kept(s.host), before, "only the frontend may restart: {}", rolled.all());
     assert!(activities(s.host).contains(&title), "the row is gone");
 }

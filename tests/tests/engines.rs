@@ -179,6 +179,12 @@ fn lifecycle(engine: Engine) {
         if database_kept {
             assert!(report.sent > 20 && report.failures.is_empty(), "{engine:?} {step}: {report:?}: {}", ran.all());
             assert_eq!(host_sh(&host, &kept), kept_before, "{engine:?}: {step} restarted more than the frontend");
+            // Routed to the new frontend by its name before the old one stopped, then back.
+            assert!(ran.stderr.contains("edge: new connections go to"), "{engine:?} {step}: {}", ran.all());
+            let route = format!(
+                "{cli} ps -q --filter label=com.docker.compose.service=edge | xargs -r -I{{}} {cli} exec {{}} cat /tmp/edge/route"
+            );
+            assert_eq!(host_sh(&host, &route).trim(), "frontend", "{engine:?}: {step}: {}", ran.all());
         }
     }
     assert_serves(&host, &v1_version, &config);

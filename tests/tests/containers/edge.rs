@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use cultivate_tests::{
-    Resource, docker, exec, get, image, logs, published_port, require_engine, strings, wait_healthy,
+    Resource, docker, exec, get, get_within, image, logs, published_port, require_engine, strings, wait_healthy,
 };
 use xtask::images::Service;
 
@@ -65,6 +65,71 @@ fn the_edge_passes_http_and_tls_through_with_the_clients_address() {
     // Unprivileged, like the frontend.
     let id = exec(&edge.name, None, &["id", "-u"]).unwrap();
     assert_eq!(String::from_utf8_lossy(&id.stdout).trim(), "101");
+}
+
+/// `GET /` through the edge `count` times, each given 2 s: the failures.
+fn failures_through(port: u16, count: u32) -> Vec<String> {
+    let url = format!("http://127.0.0.1:{port}/");
+    (0..count)
+        .filter_map(|_| match get_within(&url, Duration::from_secs(2)) {
+            Ok(200) => None,
+            Ok(status) => Some(format!("status {status}")),
+            Err(err) => Some(format!("{err:#}")),
+        })
+        .collect()
+}
+
+/// Issue 12, item 2: a deploy routes the edge to the new frontend by its own name
+/// before the old one stops, because the edge passes TCP and cannot retry a connection
+/// the old one resets. Routed, no new connection reaches the old one, even where the
+/// service's name still resolves to it: paused, it would hold every request it got.
+#[test]
+fn the_edge_routed_to_one_frontend_sends_new_connections_to_it_alone() {
+    require_engine();
+    let network = Resource::network("edge-route").unwrap();
+    let frontend = |purpose: &str| {
+        let args = strings(&["--network", &network.name, "--network-alias", "frontend", &image(Service::WebFrontend)]);
+        Resource::container(purpose, &args).unwrap()
+    };
+    let (old, new) = (frontend("edge-route-old"), frontend("edge-route-new"));
+    let edge = Resource::container(
+        "edge-route",
+        &strings(&["--network", &network.name, "-p", "127.0.0.1::80", &image(Service::Edge)]),
+    )
+    .unwrap();
+    for container in [&old.name, &new.name, &edge.name] {
+        wait_healthy(container, Duration::from_secs(60)).unwrap();
+    }
+    let port = published_port(&edge.name, 80).unwrap();
+    let route = |host: &str| exec(&edge.name, None, &["cultivate-edge-route", host]).unwrap();
+    let routed_to = || {
+        String::from_utf8_lossy(&exec(&edge.name, None, &["cat", "/tmp/edge/route"]).unwrap().stdout).trim().to_string()
+    };
+    assert_eq!(routed_to(), "frontend", "an edge starts routing by the service's name");
+
+    let routed = route(&new.name);
+    assert!(routed.status.success(), "{}", String::from_utf8_lossy(&routed.stderr));
+    assert_eq!(routed_to(), new.name);
+    docker(["pause", &old.name]).unwrap();
+    let failures = failures_through(port, 20);
+    assert!(failures.is_empty(), "requests reached the old frontend: {failures:?}");
+
+    // A name that is not one is refused, and the route stays.
+    let refused = route("no such;frontend");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("'no such;frontend'") && stderr.contains("container or service name"), "{stderr}");
+    assert_eq!(routed_to(), new.name);
+    assert!(failures_through(port, 5).is_empty());
+
+    // Back to the service's name (the old one is gone by then in a deploy): again
+    // routing there is no reload.
+    docker(["unpause", &old.name]).unwrap();
+    assert!(route("frontend").status.success());
+    let again = route("frontend");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already routing to frontend"));
+    assert_eq!(routed_to(), "frontend");
+    assert!(failures_through(port, 10).is_empty());
 }
 
 #[test]

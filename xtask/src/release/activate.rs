@@ -201,17 +201,37 @@ pub fn restore(
 /// How long a replaced backend or frontend is given to finish the requests it has.
 const DRAIN_SECONDS: u32 = 30;
 
-/// Twice the resolvers' `valid=1s`: nginx's in the frontend for the backend
-/// (web-frontend/nginx/nginx.conf.template), the edge's for the frontend
-/// (deploy/edge/nginx.conf.template).
+/// Twice the resolver's `valid=1s` in the frontend's nginx, which sends the backend
+/// its requests (web-frontend/nginx/nginx.conf.template).
 const RESOLVE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// After the edge is routed (the route returns once its old workers, which resolve the
+/// service's name, take no more connections): a connection an old worker took just
+/// before reaches its frontend within the edge's 1 s connect timeout.
+const ROUTE_SETTLE: std::time::Duration = std::time::Duration::from_millis(1200);
+
+/// How whoever sends a swapped service its traffic moves to the new container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Handover {
+    /// The frontend's nginx resolves the backend's name each second and retries a
+    /// request the old one refuses (HTTP): it is enough that the name resolves to both
+    /// for [`RESOLVE_WAIT`] before the old one stops.
+    Resolve,
+    /// The edge passes TCP and cannot retry a connection the old frontend resets (one
+    /// queued at its listener as nginx closes it): the edge is routed to the new
+    /// frontend by its own name before the old one stops, and back to the service's
+    /// name once the old one is gone.
+    RouteEdge,
+}
+
 /// The services swapped beside themselves, in order, each with the service that must
-/// stay as it is for the swap to hold: the backend while the database keeps its
-/// container (a new database restarts anyway, and the backend with it), the frontend
-/// while the edge, which holds the ports, keeps its.
-const SWAPPED: [(Service, Service); 2] =
-    [(Service::BackendApi, Service::Database), (Service::WebFrontend, Service::Edge)];
+/// stay as it is for the swap to hold, and how its traffic moves: the backend while the
+/// database keeps its container (a new database restarts anyway, and the backend with
+/// it), the frontend while the edge, which holds the ports, keeps its.
+const SWAPPED: [(Service, Service, Handover); 2] = [
+    (Service::BackendApi, Service::Database, Handover::Resolve),
+    (Service::WebFrontend, Service::Edge, Handover::RouteEdge),
+];
 
 /// Replaces the running backend and frontend with `release_dir`'s, each without losing
 /// a request, where compose can scale (Docker's): see [`swap_one`]. The first failure
@@ -228,30 +248,48 @@ fn swap(
     if !stack.swaps() || session.dry_run {
         return Ok(None);
     }
-    for (service, stays) in SWAPPED {
-        if let Some(failure) = swap_one(session, stack, config, release_dir, images, (service, stays), on_interrupt)? {
+    // A swap stopped between its routes left the edge routed to one container by its
+    // own name, which `up` may remove: the service's name again, first.
+    route_edge(session, stack, Service::WebFrontend.compose_name());
+    for swapped in SWAPPED {
+        if let Some(failure) = swap_one(session, stack, config, release_dir, images, swapped, on_interrupt)? {
             return Ok(Some(failure));
         }
     }
     Ok(None)
 }
 
+/// Routes the edge's new connections to `host`; whether it did. An edge that cannot
+/// (an image from before the route command) is named, and the name's resolution hands
+/// the frontend over as before.
+fn route_edge(session: &Session, stack: &Stack, host: &str) -> bool {
+    match session.try_run(Effect::Change, &stack.route_edge_cmd(host)) {
+        Ok((true, _, _)) => true,
+        Ok((false, _, stderr)) => {
+            session.log.warn(format!("the edge could not route to {host}: {}", stderr.trim()));
+            false
+        }
+        Err(err) => {
+            session.log.warn(format!("the edge could not route to {host}: {err:#}"));
+            false
+        }
+    }
+}
+
 /// Replaces the running container of `service` with `release_dir`'s when its image
 /// changes and `stays` runs the release's image already: the new one starts beside the
-/// old one; once it is healthy, whoever sends it requests (nginx in the frontend for
-/// the backend, the edge for the frontend) learns of it (both resolve the name anew
-/// each second and try the next address when one refuses); then the old one stops
-/// taking connections, drains for up to [`DRAIN_SECONDS`] and is removed. `up` then
-/// finds the service as the release defines it and leaves it alone. A new container
-/// that does not get healthy is removed, the old one serving on, and its failure
-/// returned.
+/// old one; once it is healthy, whoever sends it traffic moves to it (see
+/// [`Handover`]); then the old one stops taking connections, drains for up to
+/// [`DRAIN_SECONDS`] and is removed. `up` then finds the service as the release
+/// defines it and leaves it alone. A new container that does not get healthy is
+/// removed, the old one serving on, and its failure returned.
 fn swap_one(
     session: &Session,
     stack: &Stack,
     config: &Config,
     release_dir: &str,
     images: &[Image],
-    (service, stays): (Service, Service),
+    (service, stays, handover): (Service, Service, Handover),
     on_interrupt: OnInterrupt,
 ) -> Result<Option<StartFailure>> {
     let wanted = |service: Service| images.iter().find(|i| i.service == service.name()).map(|i| i.reference.as_str());
@@ -311,10 +349,16 @@ fn swap_one(
     match outcome {
         Some(Swap::Healthy) => {
             let new = &last[0];
-            // The name resolves to both now: the sender knows the new address before
-            // the old one stops taking connections.
-            std::thread::sleep(RESOLVE_WAIT);
+            // The sender knows the new one before the old one stops taking connections.
+            let routed = handover == Handover::RouteEdge && route_edge(session, stack, &new.name);
+            if routed {
+                session.log.info(format!("edge: new connections go to {}", new.name));
+            }
+            std::thread::sleep(if routed { ROUTE_SETTLE } else { RESOLVE_WAIT });
             session.run(Effect::Change, &stack.retire_cmd(&old.name, DRAIN_SECONDS))?;
+            if routed {
+                route_edge(session, stack, name);
+            }
             session.log.info(format!("{name}: {} serves; {} drained and removed", new.name, old.name));
             Ok(None)
         }

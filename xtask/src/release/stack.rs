@@ -17,6 +17,8 @@ use crate::support::command::Cmd;
 /// The label compose puts on every container of a project.
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
 pub const SERVICE_LABEL: &str = "com.docker.compose.service";
+/// The edge's command that routes its new connections to a host (deploy/edge/route.sh).
+pub const EDGE_ROUTE_COMMAND: &str = "cultivate-edge-route";
 /// Restarts after which a container that is restarting again counts as crashing in a
 /// loop (a healthy container that restarted long ago does not).
 pub const CRASH_LOOP_RESTARTS: u32 = 3;
@@ -90,6 +92,26 @@ impl Stack {
             self.runtime.program(),
             &grace_seconds.to_string(),
             container,
+        ])
+    }
+
+    /// Routes the edge's new connections to `host`: to the new frontend's own container
+    /// name while a swap hands the frontend over, to the service's name otherwise. The
+    /// connections it has keep their frontend. Does nothing where no edge runs.
+    pub fn route_edge_cmd(&self, host: &str) -> Cmd {
+        let script = "for edge in $(\"$1\" ps -q --filter \"label=$2=$3\" --filter \"label=$4=$5\" --filter status=running); do \
+                      \"$1\" exec \"$edge\" \"$6\" \"$7\" || exit; done";
+        Cmd::new("sh").args([
+            "-c",
+            script,
+            "route-edge",
+            self.runtime.program(),
+            PROJECT_LABEL,
+            &self.project,
+            SERVICE_LABEL,
+            Service::Edge.compose_name(),
+            EDGE_ROUTE_COMMAND,
+            host,
         ])
     }
 
@@ -299,6 +321,48 @@ mod tests {
         let finch =
             Stack { compose: ComposeCommand::Finch(Version(vec![1, 2])), runtime: RuntimeKind::Finch, ..stack() };
         assert!(finch.up_cmd("/Users/a/c/releases/v1").to_string().starts_with("finch compose --project-name"));
+    }
+
+    /// The route command run by `sh` against a stand-in `docker` that lists `edges`
+    /// and whose `exec` exits `exec_status`: its status, and what the stand-in saw.
+    fn route_with(edges: &str, exec_status: u8) -> (bool, String) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir =
+            std::env::temp_dir().join(format!("cultivate-route-{}-{}-{exec_status}", std::process::id(), edges.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fake = format!(
+            "#!/bin/sh\necho \"$*\" >> \"{log}\"\ncase \"$1\" in ps) printf '{edges}' ;; exec) exit {exec_status} ;; esac\n",
+            log = dir.join("calls").display()
+        );
+        std::fs::write(dir.join("docker"), fake).unwrap();
+        std::fs::set_permissions(dir.join("docker"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let cmd = stack().route_edge_cmd("cultivate_frontend_2");
+        let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default());
+        let status = std::process::Command::new(&cmd.program).args(&cmd.args).env("PATH", path).status().unwrap();
+        let calls = std::fs::read_to_string(dir.join("calls")).unwrap_or_default();
+        std::fs::remove_dir_all(&dir).unwrap();
+        (status.success(), calls)
+    }
+
+    #[test]
+    fn the_edge_is_routed_where_it_runs_and_a_refusal_is_reported() {
+        let (ok, calls) = route_with("e1\\n", 0);
+        assert!(ok, "{calls}");
+        let lines: Vec<&str> = calls.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "ps -q --filter label=com.docker.compose.project=cultivate --filter \
+                 label=com.docker.compose.service=edge --filter status=running",
+                "exec e1 cultivate-edge-route cultivate_frontend_2",
+            ]
+        );
+        // No edge (a first deploy): nothing to route, not an error.
+        let (ok, calls) = route_with("", 0);
+        assert!(ok && !calls.contains("exec"), "{calls}");
+        // An edge that refuses (or an image without the command) fails the command.
+        let (ok, _) = route_with("e1\\n", 127);
+        assert!(!ok);
     }
 
     #[test]

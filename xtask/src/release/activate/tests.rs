@@ -32,9 +32,12 @@ struct FakeHost {
     drop_lasts: Option<usize>,
     /// Uploads to paths ending so fail.
     failing_uploads: Option<String>,
-    /// The backend containers, (name, version), when they are not just the running
-    /// release's one: while a swap runs two.
-    backends: Vec<(String, String)>,
+    /// The containers, (name, version), of a service a swap runs two of (named
+    /// `cultivate_<service>_<n>`); the others run the running release's one.
+    swapping: Vec<(String, String)>,
+    /// Where the edge routes new connections: the frontend service's name or a
+    /// container's.
+    edge_route: String,
     /// Versions whose containers the engine reports `starting` (Docker before 25: no
     /// check yet) though their checks pass when run (`docker exec`).
     starting: BTreeSet<String>,
@@ -84,12 +87,16 @@ impl FakeHost {
             }
             ("sh", "retire") => {
                 let name = arg(5).to_string();
-                self.backends.retain(|(n, _)| *n != name);
+                self.swapping.retain(|(n, _)| *n != name);
+                Reply::ok("")
+            }
+            ("sh", "route-edge") => {
+                self.edge_route = cmd.args.last().cloned().unwrap_or_default();
                 Reply::ok("")
             }
             ("docker", _) if arg(0) == "exec" => {
                 let name = arg(1);
-                let version = self.backends.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+                let version = self.swapping.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
                 let version = version.or_else(|| self.running_version()).unwrap_or_default();
                 if self.starting.contains(&version) || self.healthy.contains(&version) {
                     Reply::ok("ok")
@@ -99,24 +106,27 @@ impl FakeHost {
             }
             ("docker", _) if arg(0) == "rm" => {
                 let name = arg(2).to_string();
-                self.backends.retain(|(n, _)| *n != name);
+                self.swapping.retain(|(n, _)| *n != name);
                 Reply::ok("")
             }
             ("docker-compose", _) if cmd.args.iter().any(|a| a == "--scale") => {
                 let file = cmd.args.iter().skip_while(|a| *a != "--file").nth(1).cloned().unwrap_or_default();
                 let version = file.trim_end_matches("/docker-compose.yml").rsplit('/').next().unwrap_or_default();
-                if self.backends.is_empty() {
+                let service = cmd.args.last().cloned().unwrap_or_default();
+                // The one running stays (`--no-recreate`).
+                let prefix = format!("cultivate_{service}_");
+                if !self.swapping.iter().any(|(name, _)| name.starts_with(&prefix)) {
                     let running = self.running_version().unwrap_or_default();
-                    self.backends.push(("cultivate_backend_1".into(), running));
+                    self.swapping.push((format!("{prefix}1"), running));
                 }
-                self.backends.push(("cultivate_backend_2".into(), version.to_string()));
+                self.swapping.push((format!("{prefix}2"), version.to_string()));
                 Reply::ok("")
             }
             ("docker-compose", _) => {
                 let file = cmd.args.iter().skip_while(|a| *a != "--file").nth(1).cloned().unwrap_or_default();
                 let dir = file.trim_end_matches("/docker-compose.yml").to_string();
-                // Compose converges to one backend of the release.
-                self.backends.clear();
+                // Compose converges to one container of each service, of the release.
+                self.swapping.clear();
                 if cmd.args.iter().any(|a| a == "up") {
                     self.running = Some(dir);
                 } else if cmd.args.iter().any(|a| a == "down") {
@@ -132,7 +142,7 @@ impl FakeHost {
         self.running.as_deref().and_then(|dir| dir.rsplit('/').next()).map(String::from)
     }
 
-    /// `inspect` of the three services of the running release (and of the backends a
+    /// `inspect` of the services of the running release (and of the two containers a
     /// swap runs).
     fn inspect(&self) -> String {
         let Some(version) = self.running_version() else { return "[]".to_string() };
@@ -153,8 +163,10 @@ impl FakeHost {
         };
         let mut containers = Vec::new();
         for service in Service::ALL {
-            if service == Service::BackendApi && !self.backends.is_empty() {
-                for (name, version) in &self.backends {
+            let prefix = format!("cultivate_{}_", service.compose_name());
+            let swapping: Vec<_> = self.swapping.iter().filter(|(name, _)| name.starts_with(&prefix)).collect();
+            if !swapping.is_empty() {
+                for (name, version) in swapping {
                     containers.push(container(service, name.clone(), version));
                 }
             } else {
@@ -485,14 +497,19 @@ fn restore_records_the_release_it_replaced() {
     assert_eq!(fixture.history(), [("v1".into(), ReleaseStatus::RolledBack)]);
 }
 
-/// The release's three images: the backend its own, the database and the frontend
-/// unchanged since v1 (named as v1 names them).
+/// The release's images: the backend its own, the others unchanged since v1 (named as
+/// v1 names them).
 fn backend_change(version: &str) -> DeploymentState {
+    change_of(Service::BackendApi, version)
+}
+
+/// The release's images: `changed`'s its own, the others unchanged since v1.
+fn change_of(changed: Service, version: &str) -> DeploymentState {
     let mut entry = state(version, ReleaseStatus::Pending);
     entry.images = Service::ALL
         .iter()
         .map(|service| {
-            let tag = if *service == Service::BackendApi { version } else { "v1" };
+            let tag = if *service == changed { version } else { "v1" };
             crate::model::image::Image {
                 service: service.name().into(),
                 reference: format!("cultivate-{}:{tag}", service.name()),
@@ -526,6 +543,37 @@ fn a_backend_change_is_swapped_beside_the_running_backend() {
     let up = lines.iter().rposition(|l| l.contains("docker-compose") && l.contains(" up ")).unwrap();
     assert!(scale < retire && retire < up, "{lines:#?}");
     assert_eq!(fixture.history(), [("v1".into(), ReleaseStatus::Active), ("v2".into(), ReleaseStatus::Active)]);
+}
+
+/// Issue 12, item 2: the edge passes TCP and cannot retry a connection the old
+/// frontend resets as it closes its listener, so it is routed to the new frontend by
+/// that container's own name before the old one stops, and back to the service's name
+/// once the old one is gone; a route left by a stopped swap is undone first.
+#[test]
+fn a_frontend_change_routes_the_edge_to_the_new_frontend_before_the_old_one_stops() {
+    let mut host = FakeHost::default().with_release("v1").with_release("v2");
+    host.running = Some(format!("{BASE}/releases/v1"));
+    host.healthy.extend(["v1".to_string(), "v2".to_string()]);
+    host.edge_route = "cultivate_frontend_7".into();
+    let fixture = Fixture::new(host);
+    fixture
+        .go_live_state(change_of(Service::WebFrontend, "v2"), &history_of(&[("v1", ReleaseStatus::Active)]))
+        .unwrap();
+    let lines = fixture.script.lines();
+    let position = |needle: &str| lines.iter().position(|l| l.contains(needle));
+    let routes: Vec<usize> =
+        lines.iter().enumerate().filter(|(_, l)| l.contains("route-edge")).map(|(i, _)| i).collect();
+    let [reset, to_new, back] = routes[..] else { panic!("three routes expected: {lines:#?}") };
+    let scale = position("--scale 'frontend=2' frontend")
+        .unwrap_or_else(|| panic!("the new frontend started beside the old: {lines:#?}"));
+    let retire = position("retire docker 30 cultivate_frontend_1").expect("the old frontend drained and removed");
+    assert!(lines[reset].ends_with("cultivate-edge-route frontend"), "{lines:#?}");
+    assert!(lines[to_new].ends_with("cultivate-edge-route cultivate_frontend_2"), "{lines:#?}");
+    assert!(lines[back].ends_with("cultivate-edge-route frontend"), "{lines:#?}");
+    assert!(reset < scale && scale < to_new && to_new < retire && retire < back, "{lines:#?}");
+    assert!(!fixture.ran("retire docker 30 cultivate_backend"), "the backend did not change: {lines:#?}");
+    assert_eq!(fixture.host.lock().unwrap().edge_route, "frontend");
+    assert_eq!(fixture.history().last(), Some(&("v2".into(), ReleaseStatus::Active)));
 }
 
 /// Issue 12, item 6: before Docker 25 the engine first checks a container after a whole
