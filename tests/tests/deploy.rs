@@ -38,13 +38,13 @@ fn service_containers(host: &TestHost, service: &str) -> String {
     found
 }
 
-/// Runs `script` on the host (as root, through docker exec).
 /// Where the host's edge routes new connections (deploy/edge/route.sh).
 fn edge_route(host: &TestHost) -> String {
     let script = "docker ps -q --filter label=com.docker.compose.service=edge | xargs -r -I{} docker exec {} cat /tmp/edge/route";
     host_sh(host, script).trim().to_string()
 }
 
+/// Runs `script` on the host (as root, through docker exec).
 fn host_sh(host: &TestHost, script: &str) -> String {
     let output = host.exec(&["sh", "-c", script]).unwrap();
     String::from_utf8_lossy(&output.stdout).into_owned()
