@@ -287,6 +287,16 @@ pub fn assert_serves(host: &TestHost, version: &str, config: &DeployConfig) {
     assert_eq!(health.status, 200, "{}", health.text());
 }
 
+/// Where the host's edge routes new connections (deploy/edge/route.sh), `cli` being
+/// the host's engine command (`docker`, `podman`).
+pub fn edge_route(host: &TestHost, cli: &str) -> String {
+    let script = format!(
+        "{cli} ps -q --filter label=com.docker.compose.service=edge | xargs -r -I{{}} {cli} exec {{}} cat /tmp/edge/route"
+    );
+    let output = host.exec(&["sh", "-c", &script]).unwrap();
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
 /// `GET /api/v1/activities` through the host's nginx.
 pub fn activities(host: &TestHost) -> String {
     let list = get_when_up(&format!("http://127.0.0.1:{}/api/v1/activities", host.http_port), Duration::from_secs(30))

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use cultivate_tests::deploy::{
     DeployConfig, Ran, activities, assert_serves, built_manifest_path, deploy, derived_version, derived_version_of,
-    status, wait_bounded,
+    edge_route, status, wait_bounded,
 };
 use cultivate_tests::hosts::{HostVariant, TestHost};
 use cultivate_tests::{Load, get, get_when_up, http, require_engine};
@@ -36,12 +36,6 @@ fn service_containers(host: &TestHost, service: &str) -> String {
     );
     assert!(!found.trim().is_empty(), "no {service} container");
     found
-}
-
-/// Where the host's edge routes new connections (deploy/edge/route.sh).
-fn edge_route(host: &TestHost) -> String {
-    let script = "docker ps -q --filter label=com.docker.compose.service=edge | xargs -r -I{} docker exec {} cat /tmp/edge/route";
-    host_sh(host, script).trim().to_string()
 }
 
 /// Runs `script` on the host (as root, through docker exec).
@@ -334,7 +328,7 @@ fn a_frontend_change_and_its_rollback_swap_the_frontend_behind_the_edge() {
     assert!(deployed.stderr.contains("drained and removed"), "{}", deployed.all());
     assert!(deployed.stderr.contains("edge: new connections go to"), "{}", deployed.all());
     assert!(!deployed.stderr.contains("could not route"), "{}", deployed.all());
-    assert_eq!(edge_route(s.host), "frontend", "routed back by the service's name");
+    assert_eq!(edge_route(s.host, "docker"), "frontend", "routed back by the service's name");
     assert_serves(s.host, "e2e-front", &s.config);
     assert_eq!(page(&s).text().trim(), "e2e-front");
     assert_eq!(kept(s.host), before, "only the frontend may restart: {}", deployed.all());
@@ -347,7 +341,7 @@ fn a_frontend_change_and_its_rollback_swap_the_frontend_behind_the_edge() {
     assert_serves(s.host, &s.v1_version, &s.config);
     assert_eq!(page(&s).status, 404, "v1's frontend serves again");
     assert!(rolled.stderr.contains("edge: new connections go to"), "{}", rolled.all());
-    assert_eq!(edge_route(s.host), "frontend");
+    assert_eq!(edge_route(s.host, "docker"), "frontend");
     assert_eq!(kept(s.host), before, "only the frontend may restart: {}", rolled.all());
     assert!(activities(s.host).contains(&title), "the row is gone");
 }

@@ -10,7 +10,8 @@
 use std::path::PathBuf;
 
 use cultivate_tests::deploy::{
-    DeployConfig, activities, assert_serves, built_manifest_path, deploy, derived_version, derived_version_of, status,
+    DeployConfig, activities, assert_serves, built_manifest_path, deploy, derived_version, derived_version_of,
+    edge_route, status,
 };
 use cultivate_tests::hosts::{Engine, HostVariant, TestHost};
 use cultivate_tests::{Load, http, manifest, require_engine};
@@ -181,10 +182,7 @@ fn lifecycle(engine: Engine) {
             assert_eq!(host_sh(&host, &kept), kept_before, "{engine:?}: {step} restarted more than the frontend");
             // Routed to the new frontend by its name before the old one stopped, then back.
             assert!(ran.stderr.contains("edge: new connections go to"), "{engine:?} {step}: {}", ran.all());
-            let route = format!(
-                "{cli} ps -q --filter label=com.docker.compose.service=edge | xargs -r -I{{}} {cli} exec {{}} cat /tmp/edge/route"
-            );
-            assert_eq!(host_sh(&host, &route).trim(), "frontend", "{engine:?}: {step}: {}", ran.all());
+            assert_eq!(edge_route(&host, cli), "frontend", "{engine:?}: {step}: {}", ran.all());
         }
     }
     assert_serves(&host, &v1_version, &config);
