@@ -1056,10 +1056,10 @@ fn remote_build_mode_builds_the_images_on_the_host() {
         ran.all()
     );
     let version = status(&https)["current"]["version"].as_str().unwrap().to_string();
-    // The certificates live once per content under config/, named by the release's .env.
+    // The certificates are the host's, in the one directory the frontend mounts.
     let cert_path = host_sh(&host, &format!("sed -n 's/^CERT_PATH=//p' /opt/cultivate/releases/{version}/.env"));
-    assert!(cert_path.trim().starts_with("/opt/cultivate/config/certs-"), "{cert_path}");
-    let key = host_sh(&host, &format!("stat -c '%u %a' {}/privkey.pem", cert_path.trim()));
+    assert_eq!(cert_path.trim(), "/opt/cultivate/config/certs");
+    let key = host_sh(&host, "stat -L -c '%u %a' /opt/cultivate/config/certs/privkey.pem");
     assert_eq!(key.trim(), "101 600");
     let (_, head) = tls::https_get(host.https_port, &certificates.ca_der, &rustls::version::TLS13).unwrap();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
@@ -1071,6 +1071,56 @@ fn remote_build_mode_builds_the_images_on_the_host() {
     let forged = raw_get(host.http_port, "/x?y", "evil.example");
     assert!(forged.starts_with("HTTP/1.1 301"), "{forged}");
     assert!(forged.contains("\r\nLocation: https://127.0.0.1/x?y\r\n"), "{forged}");
+
+    renew_certificates_in_place(&host, &https, &certificates);
+}
+
+/// `cargo xtask certs` (issue 13): a bad pair is refused with the host unchanged; a
+/// renewed pair is served after an in-place reload, with no failed request under HTTPS
+/// load and no container restarted.
+fn renew_certificates_in_place(host: &TestHost, https: &DeployConfig, certificates: &tls::TestCertificates) {
+    let containers = "docker ps -q | xargs docker inspect --format '{{.Name}} {{.State.StartedAt}}' | sort";
+    let started = host_sh(host, containers);
+    let (_, served) = tls::https_request(host.https_port, &certificates.ca_der, "/").unwrap();
+    let events = |config: &DeployConfig| status(config)["events"].as_array().map_or(0, Vec::len);
+    let events_before = events(https);
+
+    certificates.renew(-30, -1);
+    let refused = https.run(&["certs", "--host", "e2e"]).unwrap();
+    assert!(!refused.success, "an expired certificate was installed: {}", refused.all());
+    assert!(refused.stderr.contains("fullchain.pem: the certificate expired on"), "{}", refused.all());
+    assert_eq!(tls::https_request(host.https_port, &certificates.ca_der, "/").unwrap().1, served);
+    assert_eq!(events(https), events_before, "the refused renewal was recorded");
+
+    let renewed = certificates.renew(-1, 90);
+    let load = tls::TlsLoad::start(host.https_port, &certificates.ca_der);
+    std::thread::sleep(Duration::from_secs(1));
+    let ran = https.run(&["certs", "--host", "e2e"]).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let report = load.stop();
+    assert!(ran.success, "certs failed: {}", ran.all());
+    assert!(
+        report.failures.is_empty(),
+        "{} of {} requests failed: {:?}",
+        report.failures.len(),
+        report.sent,
+        report.failures
+    );
+    assert_eq!(report.certificates, [served, renewed.clone()], "the old certificate, then the new one");
+    assert_eq!(host_sh(host, containers), started, "a container restarted");
+    let serving = status(https);
+    let event = serving["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(event["kind"], "certificates", "{event:#}");
+    assert!(
+        event["detail"].as_str().unwrap().contains(serving["certificate"]["serial"].as_str().unwrap()),
+        "{serving:#}"
+    );
+    assert!(serving["certificate"]["days_left"].as_i64().unwrap() >= 88, "{serving:#}");
+
+    // The same pair again changes nothing.
+    let again = https.run(&["certs", "--host", "e2e"]).unwrap();
+    assert!(again.success && again.stderr.contains("serves this certificate already"), "{}", again.all());
+    assert_eq!(events(https), events_before + 1);
 }
 
 /// `GET path` with the given Host header, as a client may forge it; the response head.

@@ -40,6 +40,8 @@ pub enum Task {
     Status(tasks::status::StatusArgs),
     /// The containers' logs on a host.
     Logs(tasks::logs::LogsArgs),
+    /// Install renewed TLS certificates on a host and reload nginx in place.
+    Certs(tasks::certs::CertsArgs),
     /// Who holds a host's deploy lock; --release breaks it (recorded in the history).
     Lock(tasks::lock::LockArgs),
     /// The pre-merge check: formatting, clippy, images, and every test on a real engine.
@@ -61,5 +63,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Task::Status(args) => tasks::status::run(&project, &args),
         Task::Logs(args) => tasks::logs::run(&project, &args),
         Task::Lock(args) => tasks::lock::run(&project, &args),
+        Task::Certs(args) => tasks::certs::run(&project, &args),
     }
 }

@@ -2,6 +2,7 @@
 //! file, the per-OS path strategy, the target platform's vocabulary. Pure: no command
 //! runs here.
 
+pub mod certificate;
 pub mod compose;
 pub mod config;
 pub mod image;

@@ -3,6 +3,7 @@
 //! restoring the one before it.
 
 pub mod activate;
+pub mod certs;
 pub mod remote_build;
 pub mod rollout;
 pub mod ship;

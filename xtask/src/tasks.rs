@@ -1,6 +1,7 @@
 //! One file per `cargo xtask` command, each thin: parse, call the layers below,
 //! print. Tasks never call each other.
 
+pub mod certs;
 pub mod deploy;
 pub mod doctor;
 pub mod images;

@@ -168,10 +168,70 @@ fn a_readable_tls_private_key_is_refused() {
         let output = deploy(&config, "readable-key", &[]);
         assert_refused(&output, &["privkey.pem has mode", "readable by others", "chmod 600"]);
     }
-    // 0600 passes this check: the run goes on until it cannot connect.
+    // 0600 passes this check: the next one, the pair itself, refuses these files.
     std::fs::set_permissions(dir.join("privkey.pem"), std::fs::Permissions::from_mode(0o600)).unwrap();
     let output = deploy(&config, "private-key", &["--manifest", "/nonexistent/manifest.json"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!stderr.contains("readable by others"), "{stderr}");
+    assert!(
+        !stderr.contains("readable by others")
+            && stderr.contains("fullchain.pem is not a readable PEM file (the `X` section has no END line)"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A certificate directory with a CA-signed pair for `names`, valid from `from` to
+/// `until` days from now; `other_key` puts a key of another certificate beside it.
+fn certificate_dir(name: &str, names: &[&str], from: i64, until: i64, other_key: bool) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("cultivate-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now + time::Duration::days(from);
+    params.not_after = now + time::Duration::days(until);
+    let leaf = params.signed_by(&key, &ca).unwrap();
+    let key_pem = if other_key { rcgen::KeyPair::generate().unwrap().serialize_pem() } else { key.serialize_pem() };
+    std::fs::write(dir.join("fullchain.pem"), format!("{}{}", leaf.pem(), ca.pem())).unwrap();
+    std::fs::write(dir.join("privkey.pem"), key_pem).unwrap();
+    std::fs::set_permissions(dir.join("privkey.pem"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    dir
+}
+
+// Issue 13 (design Property 14): an expired, not yet valid, mismatched or malformed
+// pair, or one for other names, is refused by `deploy` and `certs` before any host is
+// reached, naming the file and the problem.
+#[test]
+fn a_bad_certificate_pair_is_refused_before_any_host_is_reached() {
+    let cases: [(&str, &[&str], i64, i64, bool, &str); 5] = [
+        ("expired", &["example.com"], -90, -1, false, "fullchain.pem: the certificate expired on"),
+        ("future", &["example.com"], 3, 90, false, "fullchain.pem: the certificate is not valid yet"),
+        ("mismatched", &["example.com"], -1, 90, true, "privkey.pem does not match the certificate in"),
+        ("other-names", &["other.example"], -1, 90, false, "does not cover example.com (`[http] server_names`)"),
+        ("malformed", &["example.com"], -1, 90, false, "fullchain.pem holds no certificate"),
+    ];
+    for (name, names, from, until, other_key, expected) in cases {
+        let dir = certificate_dir(name, names, from, until, other_key);
+        if name == "malformed" {
+            std::fs::write(dir.join("fullchain.pem"), "not a certificate\n").unwrap();
+        }
+        let config = format!(
+            "{APP}[http]\nhttps = true\ncert_path = {:?}\nserver_names = [\"example.com\"]\n{HOST}",
+            dir.to_string_lossy()
+        );
+        for task in ["deploy", "certs"] {
+            let file = TempConfig::new(&format!("cert-{name}-{task}"), &config);
+            let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+            command.arg("--config").arg(&file.0).args([task, "--host", "target"]);
+            let output = command.env_remove("CERT_PATH").env_remove("ENABLE_HTTPS").output().unwrap();
+            assert_refused(&output, &[expected]);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(!stderr.contains("refused") && !stderr.contains("ssh"), "{task} went on to connect: {stderr}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

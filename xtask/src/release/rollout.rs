@@ -193,18 +193,11 @@ pub fn break_lock(session: &Session, config: &Config, view: &LockView) -> Result
     }
     let lock = Lock { session, path: view.path.clone(), holder: ours };
     let layout = Layout::new(&session.paths);
-    let mut history = read_history(session, &layout)?;
     let detail = match &view.holder {
         Some(holder) => format!("released the deploy lock held by a {holder}"),
         None => format!("released a deploy lock file without a record ({:?})", view.text.trim()),
     };
-    history.events.push(release::HostEvent {
-        timestamp: now_rfc3339(),
-        kind: "lock-released".into(),
-        by: release::who_am_i(),
-        detail: detail.clone(),
-    });
-    session.upload(history.to_json().as_bytes(), &layout.history(), 0o644)?;
+    record_event(session, &layout, "lock-released", &detail)?;
     drop(lock);
     session.log.info(format!("{detail} on {}; recorded in {}", session.name, layout.history()));
     Ok(())
@@ -482,6 +475,19 @@ pub fn report_failure(session: &Session, release_dir: &str, failure: &StartFailu
 pub fn read_history(session: &Session, layout: &Layout) -> Result<History> {
     let text = session.run(Effect::Read, &release::read_cmd(&layout.history()))?;
     History::parse(&text, &layout.history())
+}
+
+/// Adds an event (something done to the host that is not a release) to the host's
+/// history. Called under the lock, which keeps anyone else from writing it meanwhile.
+pub fn record_event(session: &Session, layout: &Layout, kind: &str, detail: &str) -> Result<()> {
+    let mut history = read_history(session, layout)?;
+    history.events.push(release::HostEvent {
+        timestamp: now_rfc3339(),
+        kind: kind.into(),
+        by: release::who_am_i(),
+        detail: detail.into(),
+    });
+    session.upload(history.to_json().as_bytes(), &layout.history(), 0o644)
 }
 
 /// Appends `entry` to `history` (as read under the lock, which keeps anyone else

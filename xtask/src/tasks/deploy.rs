@@ -9,7 +9,7 @@
 //! new one); the data volume is never touched.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::host::runtime::Runtime;
 use crate::host::session::{ChangeArgs, Effect, HostArgs, Session};
 use crate::images::{self, BuildOptions, Manifest, Service};
+use crate::model::certificate::{CHAIN_FILE, KEY_FILE, LocalCertificates};
 use crate::model::compose::{RenderInput, render};
 use crate::model::config::Config;
 use crate::model::image::Image;
@@ -77,7 +78,11 @@ pub fn run(project: &Project, args: &DeployArgs) -> Result<()> {
     // 1. Configuration, local prerequisites, local runtime.
     let config = Config::load(&project.config_file)?;
     let secrets = crate::support::secrets::secret_names(project)?;
-    let certs = certificates(&config)?;
+    let now = crate::model::certificate::now();
+    let certs = LocalCertificates::load(&config, now)?;
+    if let Some(warning) = certs.as_ref().and_then(|c| c.expiry_warning(now, config.http.cert_warn_days)) {
+        log.warn(warning);
+    }
     if args.target.host.is_some() && which::which("ssh").is_err() {
         bail!("the OpenSSH client (ssh) is missing on this machine: `sudo apt-get install openssh-client`");
     }
@@ -155,8 +160,8 @@ struct Inputs<'a> {
     version: &'a str,
     /// Names of the files under secrets/.
     secrets: &'a [String],
-    /// fullchain.pem and privkey.pem on this machine, when HTTPS is on.
-    certs: &'a Option<(PathBuf, PathBuf)>,
+    /// fullchain.pem and privkey.pem on this machine, checked, when HTTPS is on.
+    certs: &'a Option<LocalCertificates>,
 }
 
 fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<Summary> {
@@ -204,7 +209,7 @@ fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<S
             current.map(|c| format!("; should it fail, {} is restored", c.version)).unwrap_or_default()
         ));
     }
-    let state = phases.time("release", || write_release(inputs, session, &layout, &images))?;
+    let state = phases.time("release", || write_release(inputs, session, &layout, &images, &running))?;
 
     // 8. Start and wait for health; on failure, the previous release comes back.
     let history = phases
@@ -226,25 +231,6 @@ fn default_server_name(session: &Session) -> String {
         }
         _ => crate::model::compose::DEFAULT_SERVER_NAME.to_string(),
     }
-}
-
-/// The certificate files when HTTPS is on: `fullchain.pem` and `privkey.pem` in
-/// `[http] cert_path` on this machine.
-fn certificates(config: &Config) -> Result<Option<(PathBuf, PathBuf)>> {
-    let Some(dir) = config.http.cert_path.as_deref().filter(|_| config.http.https) else { return Ok(None) };
-    let chain = Path::new(dir).join("fullchain.pem");
-    let key = Path::new(dir).join("privkey.pem");
-    for file in [&chain, &key] {
-        if !file.is_file() {
-            bail!(
-                "HTTPS is on but {} does not exist: put fullchain.pem and privkey.pem in `[http] cert_path` ({dir}), \
-                 or set `[http] https = false`",
-                file.display()
-            );
-        }
-    }
-    crate::support::secrets::check_private_key_mode(&key)?;
-    Ok(Some((chain, key)))
 }
 
 /// Ports the stack publishes must be free, or published by this stack already.
@@ -329,7 +315,13 @@ fn keep_unchanged_images(
 }
 
 /// Writes `releases/<version>/` (step 7) and checks every file is there.
-fn write_release(inputs: &Inputs, session: &Session, layout: &Layout, images: &[Image]) -> Result<DeploymentState> {
+fn write_release(
+    inputs: &Inputs,
+    session: &Session,
+    layout: &Layout,
+    images: &[Image],
+    running: &[crate::release::stack::ContainerState],
+) -> Result<DeploymentState> {
     let Inputs { project, config, version, secrets, certs, .. } = *inputs;
     let dir = layout.release_dir(version);
     let mut rendered = render(RenderInput {
@@ -352,15 +344,28 @@ fn write_release(inputs: &Inputs, session: &Session, layout: &Layout, images: &[
             std::fs::read(project.path("secrets").join(name)).with_context(|| format!("reading secrets/{name}"))?;
         secret_files.push((name.clone(), bytes, 0o600));
     }
-    let mut cert_files = Vec::new();
-    if let Some((chain, key)) = certs {
-        for (source, name, mode) in [(chain, "fullchain.pem", 0o644), (key, "privkey.pem", 0o600)] {
-            let bytes = std::fs::read(source).with_context(|| format!("reading {}", source.display()))?;
-            cert_files.push((name.to_string(), bytes, mode));
-        }
-    }
     let secrets_dir = content_dir(session, "secrets", &secret_files, &mut files)?;
-    let certs_dir = content_dir(session, "certs", &cert_files, &mut files)?;
+    // The certificates are the host's: installed where the frontend mounts them, and a
+    // running frontend that keeps its container reloads them.
+    let certs_dir = match certs {
+        Some(certs) => {
+            let installed = crate::release::certs::install(session, certs)?;
+            if installed.changed && !session.dry_run {
+                session.log.info(format!(
+                    "certificate {} (expires {}) installed in {}",
+                    certs.summary.serial,
+                    certs.summary.expiry_date(),
+                    installed.dir
+                ));
+                crate::release::certs::reload_frontends(session, running)?;
+            }
+            for name in [CHAIN_FILE, KEY_FILE] {
+                files.push(format!("{}/{name}", installed.dir));
+            }
+            Some(installed.dir)
+        }
+        None => None,
+    };
     for (key, value) in rendered.env.vars.iter_mut() {
         match key.as_str() {
             "SECRETS_PATH" => *value = secrets_dir.clone().unwrap_or_default(),
@@ -383,20 +388,25 @@ fn write_release(inputs: &Inputs, session: &Session, layout: &Layout, images: &[
     hasher.update(compose_yaml.as_bytes());
     hasher.update(env.as_bytes());
     hasher.update(std::fs::read(&project.config_file).unwrap_or_default());
-    for (name, bytes, _) in secret_files.iter().chain(&cert_files) {
+    for (name, bytes, _) in &secret_files {
         hasher.update(name.as_bytes());
         hasher.update(bytes);
     }
-    if certs.is_some() || !secrets.is_empty() {
-        let access = container_access_cmd(secrets_dir.as_deref(), certs_dir.as_deref(), session.is_root());
-        session.run(Effect::Change, &access)?;
-        if !session.is_root() {
-            session.log.warn(format!(
-                "{} logs in as {}, not root: the secrets and the TLS key stay owned by that user, and the \
-                 containers (uids 1001 and 101) may not read them",
-                session.name, session.user
-            ));
+    if let Some(certs) = certs {
+        for (name, bytes) in [(CHAIN_FILE, &certs.chain), (KEY_FILE, &certs.key)] {
+            hasher.update(name.as_bytes());
+            hasher.update(bytes);
         }
+    }
+    if let Some(secrets_dir) = secrets_dir.as_deref().filter(|_| session.is_root()) {
+        session.run(Effect::Change, &secrets_access_cmd(secrets_dir))?;
+    }
+    if (certs.is_some() || !secrets.is_empty()) && !session.is_root() {
+        session.log.warn(format!(
+            "{} logs in as {}, not root: the secrets and the TLS key stay owned by that user, and the containers \
+             (uids 1001 and 101) may not read them",
+            session.name, session.user
+        ));
     }
     if session.os == TargetOs::Linux {
         ensure_data_dir(session, images)?;
@@ -431,7 +441,7 @@ fn write_release(inputs: &Inputs, session: &Session, layout: &Layout, images: &[
     Ok(state)
 }
 
-/// Files the containers read (the secrets, the certificates), kept once per content in
+/// Files the backend reads (the secrets), kept once per content in
 /// `<config>/<kind>-<digest>` on the target: releases with the same files name the
 /// same directory, so compose keeps the container that mounts them when another
 /// service changes, and a rollback finds its own files. Adds the paths to `files` (to
@@ -460,21 +470,10 @@ fn content_dir(
     Ok(Some(dir))
 }
 
-/// Lets the containers read their files while those stay 0600: nginx (uid 101) enters
-/// the certificate directory and owns the key; the backend's user (uid 1001) owns the
-/// secrets. Changing owners needs root.
-pub fn container_access_cmd(secrets_dir: Option<&str>, certs_dir: Option<&str>, as_root: bool) -> Cmd {
-    let mut script = String::from("[ -z \"$2\" ] || chmod 755 \"$2\"");
-    if as_root {
-        script.push_str(
-            "; [ -z \"$1\" ] || chown -R 1001:1001 \"$1\"; \
-             [ -z \"$2\" ] || chown 101:101 \"$2/privkey.pem\"",
-        );
-    }
-    Cmd::new("sh")
-        .args(["-c", script.as_str(), "container-access"])
-        .arg(secrets_dir.unwrap_or_default())
-        .arg(certs_dir.unwrap_or_default())
+/// Lets the backend's user (uid 1001) own the secrets, which stay 0600. Changing
+/// owners needs root.
+pub fn secrets_access_cmd(secrets_dir: &str) -> Cmd {
+    Cmd::new("chown").args(["-R", "1001:1001", secrets_dir])
 }
 
 /// The database's data directory on a Linux host, owned by postgres (uid 999) with

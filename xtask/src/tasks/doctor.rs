@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::host::report::{MachineReport, connect, machine_report};
 use crate::host::transport::Transport;
+use crate::model::certificate::LocalCertificates;
 use crate::model::config::Config;
 use crate::support::project::Project;
 
@@ -34,6 +35,8 @@ pub struct DoctorReport {
     pub local: MachineReport,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<MachineReport>,
+    /// With HTTPS on: the pair in `[http] cert_path`, checked as a deploy checks it.
+    pub certificate: Option<CertificateCheck>,
     pub ok: bool,
     pub seconds: f64,
 }
@@ -41,13 +44,40 @@ pub struct DoctorReport {
 pub fn run(project: &Project, args: &DoctorArgs) -> Result<()> {
     let started = Instant::now();
     let config = Config::load(&project.config_file)?;
-    let (local, host) = diagnose(&config, args)?;
+    let (mut local, host) = diagnose(&config, args)?;
+    let now = crate::model::certificate::now();
+    let certificate = match LocalCertificates::load(&config, now) {
+        Ok(pair) => pair.map(|pair| CertificateCheck {
+            path: pair.chain_path.display().to_string(),
+            serial: pair.summary.serial.clone(),
+            names: pair.summary.names.clone(),
+            expires: pair.summary.expiry_date(),
+            days_left: pair.summary.days_left(now),
+            warning: pair.expiry_warning(now, config.http.cert_warn_days),
+        }),
+        Err(err) => {
+            local.missing.push(format!("{err:#}"));
+            None
+        }
+    };
     let ok = local.missing.is_empty() && host.as_ref().is_none_or(|h| h.missing.is_empty());
-    let report = DoctorReport { local, host, ok, seconds: started.elapsed().as_secs_f64() };
+    let report = DoctorReport { local, host, certificate, ok, seconds: started.elapsed().as_secs_f64() };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_machine(&report.local);
+        if let Some(cert) = &report.certificate {
+            println!(
+                "  certificate: {} for {}, expires {} ({} days left)",
+                cert.path,
+                cert.names.join(", "),
+                cert.expires,
+                cert.days_left
+            );
+            if let Some(warning) = &cert.warning {
+                println!("  warning:   {warning}");
+            }
+        }
         if let Some(host) = &report.host {
             print_machine(host);
         }
@@ -56,6 +86,19 @@ pub fn run(project: &Project, args: &DoctorArgs) -> Result<()> {
         bail!("something required is missing (see above)");
     }
     Ok(())
+}
+
+/// The local certificate pair, as `doctor` reports it.
+#[derive(Debug, Serialize)]
+pub struct CertificateCheck {
+    pub path: String,
+    pub serial: String,
+    pub names: Vec<String>,
+    /// `YYYY-MM-DD`.
+    pub expires: String,
+    pub days_left: i64,
+    /// Set when it expires within `[http] cert_warn_days`.
+    pub warning: Option<String>,
 }
 
 fn diagnose(config: &Config, args: &DoctorArgs) -> Result<(MachineReport, Option<MachineReport>)> {

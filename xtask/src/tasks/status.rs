@@ -4,11 +4,12 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::host::session::{HostArgs, Session};
+use crate::host::session::{Effect, HostArgs, Session};
+use crate::model::certificate;
 use crate::model::config::Config;
-use crate::release::rollout;
 use crate::release::stack::ContainerState;
 use crate::release::state::{DeploymentState, HostEvent, Layout};
+use crate::release::{certs, rollout};
 use crate::support::log::Log;
 use crate::support::project::Project;
 
@@ -42,6 +43,18 @@ pub struct Status {
     pub drift: Vec<String>,
     /// Every service running and healthy.
     pub healthy: bool,
+    /// The TLS certificate the host serves (`null` without HTTPS).
+    pub certificate: Option<ServedCertificate>,
+}
+
+/// The host's current certificate, read from the host.
+#[derive(Debug, Serialize)]
+pub struct ServedCertificate {
+    pub serial: String,
+    pub names: Vec<String>,
+    /// `YYYY-MM-DD`.
+    pub expires: String,
+    pub days_left: i64,
 }
 
 pub fn run(project: &Project, args: &StatusArgs) -> Result<()> {
@@ -69,6 +82,20 @@ pub fn run(project: &Project, args: &StatusArgs) -> Result<()> {
     if !status.drift.is_empty() {
         println!(
             "            (what runs is not the current release: `cargo xtask rollback` restores it, a deploy replaces it)"
+        );
+    }
+    if let Some(cert) = &status.certificate {
+        println!(
+            "  certificate: {} for {}, expires {} ({} days left{})",
+            cert.serial,
+            cert.names.join(", "),
+            cert.expires,
+            cert.days_left,
+            if cert.days_left < i64::from(config.http.cert_warn_days) {
+                ": renew it, then `cargo xtask certs`"
+            } else {
+                ""
+            }
         );
     }
     println!("\n  {:<10} {:<34} {:<11} {:<10} image", "service", "container", "state", "health");
@@ -102,7 +129,19 @@ pub fn read(session: &Session, config: &Config) -> Result<Status> {
     let stack = rollout::stack(session, config);
     let services = rollout::read_containers(session, &stack)?;
     let health = rollout::evaluate(session, &stack, &services)?;
+    let chain = session.run(Effect::Read, &certs::read_chain_cmd(&session.paths))?;
+    let now = certificate::now();
+    let certificate = (!chain.trim().is_empty())
+        .then(|| certificate::describe(&certs::certs_dir(&session.paths), chain.as_bytes()))
+        .transpose()?
+        .map(|summary| ServedCertificate {
+            days_left: summary.days_left(now),
+            expires: summary.expiry_date(),
+            serial: summary.serial,
+            names: summary.names,
+        });
     Ok(Status {
+        certificate,
         drift: rollout::drift(history.current(), &services),
         host: session.name.clone(),
         deployment_path: session.paths.base.clone(),

@@ -38,6 +38,7 @@ pub(super) fn resolve(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, prob
         checker.check_local_path("http.cert_path", path);
     }
     let server_names = checker.server_names("http.server_names", raw.http.server_names);
+    let cert_warn_days = checker.positive("http.cert_warn_days", raw.http.cert_warn_days, defaults::CERT_WARN_DAYS);
     let cert_path = match (https, cert_path) {
         (true, None) => {
             checker.missing("http.cert_path", "HTTPS is on: the directory holding fullchain.pem and privkey.pem");
@@ -147,7 +148,7 @@ pub(super) fn resolve(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, prob
     Config {
         app: App { name, environment },
         images,
-        http: Http { port, https_port, https, cert_path, server_names },
+        http: Http { port, https_port, https, cert_path, server_names, cert_warn_days },
         database,
         backend,
         paths,

@@ -33,6 +33,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "http.https",
     "http.cert_path",
     "http.server_names",
+    "http.cert_warn_days",
     "database.user",
     "database.name",
     "backend.port",

@@ -80,6 +80,7 @@ pub(super) struct RawHttp {
     pub(super) https: Option<bool>,
     pub(super) cert_path: Option<String>,
     pub(super) server_names: Option<Vec<String>>,
+    pub(super) cert_warn_days: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -70,6 +70,8 @@ pub struct Http {
     /// The names the site is reached by; HTTP redirects only to these (the first for
     /// any other Host). Empty: the target's address.
     pub server_names: Vec<String>,
+    /// A certificate expiring within this many days is warned about.
+    pub cert_warn_days: u32,
 }
 
 impl Http {
