@@ -1189,3 +1189,164 @@ fn pruning_spares_foreign_logs_and_the_rollback_target() {
     let kept = host_sh(&host, "cat /opt/cultivate/volumes/db_data/pgdata/PG_VERSION");
     assert_eq!(kept.trim(), "15", "the database's data was not kept");
 }
+
+/// The host's backups, as `backup --list` would list them: (name, record) per file.
+fn backup_records(host: &TestHost) -> Vec<serde_json::Value> {
+    let text = host_sh(host, "cat /opt/cultivate/backups/*.dump.json 2>/dev/null; true");
+    let mut records: Vec<serde_json::Value> =
+        text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect();
+    records.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    records
+}
+
+/// Issue 13: the backup before a new backend (a failed one stops the deploy,
+/// `--skip-backup` is recorded), `backup --download`, `restore` bringing deleted rows
+/// back (and to the browser), a corrupt or foreign backup refused with the database
+/// untouched, retention, and `audit` recording all of it.
+#[test]
+fn backups_bring_deleted_rows_back_and_the_audit_trail_records_every_change() {
+    let mut s = scenarios();
+    let title = s.row();
+    s.ensure_v1();
+    let v1 = s.v1_version.clone();
+    let v2 = v2();
+    let v2_path = v2.to_string_lossy().into_owned();
+    let history_len = |config: &DeployConfig| status(config)["history"].as_array().unwrap().len();
+
+    // A backup that cannot be written stops the deploy before anything changes.
+    host_sh(s.host, "mv /opt/cultivate/backups /opt/cultivate/backups.aside 2>/dev/null; touch /opt/cultivate/backups");
+    let before = history_len(&s.config);
+    let refused = s.deploy(&v2);
+    host_sh(
+        s.host,
+        "rm -f /opt/cultivate/backups; mv /opt/cultivate/backups.aside /opt/cultivate/backups 2>/dev/null; true",
+    );
+    assert!(!refused.success, "a deploy went ahead without its backup: {}", refused.all());
+    assert!(
+        refused.stderr.contains("the backup before the new backend failed, so nothing was changed"),
+        "{}",
+        refused.all()
+    );
+    assert_serves(s.host, &v1, &s.config);
+    assert_eq!(history_len(&s.config), before, "the refused deploy was recorded");
+
+    // --skip-backup goes ahead, and the history says so.
+    let skipped = s.config.run(&["deploy", "--host", "e2e", "--manifest", &v2_path, "--yes", "--skip-backup"]).unwrap();
+    assert!(skipped.success, "{}", skipped.all());
+    assert_eq!(status(&s.config)["current"]["backup"], "skipped (--skip-backup)");
+
+    // Back on v1, a deploy of a new backend backs the data up first.
+    assert!(s.rollback(&["--to", &v1]).success);
+    let backed = s.deploy(&v2);
+    assert!(backed.success, "{}", backed.all());
+    let current = status(&s.config)["current"].clone();
+    let name = current["backup"].as_str().expect("the deploy's backup is recorded").to_string();
+    let record = backup_records(s.host).into_iter().find(|r| r["name"] == name.as_str()).expect("its record");
+    assert_eq!(
+        (record["version"].as_str(), record["reason"].as_str()),
+        (Some(v1.as_str()), Some("before deploy of e2e-v2"))
+    );
+    let modes = host_sh(s.host, &format!("stat -c '%a' /opt/cultivate/backups /opt/cultivate/backups/{name}"));
+    assert_eq!(modes.split_whitespace().collect::<Vec<_>>(), ["700", "600"], "{modes}");
+
+    // A backup now, copied here with its checksum.
+    let second = format!("restored row {}", cultivate_tests::unique(BUILT));
+    let body = serde_json::json!({"title": second, "notes": ""}).to_string();
+    let url = format!("http://127.0.0.1:{}/api/v1/activities", s.host.http_port);
+    assert_eq!(http("POST", &url, &[("content-type", "application/json")], Some(body.as_bytes())).unwrap().status, 201);
+    let here = std::env::temp_dir().join(cultivate_tests::unique("backups"));
+    let taken = s.config.run(&["backup", "--host", "e2e", "--download", &here.to_string_lossy()]).unwrap();
+    assert!(taken.success, "{}", taken.all());
+    let path = taken.stdout.trim().to_string();
+    let manual = path.rsplit('/').next().unwrap().to_string();
+    let local = std::fs::read(here.join(&manual)).unwrap();
+    let remote = host_sh(s.host, &format!("sha256sum {path}"));
+    assert!(remote.starts_with(&xtask::support::digest::sha256(&local).replace("sha256:", "")), "{remote}");
+    assert!(taken.stderr.contains("checked"), "{}", taken.all());
+
+    // Rows deleted, then restored: the same rows through the API and in a browser.
+    database_sql(s.host, "DELETE FROM activities");
+    assert!(!activities(s.host).contains(&title));
+    let backend = service_containers(s.host, "backend");
+    let restored = s.config.run(&["restore", "--host", "e2e", "--yes"]).unwrap();
+    assert!(restored.success, "{}", restored.all());
+    assert!(restored.stderr.contains(&format!("restored {manual}")), "{}", restored.all());
+    let listed = activities(s.host);
+    assert!(listed.contains(&title) && listed.contains(&second), "{listed}");
+    assert_ne!(service_containers(s.host, "backend"), backend, "the backend was not stopped for the restore");
+    let dom =
+        cultivate_tests::browser::rendered_dom_containing(&format!("http://127.0.0.1:{}/", s.host.http_port), &second)
+            .unwrap();
+    assert!(dom.contains(&title));
+    let records = backup_records(s.host);
+    let kept = records.iter().find(|r| r["reason"] == format!("before restore of {manual}")).expect("the data before");
+    let list = s.config.run(&["backup", "--list", "--host", "e2e"]).unwrap();
+    assert!(list.success && list.stdout.contains(kept["name"].as_str().unwrap()), "{}", list.all());
+
+    // A corrupt backup and a foreign file are refused; the database is untouched.
+    let database = database_container(s.host);
+    let corrupt = manual.replace(".dump", "9.dump");
+    host_sh(
+        s.host,
+        &format!(
+            "cd /opt/cultivate/backups && cp {manual} {corrupt} && sed 's/{manual}/{corrupt}/' {manual}.json > {corrupt}.json \
+             && printf 'XX' | dd of={corrupt} bs=1 seek=200 conv=notrunc 2>/dev/null"
+        ),
+    );
+    let refused = s.config.run(&["restore", "--host", "e2e", "--from", &corrupt, "--yes"]).unwrap();
+    assert!(
+        !refused.success && refused.stderr.contains(&format!("the backup /opt/cultivate/backups/{corrupt} is corrupt")),
+        "{}",
+        refused.all()
+    );
+    let foreign = manual.replace(".dump", "8.dump");
+    host_sh(
+        s.host,
+        &format!(
+            "cd /opt/cultivate/backups && echo 'SELECT 1;' > {foreign} && sum=$(sha256sum {foreign} | cut -d' ' -f1) && \
+             sed -e 's/{manual}/{foreign}/' -e \"s/\\\"sha256\\\":\\\"[0-9a-f]*\\\"/\\\"sha256\\\":\\\"$sum\\\"/\" {manual}.json > {foreign}.json"
+        ),
+    );
+    let refused = s.config.run(&["restore", "--host", "e2e", "--from", &foreign, "--yes"]).unwrap();
+    assert!(
+        !refused.success && refused.stderr.contains("is not a PostgreSQL backup pg_restore can read"),
+        "{}",
+        refused.all()
+    );
+    assert_eq!(database_container(s.host), database, "the database restarted");
+    let listed = activities(s.host);
+    assert!(listed.contains(&title) && listed.contains(&second), "{listed}");
+
+    // Retention: the newest `[backup] keep` stay, and nothing else in the directory goes.
+    host_sh(s.host, "touch /opt/cultivate/backups/notes.txt");
+    let keep_two = DeployConfig::with_sections(s.host, "", "[backup]\nkeep = 2\n").unwrap();
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(1100)); // names are per second
+        assert!(keep_two.run(&["backup", "--host", "e2e"]).unwrap().success);
+    }
+    assert_eq!(backup_records(s.host).len(), 2);
+    let left = host_sh(s.host, "ls /opt/cultivate/backups");
+    assert_eq!(left.lines().filter(|l| l.ends_with(".dump")).count(), 2, "{left}");
+    assert!(left.contains("notes.txt"), "{left}");
+
+    // The audit trail: newest first, the restore, the deploys with their backups.
+    let audit = s.config.run(&["audit", "--host", "e2e", "--json"]).unwrap();
+    assert!(audit.success, "{}", audit.all());
+    let trail: Vec<serde_json::Value> = serde_json::from_str(&audit.stdout).unwrap();
+    assert_eq!(trail[0]["action"], "restore", "{trail:#?}");
+    assert!(
+        trail[0]["detail"].as_str().unwrap().contains(&manual) && trail[0]["duration_seconds"].as_f64().unwrap() > 0.0
+    );
+    let deploy =
+        trail.iter().find(|e| e["action"] == "deploy" && e["detail"] == format!("backup {name}")).expect("the deploy");
+    assert_eq!(deploy["version"], "e2e-v2");
+    assert_eq!(deploy["outcome"], "healthy");
+    assert!(deploy["duration_seconds"].as_f64().unwrap() > 0.0, "{deploy:#}");
+    assert!(deploy["bytes_shipped"].as_u64().is_some(), "{deploy:#}");
+    assert!(deploy["who"].as_str().unwrap().contains('@'), "{deploy:#}");
+    assert!(trail.iter().any(|e| e["action"] == "rollback" && e["version"] == v1.as_str()), "{trail:#?}");
+    assert!(trail.iter().any(|e| e["detail"] == "backup skipped (--skip-backup)"), "{trail:#?}");
+    let text = s.config.run(&["audit", "--host", "e2e"]).unwrap();
+    assert!(text.success && text.stdout.lines().nth(1).unwrap_or_default().contains("restore"), "{}", text.all());
+    let _ = std::fs::remove_dir_all(&here);
+}

@@ -40,6 +40,12 @@ pub enum Task {
     Status(tasks::status::StatusArgs),
     /// The containers' logs on a host.
     Logs(tasks::logs::LogsArgs),
+    /// Back up the database on a host now (--download copies it here); --list shows the backups.
+    Backup(tasks::backup::BackupArgs),
+    /// Put a backup's data back on a host (the newest, or --from NAME).
+    Restore(tasks::restore::RestoreArgs),
+    /// Every deploy, rollback, restore, lock break and certificate change on a host.
+    Audit(tasks::audit::AuditArgs),
     /// Install renewed TLS certificates on a host and reload nginx in place.
     Certs(tasks::certs::CertsArgs),
     /// Who holds a host's deploy lock; --release breaks it (recorded in the history).
@@ -64,5 +70,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Task::Logs(args) => tasks::logs::run(&project, &args),
         Task::Lock(args) => tasks::lock::run(&project, &args),
         Task::Certs(args) => tasks::certs::run(&project, &args),
+        Task::Audit(args) => tasks::audit::run(&project, &args),
+        Task::Backup(args) => tasks::backup::run(&project, &args),
+        Task::Restore(args) => tasks::restore::run(&project, &args),
     }
 }

@@ -3,6 +3,8 @@
 //! restoring the one before it.
 
 pub mod activate;
+pub mod audit;
+pub mod backup;
 pub mod certs;
 pub mod remote_build;
 pub mod rollout;

@@ -207,15 +207,17 @@ fn certificate_dir(name: &str, names: &[&str], from: i64, until: i64, other_key:
 // reached, naming the file and the problem.
 #[test]
 fn a_bad_certificate_pair_is_refused_before_any_host_is_reached() {
-    let cases: [(&str, &[&str], i64, i64, bool, &str); 5] = [
-        ("expired", &["example.com"], -90, -1, false, "fullchain.pem: the certificate expired on"),
-        ("future", &["example.com"], 3, 90, false, "fullchain.pem: the certificate is not valid yet"),
-        ("mismatched", &["example.com"], -1, 90, true, "privkey.pem does not match the certificate in"),
-        ("other-names", &["other.example"], -1, 90, false, "does not cover example.com (`[http] server_names`)"),
-        ("malformed", &["example.com"], -1, 90, false, "fullchain.pem holds no certificate"),
+    // (case, the certificate's name, valid from and until in days from now, another
+    // certificate's key, what the error says)
+    let cases = [
+        ("expired", "example.com", (-90, -1), false, "fullchain.pem: the certificate expired on"),
+        ("future", "example.com", (3, 90), false, "fullchain.pem: the certificate is not valid yet"),
+        ("mismatched", "example.com", (-1, 90), true, "privkey.pem does not match the certificate in"),
+        ("other-names", "other.example", (-1, 90), false, "does not cover example.com (`[http] server_names`)"),
+        ("malformed", "example.com", (-1, 90), false, "fullchain.pem holds no certificate"),
     ];
-    for (name, names, from, until, other_key, expected) in cases {
-        let dir = certificate_dir(name, names, from, until, other_key);
+    for (name, names, (from, until), other_key, expected) in cases {
+        let dir = certificate_dir(name, &[names], from, until, other_key);
         if name == "malformed" {
             std::fs::write(dir.join("fullchain.pem"), "not a certificate\n").unwrap();
         }

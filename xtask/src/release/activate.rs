@@ -173,6 +173,7 @@ pub fn restore(
     replaced: Option<String>,
 ) -> Result<std::result::Result<DeploymentState, StartFailure>> {
     let _critical = interrupt::Critical::enter();
+    let began = crate::support::log::now_rfc3339();
     let dir = layout.release_dir(&target.version);
     if let Some(failure) = swap(session, stack, config, &dir, &target.images, OnInterrupt::Finish)? {
         rollout::report_failure(session, &dir, &failure);
@@ -185,6 +186,11 @@ pub fn restore(
                 timestamp: crate::support::log::now_rfc3339(),
                 health_checks: health,
                 replaced,
+                // The rollback's own record, not the deploy's that brought the release.
+                deployed_by: release::who_am_i(),
+                started: Some(began),
+                bytes_shipped: None,
+                backup: None,
                 ..target.clone()
             };
             rollout::record(session, layout, history, &entry)?;

@@ -197,7 +197,7 @@ pub fn break_lock(session: &Session, config: &Config, view: &LockView) -> Result
         Some(holder) => format!("released the deploy lock held by a {holder}"),
         None => format!("released a deploy lock file without a record ({:?})", view.text.trim()),
     };
-    record_event(session, &layout, "lock-released", &detail)?;
+    record_event(session, &layout, "lock-released", &detail, None)?;
     drop(lock);
     session.log.info(format!("{detail} on {}; recorded in {}", session.name, layout.history()));
     Ok(())
@@ -479,13 +479,20 @@ pub fn read_history(session: &Session, layout: &Layout) -> Result<History> {
 
 /// Adds an event (something done to the host that is not a release) to the host's
 /// history. Called under the lock, which keeps anyone else from writing it meanwhile.
-pub fn record_event(session: &Session, layout: &Layout, kind: &str, detail: &str) -> Result<()> {
+pub fn record_event(
+    session: &Session,
+    layout: &Layout,
+    kind: &str,
+    detail: &str,
+    took: Option<Duration>,
+) -> Result<()> {
     let mut history = read_history(session, layout)?;
     history.events.push(release::HostEvent {
         timestamp: now_rfc3339(),
         kind: kind.into(),
         by: release::who_am_i(),
         detail: detail.into(),
+        duration_ms: took.map(|d| d.as_millis() as u64),
     });
     session.upload(history.to_json().as_bytes(), &layout.history(), 0o644)
 }
@@ -519,12 +526,19 @@ pub fn stack(session: &Session, config: &Config) -> Stack {
 
 /// Ends a host task: logs how it went (`done` on success), writes the log on the host
 /// and closes the connection.
-pub fn conclude<T>(session: &Session, config: &Config, operation: &str, version: &str, result: &Result<T>, done: &str) {
+pub fn conclude<T>(
+    session: &Session,
+    config: &Config,
+    task: release::LoggedTask,
+    version: &str,
+    result: &Result<T>,
+    done: &str,
+) {
     match result {
         Ok(_) => session.log.info(done),
-        Err(err) => session.log.error(format!("{operation} of {version} on {} failed: {err:#}", session.name)),
+        Err(err) => session.log.error(format!("{task} of {version} on {} failed: {err:#}", session.name)),
     }
-    save_log(session, config, operation, version);
+    save_log(session, config, task, version);
     session.close();
 }
 
@@ -532,12 +546,12 @@ pub fn conclude<T>(session: &Session, config: &Config, operation: &str, version:
 /// `[runtime] keep_logs` of this tool's logs (Property 34): only files named like
 /// the ones it writes are ever removed, whatever else the directory holds. Failures
 /// here only warn.
-pub fn save_log(session: &Session, config: &Config, operation: &str, version: &str) {
+pub fn save_log(session: &Session, config: &Config, task: release::LoggedTask, version: &str) {
     if session.dry_run {
         return;
     }
     let dir = &session.paths.logs;
-    let path = format!("{dir}/{}", release::log_file_name(operation, &now_rfc3339(), version));
+    let path = format!("{dir}/{}", release::log_file_name(task, &now_rfc3339(), version));
     session.log.info(format!("writing this log to {path} on {}", session.name));
     if let Err(err) = session.transport.upload(session.log.text().as_bytes(), &path, 0o640) {
         session.log.warn(format!("could not write the log on {}: {err:#}", session.name));

@@ -125,6 +125,17 @@ pub struct DeploymentState {
     /// For a rollback: the release it replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaced: Option<String>,
+    /// The database backup taken before this release started (its name under
+    /// `backups/`), or why none was (`skipped (--skip-backup)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
+    /// RFC 3339, when the deploy or rollback that wrote this entry began (its duration
+    /// runs to `timestamp`). Absent in entries written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
+    /// Compressed image bytes the deploy sent to the host (none for a rollback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_shipped: Option<u64>,
 }
 
 /// `deployments.json`: every deploy and rollback on a host, oldest first, and the
@@ -147,6 +158,9 @@ pub struct HostEvent {
     /// Who did it: `user@machine`.
     pub by: String,
     pub detail: String,
+    /// How long it took, where that says something (a restore, a certificate change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
 }
 
 impl History {
@@ -478,15 +492,15 @@ pub fn remove_releases_cmd(layout: &Layout, versions: &[String]) -> Cmd {
 
 /// The name of a task's log on the host: `<operation>-<RFC 3339 time without
 /// colons>-<version>.log`.
-pub fn log_file_name(operation: &str, timestamp: &str, version: &str) -> String {
-    format!("{operation}-{}-{version}.log", timestamp.replace(':', ""))
+pub fn log_file_name(task: LoggedTask, timestamp: &str, version: &str) -> String {
+    format!("{task}-{}-{version}.log", timestamp.replace(':', ""))
 }
 
 /// Whether `name` is a log this tool wrote ([`log_file_name`] of a deploy or a
 /// rollback): pruning removes nothing else, whatever else shares the log directory.
 pub fn is_own_log_name(name: &str) -> bool {
     let Some(rest) = name.strip_suffix(".log") else { return false };
-    let Some(rest) = LOG_OPERATIONS.iter().find_map(|op| rest.strip_prefix(op)?.strip_prefix('-')) else {
+    let Some(rest) = LoggedTask::ALL.iter().find_map(|task| rest.strip_prefix(task.name())?.strip_prefix('-')) else {
         return false;
     };
     // 2026-12-03T074230.099192071Z-<version>
@@ -509,8 +523,38 @@ pub fn is_own_log_name(name: &str) -> bool {
         && crate::model::image::validate_tag(version).is_ok()
 }
 
-/// The tasks that write a log on the host.
-pub const LOG_OPERATIONS: [&str; 2] = ["deploy", "rollback"];
+/// The tasks that write a log on the host. Their logs are the only files ever pruned
+/// there, so each task that writes one is named here (a name left out would leave its
+/// logs to pile up).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoggedTask {
+    Deploy,
+    Rollback,
+    Certs,
+    Backup,
+    Restore,
+}
+
+impl LoggedTask {
+    pub const ALL: [LoggedTask; 5] =
+        [LoggedTask::Deploy, LoggedTask::Rollback, LoggedTask::Certs, LoggedTask::Backup, LoggedTask::Restore];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LoggedTask::Deploy => "deploy",
+            LoggedTask::Rollback => "rollback",
+            LoggedTask::Certs => "certs",
+            LoggedTask::Backup => "backup",
+            LoggedTask::Restore => "restore",
+        }
+    }
+}
+
+impl fmt::Display for LoggedTask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Lists the log directory's regular files, newest first (`ls -t`), one per line.
 pub fn list_logs_cmd(dir: &str) -> Cmd {

@@ -14,7 +14,7 @@ use crate::model::certificate::{self, LocalCertificates};
 use crate::model::config::Config;
 use crate::release::certs;
 use crate::release::rollout;
-use crate::release::state::{self as release, Layout};
+use crate::release::state::{self as release, Layout, LoggedTask};
 use crate::support::log::Log;
 use crate::support::project::Project;
 
@@ -53,11 +53,12 @@ pub fn run(project: &Project, args: &CertsArgs) -> Result<()> {
     let session = Session::open(&config, &args.target, false, args.change.dry_run, &log)?;
     let result = rollout::with_lock(&session, &config, "certs", &summary.serial, || install(&session, &config, &local));
     let done = format!("certificates on {} done", session.name);
-    rollout::conclude(&session, &config, "certs", "certificates", &result, &done);
+    rollout::conclude(&session, &config, LoggedTask::Certs, "certificates", &result, &done);
     result
 }
 
 fn install(session: &Session, config: &Config, local: &LocalCertificates) -> Result<()> {
+    let began = std::time::Instant::now();
     let layout = Layout::new(&session.paths);
     let history = rollout::read_history(session, &layout)?;
     let Some(current) = history.current() else {
@@ -113,7 +114,7 @@ fn install(session: &Session, config: &Config, local: &LocalCertificates) -> Res
         summary.expiry_date(),
         if reloaded.is_empty() { "no running frontend".to_string() } else { reloaded.join(", ") }
     );
-    rollout::record_event(session, &layout, "certificates", &detail)?;
+    rollout::record_event(session, &layout, "certificates", &detail, Some(began.elapsed()))?;
     if !session.dry_run {
         session.log.info(format!("{detail} on {}", session.name));
     }

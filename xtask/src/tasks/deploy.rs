@@ -46,6 +46,10 @@ pub struct DeployArgs {
     /// and with --local the engine on this machine.
     #[arg(long)]
     pub install: bool,
+    /// Deploy without the database backup taken before a new backend starts (recorded
+    /// in the host's history).
+    #[arg(long)]
+    pub skip_backup: bool,
     #[command(flatten)]
     pub change: ChangeArgs,
 }
@@ -73,6 +77,7 @@ pub fn run(project: &Project, args: &DeployArgs) -> Result<()> {
     crate::support::interrupt::install();
     let log = Log::new(args.change.verbose);
     let started = Instant::now();
+    let started_at = crate::support::log::now_rfc3339();
     let mut phases = Phases::default();
 
     // 1. Configuration, local prerequisites, local runtime.
@@ -120,6 +125,7 @@ pub fn run(project: &Project, args: &DeployArgs) -> Result<()> {
             version: &version,
             secrets: &secrets,
             certs: &certs,
+            started_at: &started_at,
         };
         pipeline(&inputs, &session, &mut phases)
     });
@@ -128,7 +134,7 @@ pub fn run(project: &Project, args: &DeployArgs) -> Result<()> {
     } else {
         format!("deploy of {version} to {} done in {:.1} s", session.name, started.elapsed().as_secs_f64())
     };
-    rollout::conclude(&session, &config, "deploy", &version, &result, &done);
+    rollout::conclude(&session, &config, release::LoggedTask::Deploy, &version, &result, &done);
     let summary = result?;
     if args.change.dry_run {
         println!(
@@ -162,6 +168,8 @@ struct Inputs<'a> {
     secrets: &'a [String],
     /// fullchain.pem and privkey.pem on this machine, checked, when HTTPS is on.
     certs: &'a Option<LocalCertificates>,
+    /// RFC 3339, when the deploy began.
+    started_at: &'a str,
 }
 
 fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<Summary> {
@@ -209,7 +217,13 @@ fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<S
             current.map(|c| format!("; should it fail, {} is restored", c.version)).unwrap_or_default()
         ));
     }
-    let state = phases.time("release", || write_release(inputs, session, &layout, &images, &running))?;
+    // 6b. The data, backed up before a new backend starts (it may migrate the schema).
+    let backup = phases.time("backup", || {
+        let skip = args.skip_backup;
+        crate::release::backup::before_release(session, config, &history, &running, &images, version, skip)
+    })?;
+    let notes = Notes { backup, bytes_shipped: sent_bytes };
+    let state = phases.time("release", || write_release(inputs, session, &layout, &images, &running, notes))?;
 
     // 8. Start and wait for health; on failure, the previous release comes back.
     let history = phases
@@ -314,6 +328,13 @@ fn keep_unchanged_images(
     Ok(images)
 }
 
+/// What the release's record says of the deploy that brought it, beyond the release.
+struct Notes {
+    /// The backup taken before it, or why none was.
+    backup: Option<String>,
+    bytes_shipped: u64,
+}
+
 /// Writes `releases/<version>/` (step 7) and checks every file is there.
 fn write_release(
     inputs: &Inputs,
@@ -321,6 +342,7 @@ fn write_release(
     layout: &Layout,
     images: &[Image],
     running: &[crate::release::stack::ContainerState],
+    notes: Notes,
 ) -> Result<DeploymentState> {
     let Inputs { project, config, version, secrets, certs, .. } = *inputs;
     let dir = layout.release_dir(version);
@@ -422,6 +444,9 @@ fn write_release(
         status: ReleaseStatus::Pending,
         health_checks: Vec::new(),
         replaced: None,
+        backup: notes.backup,
+        started: Some(inputs.started_at.to_string()),
+        bytes_shipped: Some(notes.bytes_shipped),
     };
     rollout::write_state(session, layout, &state)?;
 

@@ -39,7 +39,7 @@ pub fn run(project: &Project, args: &RollbackArgs) -> Result<()> {
     let version = result.as_ref().map(|v| v.clone()).unwrap_or_else(|_| "none".to_string());
     let done =
         format!("{} serves {version} again, healthy, after {:.1} s", session.name, started.elapsed().as_secs_f64());
-    rollout::conclude(&session, &config, "rollback", &version, &result, &done);
+    rollout::conclude(&session, &config, crate::release::state::LoggedTask::Rollback, &version, &result, &done);
     result.map(|version| println!("Rolled back {} to {version}", args.target.name()))
 }
 

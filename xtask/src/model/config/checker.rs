@@ -125,6 +125,7 @@ pub(super) fn resolve(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, prob
             defaults::SSH_CONNECT_TIMEOUT_SECONDS,
         ),
     };
+    let backup = BackupSettings { keep: checker.positive("backup.keep", raw.backup.keep, defaults::BACKUP_KEEP) };
     let fallback = crate::model::platform::Minimums::default();
     let minimums = crate::model::platform::Minimums {
         docker: checker.version("minimums.docker", raw.minimums.docker, fallback.docker),
@@ -156,6 +157,7 @@ pub(super) fn resolve(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, prob
         runtime,
         health,
         ssh,
+        backup,
         minimums,
         hosts,
     }

@@ -11,6 +11,7 @@ pub const HTTP_PORT: u16 = 80;
 pub const HTTPS_PORT: u16 = 443;
 pub const HTTPS: bool = false;
 pub const CERT_WARN_DAYS: u32 = 30;
+pub const BACKUP_KEEP: u32 = 10;
 pub const POSTGRES_USER: &str = "apiuser";
 pub const POSTGRES_DB: &str = "cultivate";
 pub const BACKEND_PORT: u16 = 3000;

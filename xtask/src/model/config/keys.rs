@@ -59,6 +59,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "health.retries",
     "health.start_period_seconds",
     "ssh.connect_timeout_seconds",
+    "backup.keep",
     "minimums.docker",
     "minimums.compose_v2",
     "minimums.compose_v1",

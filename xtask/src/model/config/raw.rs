@@ -32,6 +32,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) ssh: RawSsh,
     #[serde(default)]
+    pub(super) backup: RawBackup,
+    #[serde(default)]
     pub(super) minimums: RawMinimums,
     #[serde(default)]
     pub(super) hosts: BTreeMap<String, RawHost>,
@@ -41,6 +43,12 @@ pub(super) struct RawConfig {
 #[cfg_attr(test, derive(Serialize))]
 pub(super) struct RawSsh {
     pub(super) connect_timeout_seconds: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+pub(super) struct RawBackup {
+    pub(super) keep: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

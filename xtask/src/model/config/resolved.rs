@@ -17,8 +17,16 @@ pub struct Config {
     pub runtime: Runtime,
     pub health: Health,
     pub ssh: SshSettings,
+    pub backup: BackupSettings,
     pub minimums: crate::model::platform::Minimums,
     pub hosts: BTreeMap<String, Host>,
+}
+
+/// `[backup]`: database backups on the host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BackupSettings {
+    /// Backups kept on the host, newest first.
+    pub keep: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

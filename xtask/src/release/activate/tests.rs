@@ -264,6 +264,9 @@ fn state(version: &str, status: ReleaseStatus) -> DeploymentState {
         status,
         health_checks: Vec::new(),
         replaced: None,
+        backup: None,
+        started: None,
+        bytes_shipped: None,
     }
 }
 
@@ -489,11 +492,21 @@ fn restore_records_the_release_it_replaced() {
     let session = fixture.session();
     let layout = Layout::new(&session.paths);
     let stack = crate::release::rollout::stack(&session, &fixture.config);
-    let target = state("v1", ReleaseStatus::Active);
+    let target = DeploymentState {
+        deployed_by: "someone@else".into(),
+        backup: Some("20261203T000000Z-v0.dump".into()),
+        bytes_shipped: Some(5),
+        ..state("v1", ReleaseStatus::Active)
+    };
     let entry = restore(&session, &fixture.config, &stack, &layout, &History::default(), &target, Some("v2".into()))
         .unwrap()
         .unwrap();
     assert_eq!((entry.status, entry.replaced.as_deref()), (ReleaseStatus::RolledBack, Some("v2")));
+    // The rollback's record is its own: who ran it, when it began, nothing shipped, no
+    // backup (not those of the deploy that first brought v1).
+    assert_eq!(entry.deployed_by, crate::release::state::who_am_i());
+    assert_eq!((entry.backup.as_deref(), entry.bytes_shipped), (None, None));
+    assert!(entry.started.as_deref().is_some_and(|s| s <= entry.timestamp.as_str()), "{entry:?}");
     assert_eq!(fixture.history(), [("v1".into(), ReleaseStatus::RolledBack)]);
 }
 

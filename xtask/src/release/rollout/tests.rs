@@ -210,6 +210,9 @@ fn release(version: &str) -> DeploymentState {
         status: crate::release::state::ReleaseStatus::Active,
         health_checks: Vec::new(),
         replaced: None,
+        backup: None,
+        started: None,
+        bytes_shipped: None,
     }
 }
 

@@ -15,6 +15,9 @@ fn entry(version: &str, status: ReleaseStatus) -> DeploymentState {
         status,
         health_checks: Vec::new(),
         replaced: None,
+        backup: None,
+        started: None,
+        bytes_shipped: None,
     }
 }
 
@@ -223,11 +226,17 @@ fn keep_releases_of_one_still_keeps_the_rollback_target() {
 
 #[test]
 fn only_this_tools_log_names_are_prunable() {
-    let ours = log_file_name("deploy", "2026-12-03T07:42:30.099192071Z", "b5d1c55-dirty");
+    let ours = log_file_name(LoggedTask::Deploy, "2026-12-03T07:42:30.099192071Z", "b5d1c55-dirty");
     assert_eq!(ours, "deploy-2026-12-03T074230.099192071Z-b5d1c55-dirty.log");
     assert!(is_own_log_name(&ours));
-    assert!(is_own_log_name(&log_file_name("rollback", &crate::support::log::now_rfc3339(), "none")));
+    assert!(is_own_log_name(&log_file_name(LoggedTask::Rollback, &crate::support::log::now_rfc3339(), "none")));
     assert!(is_own_log_name("deploy-2026-12-03T074230Z-v1.log"), "a whole second has no fraction");
+    // Every task that writes a log writes one pruning knows (issue 13: `certs`,
+    // `backup` and `restore` logs were left out and piled up).
+    for task in LoggedTask::ALL {
+        let name = log_file_name(task, &crate::support::log::now_rfc3339(), "database");
+        assert!(is_own_log_name(&name), "{name}");
+    }
     for foreign in [
         "dpkg.log",
         "alternatives.log",
@@ -262,8 +271,9 @@ fn pruning_logs_in_a_shared_directory_removes_only_this_tools_logs() {
     for name in foreign {
         std::fs::write(dir.join(name), "not ours").unwrap();
     }
-    let ours: Vec<String> =
-        (1..=4).map(|i| log_file_name("deploy", &format!("2026-12-03T07:42:3{i}Z"), &format!("v{i}"))).collect();
+    let ours: Vec<String> = (1..=4)
+        .map(|i| log_file_name(LoggedTask::Deploy, &format!("2026-12-03T07:42:3{i}Z"), &format!("v{i}")))
+        .collect();
     for (i, name) in ours.iter().enumerate() {
         std::fs::write(dir.join(name), "ours").unwrap();
         // Distinct modification times, oldest first.
