@@ -114,6 +114,10 @@ fn lifecycle(engine: Engine) {
     let shipped = second.shipped_mb().expect("the summary names the bytes shipped");
     assert!(shipped < 1.0, "{engine:?}: a backend-only change shipped {shipped} MB: {}", second.all());
     assert!(activities(&host).contains(&title), "{engine:?}: the row is gone after the upgrade");
+    // The new backend was preceded by a backup of the data (issue 13), on this engine too.
+    let backup = status(&config)["current"]["backup"].as_str().unwrap_or_default().to_string();
+    let size = host_sh(&host, &format!("stat -c %s /opt/cultivate/backups/{backup}"));
+    assert!(size.trim().parse::<u64>().unwrap_or(0) > 0, "{engine:?}: no backup before the new backend: {backup:?}");
 
     // Nothing changed: nothing shipped; the images the store holds are recognised as
     // the ones built here whatever id the store gives them. Nothing restarts either:
@@ -141,6 +145,10 @@ fn lifecycle(engine: Engine) {
     }
     assert!(activities(&host).contains(&title), "{engine:?}: the row is gone after the rollback");
     assert_eq!(status(&config)["history"].as_array().unwrap().last().unwrap()["status"], "rolled_back");
+    // That backup restores through this engine's exec, the row back with it.
+    let restored = config.run(&["restore", "--host", "e2e", "--from", &backup, "--yes"]).unwrap();
+    assert!(restored.success, "{engine:?}: restore failed: {}", restored.all());
+    assert!(activities(&host).contains(&title), "{engine:?}: the row is gone after the restore");
 
     // Property 20 the other way: another image loaded under the tag is refused, with
     // nothing started.

@@ -372,13 +372,14 @@ pub struct Restored {
 /// Restores `record` into the stack's database (design: the data's one way back).
 ///
 /// In order, stopping at the first failure: the file is checked (sha256, a dump of this
-/// database); the data now is backed up; the dump is restored into a fresh database
-/// beside the live one and checked (every table the dump lists is there); the backend
-/// stops (the frontend answers that the API is unavailable); the restored database
+/// database); the backend stops (the frontend answers that the API is unavailable), so
+/// no write is lost; the data now is backed up; the dump is restored into a fresh
+/// database beside the live one and checked (it has tables); the restored database
 /// takes the live one's name, the live one another (one transaction); the release
 /// starts again and must get healthy, and then the data from before is dropped (its
-/// backup stays). Until the swap, a failure leaves the live database as it was; after
-/// it, the swap is undone. Seen through once started: a Ctrl-C does not stop it.
+/// backup stays). Until the swap, a failure leaves the live database as it was and
+/// starts the backend again; after it, the swap is undone. Seen through once started:
+/// a Ctrl-C does not stop it.
 pub fn restore(
     session: &Session,
     config: &Config,
@@ -394,8 +395,6 @@ pub fn restore(
         .clone();
     check(session, config, &database, record)?;
     let _critical = crate::support::interrupt::Critical::enter();
-    let before = take(session, config, &containers, version, &format!("before restore of {}", record.name))?;
-
     let program = session.runtime.program();
     let dir = backups_dir(&session.paths);
     let live = config.database.name.as_str();
@@ -405,6 +404,19 @@ pub fn restore(
     let old = format!("{live}_before_{}", record.name.get(..15).unwrap_or("restore").to_ascii_lowercase());
     let sql = |name: &str, statements: &[String]| -> Result<String> {
         session.run(Effect::Change, &psql_cmd(program, &database, name, statements))
+    };
+    let restart = || rollout::start_and_wait(session, stack, config, release_dir, OnInterrupt::Finish);
+
+    // The backend stops first, so the backup of the data now holds every write.
+    for backend in containers.iter().filter(|c| c.service == "backend" && c.status == "running") {
+        session.run(Effect::Change, &session.runtime_cmd(["stop", "--time", "30", backend.name.as_str()]))?;
+    }
+    let before = match take(session, config, &containers, version, &format!("before restore of {}", record.name)) {
+        Ok(before) => before,
+        Err(err) => {
+            let _ = restart();
+            return Err(err.context(format!("the database on {} is unchanged", session.name)));
+        }
     };
 
     // A fresh database, the dump restored into it and checked: the live one untouched.
@@ -416,7 +428,10 @@ pub fn restore(
             format!("REVOKE ALL ON DATABASE \"{scratch}\" FROM PUBLIC"),
         ],
     )
-    .context("creating a fresh database to restore into")?;
+    .context("creating a fresh database to restore into")
+    .inspect_err(|_| {
+        let _ = restart();
+    })?;
     let drop_scratch = || {
         let _ = sql("postgres", &[format!("DROP DATABASE IF EXISTS \"{scratch}\"")]);
     };
@@ -427,6 +442,7 @@ pub fn restore(
         Ok(count) => count.trim().parse::<usize>().unwrap_or(0),
         Err(err) => {
             drop_scratch();
+            let _ = restart();
             return Err(
                 err.context(format!("restoring {} failed; the database on {} is unchanged", record.name, session.name))
             );
@@ -434,13 +450,11 @@ pub fn restore(
     };
     if tables == 0 && !session.dry_run {
         drop_scratch();
+        let _ = restart();
         bail!("{} restored no table; the database on {} is unchanged", record.name, session.name);
     }
 
-    // The backend stops; the restored database takes the live one's name.
-    for backend in containers.iter().filter(|c| c.service == "backend" && c.status == "running") {
-        session.run(Effect::Change, &session.runtime_cmd(["stop", "--time", "30", backend.name.as_str()]))?;
-    }
+    // The restored database takes the live one's name.
     let swap = |from: &str, to: &str, aside: &str| {
         sql(
             "postgres",
@@ -454,11 +468,11 @@ pub fn restore(
     };
     if let Err(err) = swap(&scratch, live, &old) {
         drop_scratch();
-        let _ = rollout::start_and_wait(session, stack, config, release_dir, OnInterrupt::Finish);
+        let _ = restart();
         return Err(err.context(format!("the database on {} is unchanged", session.name)));
     }
     session.log.info(format!("{} restored into {live} ({tables} tables); starting the backend", record.name));
-    match rollout::start_and_wait(session, stack, config, release_dir, OnInterrupt::Finish)? {
+    match restart()? {
         Ok(_) => {
             sql("postgres", &[format!("DROP DATABASE IF EXISTS \"{old}\"")])?;
             Ok(Restored { before, tables })
@@ -471,7 +485,7 @@ pub fn restore(
             }
             swap(&old, live, &scratch)?;
             drop_scratch();
-            let again = rollout::start_and_wait(session, stack, config, release_dir, OnInterrupt::Finish)?;
+            let again = restart()?;
             bail!(
                 "the backend did not get healthy on the restored data ({}); the data from before is back{}",
                 failure.reason,
