@@ -1268,8 +1268,11 @@ fn backups_bring_deleted_rows_back_and_the_audit_trail_records_every_change() {
     database_sql(s.host, "DELETE FROM activities");
     assert!(!activities(s.host).contains(&title));
     let backend = service_containers(s.host, "backend");
-    let restored = s.config.run(&["restore", "--host", "e2e", "--yes"]).unwrap();
+    let restored = s.config.run(&["restore", "--host", "e2e", "--yes", "--verbose"]).unwrap();
     assert!(restored.success, "{}", restored.all());
+    // The backend stops before the data it would still write to is backed up.
+    let (stop, dump) = (restored.stderr.find(" stop --time 30 "), restored.stderr.find(" pg_dump --format=custom "));
+    assert!(stop.is_some() && dump.is_some() && stop < dump, "{}", restored.all());
     assert!(restored.stderr.contains(&format!("restored {manual}")), "{}", restored.all());
     let listed = activities(s.host);
     assert!(listed.contains(&title) && listed.contains(&second), "{listed}");
