@@ -490,14 +490,14 @@ pub fn remove_releases_cmd(layout: &Layout, versions: &[String]) -> Cmd {
     cmd
 }
 
-/// The name of a task's log on the host: `<operation>-<RFC 3339 time without
+/// The name of a task's log on the host: `<task>-<RFC 3339 time without
 /// colons>-<version>.log`.
 pub fn log_file_name(task: LoggedTask, timestamp: &str, version: &str) -> String {
     format!("{task}-{}-{version}.log", timestamp.replace(':', ""))
 }
 
-/// Whether `name` is a log this tool wrote ([`log_file_name`] of a deploy or a
-/// rollback): pruning removes nothing else, whatever else shares the log directory.
+/// Whether `name` is a log this tool wrote ([`log_file_name`] of a [`LoggedTask`]):
+/// pruning removes nothing else, whatever else shares the log directory.
 pub fn is_own_log_name(name: &str) -> bool {
     let Some(rest) = name.strip_suffix(".log") else { return false };
     let Some(rest) = LoggedTask::ALL.iter().find_map(|task| rest.strip_prefix(task.name())?.strip_prefix('-')) else {

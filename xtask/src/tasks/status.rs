@@ -131,15 +131,21 @@ pub fn read(session: &Session, config: &Config) -> Result<Status> {
     let health = rollout::evaluate(session, &stack, &services)?;
     let chain = session.run(Effect::Read, &certs::read_chain_cmd(&session.paths))?;
     let now = certificate::now();
-    let certificate = (!chain.trim().is_empty())
+    // A chain the host holds but that does not read is reported, not fatal: the rest of
+    // the status still says what runs.
+    let described = (!chain.trim().is_empty())
         .then(|| certificate::describe(&certs::certs_dir(&session.paths), chain.as_bytes()))
-        .transpose()?
-        .map(|summary| ServedCertificate {
-            days_left: summary.days_left(now),
-            expires: summary.expiry_date(),
-            serial: summary.serial,
-            names: summary.names,
+        .transpose()
+        .unwrap_or_else(|err| {
+            session.log.warn(format!("the certificate on {} cannot be read: {err:#}", session.name));
+            None
         });
+    let certificate = described.map(|summary| ServedCertificate {
+        days_left: summary.days_left(now),
+        expires: summary.expiry_date(),
+        serial: summary.serial,
+        names: summary.names,
+    });
     Ok(Status {
         certificate,
         drift: rollout::drift(history.current(), &services),
