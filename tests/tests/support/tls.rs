@@ -70,26 +70,7 @@ pub fn https_get(
     ca: &rustls::pki_types::CertificateDer<'static>,
     version: &'static rustls::SupportedProtocolVersion,
 ) -> anyhow::Result<(rustls::ProtocolVersion, String)> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.clone())?;
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(&[version])?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connection = rustls::ClientConnection::new(Arc::new(config), "localhost".try_into()?)?;
-    let socket = TcpStream::connect(("127.0.0.1", port))?;
-    socket.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut tls = rustls::StreamOwned::new(connection, socket);
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
-    let mut response = Vec::new();
-    match tls.read_to_end(&mut response) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {}
-        Err(e) => return Err(e.into()),
-    }
-    let negotiated = tls.conn.protocol_version().ok_or_else(|| anyhow::anyhow!("no protocol negotiated"))?;
-    let text = String::from_utf8_lossy(&response);
-    let head = text.split("\r\n\r\n").next().unwrap_or_default().to_string();
+    let (negotiated, head, _) = exchange(port, ca, version, "/", Duration::from_secs(10))?;
     Ok((negotiated, head))
 }
 
@@ -101,16 +82,30 @@ pub fn https_request(
     ca: &rustls::pki_types::CertificateDer<'static>,
     path: &str,
 ) -> anyhow::Result<(String, Vec<u8>)> {
+    let (_, head, peer) = exchange(port, ca, &rustls::version::TLS13, path, Duration::from_secs(2))?;
+    Ok((head, peer))
+}
+
+/// One `GET path` over TLS with only `version` allowed, trusting only `ca`, each read
+/// and write given up after `limit`: the negotiated protocol, the response head and the
+/// server's certificate.
+fn exchange(
+    port: u16,
+    ca: &rustls::pki_types::CertificateDer<'static>,
+    version: &'static rustls::SupportedProtocolVersion,
+    path: &str,
+    limit: Duration,
+) -> anyhow::Result<(rustls::ProtocolVersion, String, Vec<u8>)> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone())?;
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_protocol_versions(&[version])?
         .with_root_certificates(roots)
         .with_no_client_auth();
     let connection = rustls::ClientConnection::new(Arc::new(config), "localhost".try_into()?)?;
     let socket = TcpStream::connect(("127.0.0.1", port))?;
-    socket.set_read_timeout(Some(Duration::from_secs(2)))?;
-    socket.set_write_timeout(Some(Duration::from_secs(2)))?;
+    socket.set_read_timeout(Some(limit))?;
+    socket.set_write_timeout(Some(limit))?;
     let mut tls = rustls::StreamOwned::new(connection, socket);
     tls.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())?;
     let mut response = Vec::new();
@@ -119,9 +114,11 @@ pub fn https_request(
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {}
         Err(e) => return Err(e.into()),
     }
+    let negotiated = tls.conn.protocol_version().ok_or_else(|| anyhow::anyhow!("no protocol negotiated"))?;
     let peer = tls.conn.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()).unwrap_or_default();
     let text = String::from_utf8_lossy(&response);
-    Ok((text.split("\r\n\r\n").next().unwrap_or_default().to_string(), peer))
+    let head = text.split("\r\n\r\n").next().unwrap_or_default().to_string();
+    Ok((negotiated, head, peer))
 }
 
 /// HTTPS requests while something happens: `GET /api/v1/activities` about every 20 ms,
