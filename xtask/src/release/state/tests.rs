@@ -249,7 +249,7 @@ fn only_this_tools_log_names_are_prunable() {
         "deploy-2026-12-03T074230Z-v1.log.1",
         "deploy-2026-12-03T074230Z-../x.log",
         "deploy-2026-12-03T07:42:30Z-v1.log",
-        "backup-2026-12-03T074230Z-v1.log",
+        "upgrade-2026-12-03T074230Z-v1.log",
         "xdeploy-2026-12-03T074230Z-v1.log",
     ] {
         assert!(!is_own_log_name(foreign), "{foreign} counted as ours");
