@@ -2,6 +2,8 @@
 //! overrides and defaults applied, every value checked, every problem collected.
 
 use super::checks::*;
+use std::collections::BTreeMap;
+
 use super::defaults;
 use super::keys::ENV_OVERRIDES;
 use super::problems::Problem;
@@ -126,6 +128,10 @@ pub(super) fn resolve(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, prob
         ),
     };
     let backup = BackupSettings { keep: checker.positive("backup.keep", raw.backup.keep, defaults::BACKUP_KEEP) };
+    let deploy = DeploySettings {
+        parallel: checker.positive("deploy.parallel", raw.deploy.parallel, defaults::DEPLOY_PARALLEL),
+        all_or_nothing: raw.deploy.all_or_nothing.unwrap_or(defaults::DEPLOY_ALL_OR_NOTHING),
+    };
     let fallback = crate::model::platform::Minimums::default();
     let minimums = crate::model::platform::Minimums {
         docker: checker.version("minimums.docker", raw.minimums.docker, fallback.docker),
@@ -144,7 +150,12 @@ pub(super) fn resolve(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, prob
         let resolved = checker.host(&name, host);
         (name, resolved)
     });
-    let hosts = hosts.collect();
+    let hosts: BTreeMap<String, Host> = hosts.collect();
+    let groups = raw.groups.into_iter().map(|(name, members)| {
+        checker.group(&name, &members, &hosts);
+        (name, members)
+    });
+    let groups = groups.collect();
 
     Config {
         app: App { name, environment },
@@ -158,8 +169,10 @@ pub(super) fn resolve(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, prob
         health,
         ssh,
         backup,
+        deploy,
         minimums,
         hosts,
+        groups,
     }
 }
 
@@ -405,6 +418,31 @@ impl Checker<'_> {
                     }
                 }
             }
+        }
+    }
+
+    /// A group names hosts of `[hosts]`, at least one, each once, and not a host's
+    /// own name (`--host` and `--group` would then mean two things).
+    fn group(&mut self, name: &str, members: &[String], hosts: &BTreeMap<String, Host>) {
+        let key = format!("groups.{name}");
+        if members.is_empty() {
+            self.invalid(&key, "[]", "at least one host name from [hosts]");
+        }
+        for (index, member) in members.iter().enumerate() {
+            if !hosts.contains_key(member) {
+                let known: Vec<&str> = hosts.keys().map(String::as_str).collect();
+                let expected = if known.is_empty() {
+                    "a name from [hosts]; there is no [hosts.NAME] table yet".to_string()
+                } else {
+                    format!("a name from [hosts] ({})", known.join(", "))
+                };
+                self.invalid(&key, &format!("{member:?}"), &expected);
+            } else if members[..index].contains(member) {
+                self.invalid(&key, &format!("{member:?}"), "each host once");
+            }
+        }
+        if hosts.contains_key(name) {
+            self.invalid(&key, &format!("{name:?}"), "a group name that is not also a host's name");
         }
     }
 

@@ -18,7 +18,7 @@ pub const ENV_OVERRIDES: [(&str, &str); 10] = [
     ("APP_ENV", "app.environment"),
 ];
 
-/// Every key the file may hold; `*` stands for a host's name.
+/// Every key the file may hold; `*` stands for a host's (or a group's) name.
 pub const KNOWN_KEYS: &[&str] = &[
     "app.name",
     "app.environment",
@@ -60,6 +60,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "health.start_period_seconds",
     "ssh.connect_timeout_seconds",
     "backup.keep",
+    "deploy.parallel",
+    "deploy.all_or_nothing",
     "minimums.docker",
     "minimums.compose_v2",
     "minimums.compose_v1",
@@ -74,6 +76,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "hosts.*.engine",
     "hosts.*.deployment_path",
     "hosts.*.log_path",
+    "groups.*",
 ];
 
 /// Reads `text` as the file as written, with a [`Problem::Unknown`] for each key that

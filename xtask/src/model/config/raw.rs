@@ -34,9 +34,20 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) backup: RawBackup,
     #[serde(default)]
+    pub(super) deploy: RawDeploy,
+    #[serde(default)]
     pub(super) minimums: RawMinimums,
     #[serde(default)]
     pub(super) hosts: BTreeMap<String, RawHost>,
+    #[serde(default)]
+    pub(super) groups: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+pub(super) struct RawDeploy {
+    pub(super) parallel: Option<i64>,
+    pub(super) all_or_nothing: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

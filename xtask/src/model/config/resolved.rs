@@ -18,8 +18,20 @@ pub struct Config {
     pub health: Health,
     pub ssh: SshSettings,
     pub backup: BackupSettings,
+    pub deploy: DeploySettings,
     pub minimums: crate::model::platform::Minimums,
     pub hosts: BTreeMap<String, Host>,
+    /// `[groups]`: a name for several of `hosts`, each a key of `hosts`.
+    pub groups: BTreeMap<String, Vec<String>>,
+}
+
+/// `[deploy]`: how a deploy to several hosts runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeploySettings {
+    /// Hosts worked on at once.
+    pub parallel: u32,
+    /// A failure on one host rolls the hosts that succeeded back too.
+    pub all_or_nothing: bool,
 }
 
 /// `[backup]`: database backups on the host.

@@ -136,6 +136,26 @@ fn hostile_host_addresses_are_refused() {
 }
 
 #[test]
+fn groups_name_configured_hosts_each_once() {
+    let hosts =
+        "[app]\nname = \"x\"\n[hosts.a]\naddress = \"a\"\nuser = \"u\"\n[hosts.b]\naddress = \"b\"\nuser = \"u\"\n";
+    let config = parse(&format!("{hosts}[groups]\nprod = [\"a\", \"b\"]\n")).unwrap();
+    assert_eq!(config.groups["prod"], ["a", "b"]);
+    assert_eq!(config.deploy, DeploySettings { parallel: 4, all_or_nothing: false });
+    let message = problems(&format!("{hosts}[groups]\nprod = [\"a\", \"c\"]\nnone = []\nb = [\"a\", \"a\"]\n"));
+    for expected in [
+        "`groups.prod` = \"c\": a name from [hosts] (a, b)",
+        "`groups.none` = []: at least one host name",
+        "`groups.b` = \"a\": each host once",
+        "`groups.b` = \"b\": a group name that is not also a host's name",
+    ] {
+        assert!(message.contains(expected), "{expected} not in {message}");
+    }
+    let message = problems(&format!("{MINIMAL}[deploy]\nparallel = 0\n"));
+    assert!(message.contains("`deploy.parallel` = 0: a whole number greater than 0"), "{message}");
+}
+
+#[test]
 fn a_hosts_engine_is_docker_or_podman_on_linux() {
     let host = |extra: &str| format!("[app]\nname = \"x\"\n[hosts.web]\naddress = \"h\"\nuser = \"u\"\n{extra}");
     let config = parse(&host("engine = \"podman\"\n")).unwrap();
@@ -518,7 +538,7 @@ fn raw_field_keys() -> BTreeSet<String> {
         match value {
             serde_json::Value::Object(fields) => {
                 for (name, inner) in fields {
-                    let name = if prefix == "hosts" { "*" } else { name.as_str() };
+                    let name = if prefix == "hosts" || prefix == "groups" { "*" } else { name.as_str() };
                     let path = if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
                     leaves(&path, inner, keys);
                 }
@@ -530,6 +550,7 @@ fn raw_field_keys() -> BTreeSet<String> {
     }
     let mut raw = raw::RawConfig::default();
     raw.hosts.insert("web".to_string(), raw::RawHost::default());
+    raw.groups.insert("all".to_string(), Vec::new());
     let mut keys = BTreeSet::new();
     leaves("", &serde_json::to_value(&raw).unwrap(), &mut keys);
     keys
