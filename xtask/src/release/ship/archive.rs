@@ -64,7 +64,8 @@ impl LayerNames {
         if let Some(dir) = file.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let partial = file.with_extension("json.partial");
+        // A name of its own: hosts shipped to at once save from several threads.
+        let partial = file.with_extension(format!("json.{}-{}.partial", std::process::id(), unique()));
         std::fs::write(&partial, serde_json::to_string(self)?)
             .with_context(|| format!("writing {}", partial.display()))?;
         std::fs::rename(&partial, file).with_context(|| format!("writing {}", file.display()))

@@ -242,3 +242,29 @@ fn an_oci_stream_keeps_its_blob_names_and_compressed_layers() {
     assert_eq!(manifest["layers"][1]["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
     assert_eq!(manifest["layers"][1]["digest"], digest(&app_gz).as_str());
 }
+
+/// Issue 14: hosts shipped to at once save the layer names from several threads; one
+/// shared `.partial` name let one thread rename away (or truncate) another's file.
+#[test]
+fn layer_names_saved_from_several_threads_at_once_all_land() {
+    let dir = std::env::temp_dir().join(format!("cultivate-layer-names-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let file = dir.join("layer-names.json");
+    std::thread::scope(|scope| {
+        for thread in 0..6 {
+            let file = &file;
+            scope.spawn(move || {
+                for round in 0..40 {
+                    let mut names = LayerNames::default();
+                    names.paths.insert(format!("{thread}/{round}/layer.tar"), "sha256:0".repeat(8));
+                    names.save(file).unwrap();
+                }
+            });
+        }
+    });
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(serde_json::from_str::<LayerNames>(&text).is_ok(), "{text}");
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left.len(), 1, "only the file remains: {left:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
