@@ -86,6 +86,36 @@ impl DeployConfig {
         Ok(DeployConfig { path, known_hosts: host.known_hosts.clone() })
     }
 
+    /// Several hosts, `[hosts.NAME]` each (as root), in one file with `sections`; their
+    /// host keys in one known_hosts file. A host given as `None` is a name whose
+    /// address answers nothing (a closed loopback port): a host that is down.
+    pub fn for_hosts(hosts: &[(&str, Option<&TestHost>)], sections: &str) -> Result<DeployConfig> {
+        let path = std::env::temp_dir().join(format!("{}.toml", unique("fleet-config")));
+        let mut text = format!(
+            "[app]\nname = \"cultivate\"\n[health]\n{QUICK_HEALTH}[runtime]\nlock_timeout_seconds = 3\n\
+             keep_releases = 4\nkeep_logs = 6\n[ssh]\nconnect_timeout_seconds = 3\n{sections}\n"
+        );
+        let mut known_hosts = String::new();
+        // One key per test process: every host (and the one that is down) names it.
+        let key = hosts.iter().find_map(|(_, h)| *h).context("at least one running host")?.key.display().to_string();
+        for (name, host) in hosts {
+            let port = match host {
+                Some(host) => {
+                    known_hosts.push_str(&std::fs::read_to_string(&host.known_hosts)?);
+                    host.ssh_port
+                }
+                None => closed_port()?,
+            };
+            text.push_str(&format!(
+                "[hosts.{name}]\naddress = \"127.0.0.1\"\nuser = \"root\"\nport = {port}\nidentity_file = {key:?}\n"
+            ));
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        let known = path.with_extension("known_hosts");
+        std::fs::write(&known, known_hosts).with_context(|| format!("writing {}", known.display()))?;
+        Ok(DeployConfig { path, known_hosts: known })
+    }
+
     /// `xtask --config FILE <args>`, ready to run.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(xtask_binary());
@@ -114,7 +144,15 @@ impl DeployConfig {
 impl Drop for DeployConfig {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        // The known_hosts file of [`DeployConfig::for_hosts`] (none for one host).
+        let _ = std::fs::remove_file(self.path.with_extension("known_hosts"));
     }
+}
+
+/// A loopback port nothing listens on (bound, then let go).
+pub fn closed_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding a loopback port")?;
+    Ok(listener.local_addr()?.port())
 }
 
 /// A finished xtask run.
@@ -250,7 +288,12 @@ pub fn deploy(config: &DeployConfig, manifest: &Path) -> Ran {
 
 /// `status --host e2e --json`, which must succeed.
 pub fn status(config: &DeployConfig) -> serde_json::Value {
-    let ran = config.run(&["status", "--host", "e2e", "--json"]).expect("running status");
+    status_of(config, "e2e")
+}
+
+/// `status --host NAME --json`, which must succeed.
+pub fn status_of(config: &DeployConfig, name: &str) -> serde_json::Value {
+    let ran = config.run(&["status", "--host", name, "--json"]).expect("running status");
     assert!(ran.success, "status failed: {}", ran.all());
     serde_json::from_str(&ran.stdout).unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {}", ran.stdout))
 }

@@ -8,5 +8,6 @@ pub mod probe;
 pub mod report;
 pub mod runtime;
 pub mod scripted;
+pub mod selection;
 pub mod session;
 pub mod transport;

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::host::probe::ComposeCommand;
 use crate::host::runtime::RuntimeKind;
+pub use crate::host::selection::{HostArgs, Target};
 use crate::host::transport::Transport;
 use crate::model::config::Config;
 use crate::model::paths::DeploymentPaths;
@@ -17,24 +18,6 @@ use crate::model::platform::{TargetOs, Version};
 use crate::model::service::Service;
 use crate::support::command::Cmd;
 use crate::support::log::Log;
-
-/// `--host NAME` or `--local`, shared by every task that works on a target.
-#[derive(Debug, Clone, clap::Args)]
-pub struct HostArgs {
-    /// A name from [hosts] in deploy/deploy.toml, or [user@]host[:port].
-    #[arg(long, required_unless_present = "local", conflicts_with = "local")]
-    pub host: Option<String>,
-    /// Work on this machine's engine, without SSH.
-    #[arg(long)]
-    pub local: bool,
-}
-
-impl HostArgs {
-    /// The name the target goes by in logs and the history.
-    pub fn name(&self) -> &str {
-        self.host.as_deref().unwrap_or("local")
-    }
-}
 
 /// `--dry-run`, `--verbose` and `--yes`, shared by the tasks that change a target.
 #[derive(Debug, Clone, clap::Args)]
@@ -96,18 +79,18 @@ impl<'a> Session<'a> {
 
     /// Connects (connectivity first, Property 16), detects the target and checks its
     /// runtime; with `install`, installs what is missing first (as `doctor --install`).
-    pub fn open(config: &Config, host: &HostArgs, install: bool, dry_run: bool, log: &'a Log) -> Result<Session<'a>> {
-        let name = host.name().to_string();
-        let transport = match &host.host {
-            Some(host) => crate::host::report::connect(config, host)?,
-            None => Transport::Local,
+    pub fn open(config: &Config, target: &Target, install: bool, dry_run: bool, log: &'a Log) -> Result<Session<'a>> {
+        let name = target.name().to_string();
+        let transport = match target {
+            Target::Host(host) => crate::host::report::connect(config, host)?,
+            Target::Local => Transport::Local,
         };
         log.info(format!("connected to {transport}"));
         let report = crate::host::report::machine_report(
             config,
             &transport,
             transport.to_string(),
-            host.host.as_deref().and_then(|h| config.hosts.get(h)),
+            target.host().and_then(|h| config.hosts.get(h)),
             install && !dry_run,
         )?;
         for action in &report.actions {

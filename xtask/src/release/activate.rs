@@ -239,6 +239,71 @@ const SWAPPED: [(Service, Service, Handover); 2] = [
     (Service::WebFrontend, Service::Edge, Handover::RouteEdge),
 ];
 
+/// Restores the release before the current one on `session`'s host, or `to`: what
+/// runs when it is not the current release (a deploy cut off while starting) is put
+/// back as recorded first. The caller holds the lock. With `ask`, the user confirms.
+/// Returns the version that serves. Should the restored release not get healthy,
+/// what ran before is started again.
+pub fn roll_back(session: &Session, config: &Config, to: Option<&str>, ask: bool) -> Result<String> {
+    let layout = Layout::new(&session.paths);
+    let stack = rollout::stack(session, config);
+    let history = rollout::read_history(session, &layout)?;
+    let existing = rollout::existing_releases(session, &layout)?;
+    let drift = rollout::drift(history.current(), &rollout::read_containers(session, &stack)?);
+    let current = history.current().map(|c| c.version.clone());
+    // What runs is not the recorded current release (a deploy killed or cut off while
+    // starting): a rollback without --to, or --to the current one, puts that back.
+    let reconcile = history
+        .current()
+        .filter(|c| !drift.is_empty() && to.is_none_or(|to| to == c.version))
+        .filter(|c| existing.contains(&c.version));
+    let (target, replaced) = match reconcile {
+        Some(recorded) => {
+            session.log.warn(format!(
+                "what runs on {} is not the current release {}: {}. Restoring {} as recorded",
+                session.name,
+                recorded.version,
+                drift.join("; "),
+                recorded.version
+            ));
+            (recorded.clone(), None)
+        }
+        None => (history.rollback_target(to, &existing)?.clone(), current.clone()),
+    };
+    rollout::check_restorable(session, &layout, &target)
+        .map_err(|err| anyhow::anyhow!("{err:#}; nothing was changed"))?;
+    if ask && !session.dry_run {
+        crate::host::session::confirm(&format!(
+            "Roll {} back from {} to {} (deployed {})?",
+            session.name,
+            current.as_deref().unwrap_or("nothing"),
+            target.version,
+            target.timestamp
+        ))?;
+    }
+    session.log.info(format!(
+        "rolling {} back from {} to {}",
+        session.name,
+        current.as_deref().unwrap_or("nothing"),
+        target.version
+    ));
+    match restore(session, config, &stack, &layout, &history, &target, replaced)? {
+        Ok(_) => Ok(target.version),
+        Err(failure) => {
+            // Put back what was running; the data volume was never touched.
+            if let Some(current) = &current {
+                session.log.warn(format!("restarting {current}, which was running before"));
+                let dir = layout.release_dir(current);
+                match rollout::start_and_wait(session, &stack, config, &dir, rollout::OnInterrupt::Finish)? {
+                    Ok(_) => bail!("{}; {current} is running again", failure.reason),
+                    Err(second) => bail!("{}; restarting {current} failed too: {}", failure.reason, second.reason),
+                }
+            }
+            bail!("{}", failure.reason)
+        }
+    }
+}
+
 /// Replaces the running backend and frontend with `release_dir`'s, each without losing
 /// a request, where compose can scale (Docker's): see [`swap_one`]. The first failure
 /// is returned; what was swapped before it stays (the restore that follows swaps it

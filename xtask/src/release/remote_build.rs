@@ -79,7 +79,7 @@ fn ship_base(project: &Project, session: &Session, local: &Runtime, reference: &
     let details = local.inspect_image(reference)?.with_context(|| format!("{reference} is not on this machine"))?;
     let image = details.to_image("base", reference);
     let plan = ship::plan(&image, &Inventory::read(session)?);
-    let shipped = ship::deliver(session, local, &image, &plan, &project.state_dir())?;
+    let shipped = ship::deliver(session, local, &image, &plan, &project.state_dir(), None)?;
     if shipped.sent_bytes > 0 {
         session.log.info(format!("base: sent {reference}, {:.1} MB", shipped.sent_bytes as f64 / 1e6));
     }

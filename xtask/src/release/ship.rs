@@ -13,6 +13,7 @@
 //! - Finch gets whole images: its loader needs every blob.
 
 pub mod archive;
+pub mod shared;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -165,8 +166,20 @@ pub fn plan_all(images: &[Image], inventory: &Inventory) -> Vec<Plan> {
 }
 
 /// Carries out `plan` for `image`: tags it when the target holds it under another
-/// name, or sends it. Either way the target's image is verified.
-pub fn deliver(session: &Session, local: &Runtime, image: &Image, plan: &Plan, state_dir: &Path) -> Result<Shipped> {
+/// name, or sends it (the archive made once for several hosts, given `archives`).
+/// Either way the target's image is verified.
+pub fn deliver(
+    session: &Session,
+    local: &Runtime,
+    image: &Image,
+    plan: &Plan,
+    state_dir: &Path,
+    archives: Option<&shared::Archives>,
+) -> Result<Shipped> {
+    let send = |skip: &BTreeSet<String>| match archives {
+        Some(archives) if !session.dry_run => archives.send(session, local, image, skip, state_dir),
+        _ => send(session, local, image, skip, state_dir),
+    };
     match plan {
         Plan::Present { tag_id } => {
             if let Some(id) = tag_id {
@@ -175,7 +188,7 @@ pub fn deliver(session: &Session, local: &Runtime, image: &Image, plan: &Plan, s
             verify(session, image, None)?;
             Ok(Shipped::default())
         }
-        Plan::Send { skip } => match send(session, local, image, skip, state_dir) {
+        Plan::Send { skip } => match send(skip) {
             // A store that lacks a left-out layer's content after all (e.g. it holds
             // the layer only as an unpacked snapshot) refuses the load: send it whole.
             Err(err) if !skip.is_empty() && format!("{err:#}").contains("not found") => {
@@ -186,7 +199,7 @@ pub fn deliver(session: &Session, local: &Runtime, image: &Image, plan: &Plan, s
                     skip.len(),
                     format!("{err:#}").lines().next().unwrap_or("")
                 ));
-                send(session, local, image, &BTreeSet::new(), state_dir)
+                send(&BTreeSet::new())
             }
             other => other,
         },
@@ -249,7 +262,12 @@ pub fn send(
     let spool_dir = state_dir.join("images").join("spool");
     let mut names = LayerNames::load(&names_file);
 
-    let bar = progress_bar(&image.service, image.size_bytes.max(1));
+    // Several hosts at once each have one progress line already (their log's).
+    let bar = if session.log.is_one_of_several() {
+        indicatif::ProgressBar::hidden()
+    } else {
+        progress_bar(&image.service, image.size_bytes.max(1))
+    };
     let saved = Arc::new(AtomicU64::new(0));
     let sent = Arc::new(AtomicU64::new(0));
     let mut save = save_cmd.spawn_piped(false)?;
@@ -373,7 +391,13 @@ pub fn verify(session: &Session, image: &Image, written: Option<&Written>) -> Re
 /// Ships every image of a release the target lacks, in order, after checking the
 /// target's disk can take them (before anything is sent or stopped). Returns the
 /// release's images and the bytes sent.
-pub fn ship_all(session: &Session, local: &Runtime, images: &[Image], state_dir: &Path) -> Result<(Vec<Image>, u64)> {
+pub fn ship_all(
+    session: &Session,
+    local: &Runtime,
+    images: &[Image],
+    state_dir: &Path,
+    archives: Option<&shared::Archives>,
+) -> Result<(Vec<Image>, u64)> {
     let log = session.log;
     let inventory = Inventory::read(session)?;
     let plans = plan_all(images, &inventory);
@@ -397,7 +421,7 @@ pub fn ship_all(session: &Session, local: &Runtime, images: &[Image], state_dir:
     for (image, plan) in images.iter().zip(&plans) {
         match plan {
             Plan::Present { .. } => {
-                deliver(session, local, image, plan, state_dir)?;
+                deliver(session, local, image, plan, state_dir, archives)?;
                 log.info(format!("{}: {} is on {} already, not sent", image.service, image.reference, session.name));
             }
             Plan::Send { skip } => {
@@ -409,7 +433,7 @@ pub fn ship_all(session: &Session, local: &Runtime, images: &[Image], state_dir:
                     image.layers.len(),
                     session.name
                 ));
-                let shipped = deliver(session, local, image, plan, state_dir)?;
+                let shipped = deliver(session, local, image, plan, state_dir, archives)?;
                 sent += shipped.sent_bytes;
                 log.info(format!(
                     "{}: sent {:.1} MB compressed ({:.1} MB saved, {} layers left out) in {:.1} s, {:.1} MB/s; \

@@ -30,12 +30,27 @@ impl fmt::Display for Level {
 /// whatever layer speaks (the image build, the engine bootstrap, the probe).
 static CURRENT: Mutex<Option<Lines>> = Mutex::new(None);
 
+thread_local! {
+    /// A host's log, when this thread works on one host of several: what is said on
+    /// the thread belongs to that host's log, not to the task's.
+    static HOST_CURRENT: std::cell::RefCell<Option<Lines>> = const { std::cell::RefCell::new(None) };
+}
+
 type Lines = Arc<Mutex<Vec<String>>>;
 
 #[derive(Debug, Default)]
 pub struct Log {
     verbose: bool,
     lines: Lines,
+    /// One host of several: its name marks each line on stderr, and its progress
+    /// line (when stderr is a terminal) shows the latest step.
+    host: Option<HostLine>,
+}
+
+#[derive(Debug)]
+struct HostLine {
+    name: String,
+    bar: indicatif::ProgressBar,
 }
 
 impl Log {
@@ -43,7 +58,36 @@ impl Log {
     pub fn new(verbose: bool) -> Log {
         let lines = Lines::default();
         *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&lines));
-        Log { verbose, lines }
+        Log { verbose, lines, host: None }
+    }
+
+    /// The log of one host among several worked on at once, kept apart (it is written
+    /// on that host): lines said on this thread from now on are kept in it. On a
+    /// terminal, `progress` gets the host's one progress line; elsewhere each line
+    /// goes to stderr marked with the host's name.
+    pub fn for_host(verbose: bool, name: &str, progress: &indicatif::MultiProgress) -> Log {
+        let lines = Lines::default();
+        HOST_CURRENT.with(|current| *current.borrow_mut() = Some(Arc::clone(&lines)));
+        let bar = progress.add(indicatif::ProgressBar::new_spinner());
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{prefix:>16} {spinner} {wide_msg}") {
+            bar.set_style(style);
+        }
+        bar.set_prefix(name.to_string());
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        Log { verbose, lines, host: Some(HostLine { name: name.to_string(), bar }) }
+    }
+
+    /// Whether this is one host's log among several (progress bars of its own would
+    /// fight the others').
+    pub fn is_one_of_several(&self) -> bool {
+        self.host.is_some()
+    }
+
+    /// Ends the host's progress line with `message`.
+    pub fn finish(&self, message: &str) {
+        if let Some(host) = &self.host {
+            host.bar.finish_with_message(message.to_string());
+        }
     }
 
     pub fn verbose(&self) -> bool {
@@ -73,9 +117,20 @@ impl Log {
         for text in message.trim_end().lines() {
             let line = format_line(&stamp, level, text);
             if level > Level::Debug || self.verbose {
-                eprintln!("{line}");
+                self.echo(level, &stamp, text, &line);
             }
             lines.push(line);
+        }
+    }
+
+    fn echo(&self, level: Level, stamp: &str, text: &str, line: &str) {
+        match &self.host {
+            None => eprintln!("{line}"),
+            Some(host) if host.bar.is_hidden() => {
+                eprintln!("{}", format_line(stamp, level, &format!("{} | {text}", host.name)))
+            }
+            Some(host) if level == Level::Info => host.bar.set_message(text.to_string()),
+            Some(host) => host.bar.println(format_line(stamp, level, &format!("{} | {text}", host.name))),
         }
     }
 
@@ -100,7 +155,9 @@ pub fn warn(message: impl AsRef<str>) {
 
 fn say_at(level: Level, message: &str) {
     let stamp = now_rfc3339();
-    let current = CURRENT.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let current = HOST_CURRENT
+        .with(|current| current.borrow().clone())
+        .or_else(|| CURRENT.lock().unwrap_or_else(|e| e.into_inner()).clone());
     for text in message.trim_matches('\n').lines() {
         let line = format_line(&stamp, level, text);
         eprintln!("{line}");

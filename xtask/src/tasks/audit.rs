@@ -1,11 +1,14 @@
 //! `cargo xtask audit --host NAME [--json]`: every deploy, rollback, restore, lock
 //! break and certificate change on the host, newest first, from the host's history.
+//! Several hosts (`--host a --host b`, `--group`): each host's trail in turn (with
+//! `--json`, one object keyed by host).
 
 use anyhow::Result;
 
-use crate::host::session::{HostArgs, Session};
+use crate::host::session::{HostArgs, Session, Target};
 use crate::model::config::Config;
 use crate::release::audit::{self, AuditEntry};
+use crate::release::fleet::{self, HostOutcome};
 use crate::release::rollout;
 use crate::release::state::Layout;
 use crate::support::log::Log;
@@ -26,22 +29,43 @@ pub struct AuditArgs {
 pub fn run(project: &Project, args: &AuditArgs) -> Result<()> {
     let log = Log::new(args.verbose);
     let config = Config::load(&project.config_file)?;
-    let session = Session::open(&config, &args.target, false, false, &log)?;
-    let history = rollout::read_history(&session, &Layout::new(&session.paths));
-    session.close();
-    let trail = audit::trail(&history?);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&trail)?);
-    } else {
-        print_trail(&session.name, &trail);
+    let targets = args.target.targets(&config)?;
+    let several = targets.len() > 1;
+    let mut outcomes = Vec::new();
+    let mut trails = serde_json::Map::new();
+    for target in &targets {
+        let started = std::time::Instant::now();
+        let result = read_trail(&config, target, &log);
+        match &result {
+            Ok(trail) if args.json && several => {
+                trails.insert(target.name().to_string(), serde_json::to_value(trail)?);
+            }
+            Ok(trail) if args.json => println!("{}", serde_json::to_string_pretty(trail)?),
+            Ok(trail) => print_trail(target.name(), trail, several),
+            Err(_) => {}
+        }
+        outcomes.push(HostOutcome { target: target.clone(), result, seconds: started.elapsed().as_secs_f64() });
     }
-    Ok(())
+    if args.json && several {
+        println!("{}", serde_json::to_string_pretty(&trails)?);
+    }
+    fleet::conclude("audit", outcomes)
 }
 
-fn print_trail(host: &str, trail: &[AuditEntry]) {
+fn read_trail(config: &Config, target: &Target, log: &Log) -> Result<Vec<AuditEntry>> {
+    let session = Session::open(config, target, false, false, log)?;
+    let history = rollout::read_history(&session, &Layout::new(&session.paths));
+    session.close();
+    Ok(audit::trail(&history?))
+}
+
+fn print_trail(host: &str, trail: &[AuditEntry], several: bool) {
     if trail.is_empty() {
         println!("{host}: nothing recorded yet");
         return;
+    }
+    if several {
+        println!("\n{host}:");
     }
     println!(
         "{:<20} {:<24} {:<18} {:<18} {:<11} {:>8} {:>10}  detail",

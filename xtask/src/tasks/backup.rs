@@ -1,5 +1,7 @@
 //! `cargo xtask backup --host NAME [--download DIR] | --list`: a backup of the
 //! database now (optionally copied here, its sha256 checked), or the host's backups.
+//! Several hosts (`--host a --host b`, `--group`): backed up in parallel, each copy
+//! downloaded into `DIR/<host>/`; `--list` lists each host's in turn.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -7,9 +9,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
-use crate::host::session::{ChangeArgs, HostArgs, Session};
+use crate::host::session::{ChangeArgs, HostArgs, Session, Target};
 use crate::model::config::Config;
 use crate::release::backup::{self, BackupRecord};
+use crate::release::fleet::{self, HostOutcome};
 use crate::release::rollout;
 use crate::release::state::{Layout, LoggedTask};
 use crate::support::log::Log;
@@ -33,33 +36,57 @@ pub fn run(project: &Project, args: &BackupArgs) -> Result<()> {
     crate::support::interrupt::install();
     let log = Log::new(args.change.verbose);
     let config = Config::load(&project.config_file)?;
-    if let Some(dir) = &args.download {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {} for --download", dir.display()))?;
-    }
-    let session = Session::open(&config, &args.target, false, args.change.dry_run, &log)?;
+    let targets = args.target.targets(&config)?;
+    let several = targets.len() > 1;
     if args.list {
-        let listed = backup::list(&session);
-        session.close();
-        print_list(&session.name, &listed?);
-        return Ok(());
+        let mut outcomes = Vec::new();
+        for target in &targets {
+            let started = std::time::Instant::now();
+            let result = Session::open(&config, target, false, false, &log).and_then(|session| {
+                let listed = backup::list(&session);
+                session.close();
+                listed
+            });
+            if let Ok(records) = &result {
+                print_list(target.name(), records, several);
+            }
+            outcomes.push(HostOutcome { target: target.clone(), result, seconds: started.elapsed().as_secs_f64() });
+        }
+        return fleet::conclude("backup --list", outcomes);
     }
-    let result = rollout::with_lock(&session, &config, "backup", "-", || take(&session, &config, args));
-    let done = format!("backup on {} done", session.name);
-    rollout::conclude(&session, &config, LoggedTask::Backup, "database", &result, &done);
-    let record = result?;
-    if !session.dry_run {
-        println!("{}/{}", backup::backups_dir(&session.paths), record.name);
+    let download_dir =
+        |target: &Target| args.download.as_ref().map(|dir| if several { dir.join(target.name()) } else { dir.clone() });
+    for target in &targets {
+        if let Some(dir) = download_dir(target) {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {} for --download", dir.display()))?;
+        }
     }
-    Ok(())
+    let outcomes = fleet::run_each(&targets, config.deploy.parallel, &log, |target, log| {
+        let session = Session::open(&config, target, false, args.change.dry_run, log)?;
+        let dir = download_dir(target);
+        let result = rollout::with_lock(&session, &config, "backup", "-", || take(&session, &config, dir.as_deref()));
+        let done = format!("backup on {} done", session.name);
+        rollout::conclude(&session, &config, LoggedTask::Backup, "database", &result, &done);
+        Ok((backup::backups_dir(&session.paths), result?))
+    });
+    if !args.change.dry_run {
+        for outcome in &outcomes {
+            if let Ok((dir, record)) = &outcome.result {
+                let host = if several { format!("{}: ", outcome.name()) } else { String::new() };
+                println!("{host}{dir}/{}", record.name);
+            }
+        }
+    }
+    fleet::conclude("backup", outcomes)
 }
 
-fn take(session: &Session, config: &Config, args: &BackupArgs) -> Result<BackupRecord> {
+fn take(session: &Session, config: &Config, download_to: Option<&Path>) -> Result<BackupRecord> {
     let layout = Layout::new(&session.paths);
     let history = rollout::read_history(session, &layout)?;
     let version = history.current().map_or("none", |c| c.version.as_str()).to_string();
     let containers = rollout::read_containers(session, &rollout::stack(session, config))?;
     let record = backup::take(session, config, &containers, &version, "backup")?;
-    if let Some(dir) = &args.download
+    if let Some(dir) = download_to
         && !session.dry_run
     {
         download(session, &record, dir)?;
@@ -130,10 +157,13 @@ impl Write for HashingWriter {
     }
 }
 
-fn print_list(host: &str, records: &[BackupRecord]) {
+fn print_list(host: &str, records: &[BackupRecord], several: bool) {
     if records.is_empty() {
         println!("{host}: no backups");
         return;
+    }
+    if several {
+        println!("\n{host}:");
     }
     println!("{:<40} {:<18} {:>10} {:>8}  why", "name", "version", "size", "age");
     for record in records.iter().rev() {

@@ -1,4 +1,4 @@
-//! `cargo xtask certs --host NAME`: installs renewed TLS certificates on a host and
+//! `cargo xtask certs --host NAME` (or several hosts, in parallel): installs renewed TLS certificates on a host and
 //! reloads nginx in the running frontend in place: no image built, no container
 //! restarted, no connection refused (design Property 15).
 //!
@@ -13,6 +13,7 @@ use crate::host::session::{ChangeArgs, Effect, HostArgs, Session};
 use crate::model::certificate::{self, LocalCertificates};
 use crate::model::config::Config;
 use crate::release::certs;
+use crate::release::fleet;
 use crate::release::rollout;
 use crate::release::state::{self as release, Layout, LoggedTask};
 use crate::support::log::Log;
@@ -50,11 +51,23 @@ pub fn run(project: &Project, args: &CertsArgs) -> Result<()> {
         summary.expiry_date(),
         summary.days_left(now)
     ));
-    let session = Session::open(&config, &args.target, false, args.change.dry_run, &log)?;
-    let result = rollout::with_lock(&session, &config, "certs", &summary.serial, || install(&session, &config, &local));
-    let done = format!("certificates on {} done", session.name);
-    rollout::conclude(&session, &config, LoggedTask::Certs, "certificates", &result, &done);
-    result
+    let targets = args.target.targets(&config)?;
+    let outcomes = fleet::run_each(&targets, config.deploy.parallel, &log, |target, log| {
+        let session = Session::open(&config, target, false, args.change.dry_run, log)?;
+        let result =
+            rollout::with_lock(&session, &config, "certs", &summary.serial, || install(&session, &config, &local));
+        let done = format!("certificates on {} done", session.name);
+        rollout::conclude(&session, &config, LoggedTask::Certs, "certificates", &result, &done);
+        result
+    });
+    if targets.len() > 1 {
+        let rows: Vec<Vec<String>> = outcomes
+            .iter()
+            .map(|o| vec![o.name().to_string(), format!("{:.1} s", o.seconds), fleet::result_cell(&o.result)])
+            .collect();
+        print!("{}", fleet::table(&["host", "time", "result"], &rows));
+    }
+    fleet::conclude("certs", outcomes)
 }
 
 fn install(session: &Session, config: &Config, local: &LocalCertificates) -> Result<()> {

@@ -16,16 +16,17 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 use crate::host::runtime::Runtime;
-use crate::host::session::{ChangeArgs, Effect, HostArgs, Session};
+use crate::host::session::{ChangeArgs, Effect, HostArgs, Session, Target};
 use crate::images::{self, BuildOptions, Manifest, Service};
 use crate::model::certificate::{CHAIN_FILE, KEY_FILE, LocalCertificates};
 use crate::model::compose::{RenderInput, render};
 use crate::model::config::Config;
 use crate::model::image::Image;
 use crate::model::platform::TargetOs;
-use crate::release::rollout;
+use crate::release::fleet::{self, HostOutcome};
 use crate::release::ship;
 use crate::release::state::{self as release, DeploymentState, Layout, ReleaseStatus};
+use crate::release::{activate, rollout};
 use crate::support::command::Cmd;
 use crate::support::log::Log;
 use crate::support::project::Project;
@@ -65,6 +66,13 @@ pub enum BuildMode {
 struct Phases(Vec<(&'static str, f64)>);
 
 impl Phases {
+    /// `connect 0.4 s, pre-checks 0.2 s, … (total 9.1 s)`.
+    fn describe(&self) -> String {
+        let total: f64 = self.0.iter().map(|(_, s)| s).sum();
+        let times: Vec<String> = self.0.iter().map(|(name, s)| format!("{name} {s:.1} s")).collect();
+        format!("{} (total {total:.1} s)", times.join(", "))
+    }
+
     fn time<T>(&mut self, name: &'static str, work: impl FnOnce() -> Result<T>) -> Result<T> {
         let started = Instant::now();
         let result = work();
@@ -76,19 +84,18 @@ impl Phases {
 pub fn run(project: &Project, args: &DeployArgs) -> Result<()> {
     crate::support::interrupt::install();
     let log = Log::new(args.change.verbose);
-    let started = Instant::now();
     let started_at = crate::support::log::now_rfc3339();
-    let mut phases = Phases::default();
 
     // 1. Configuration, local prerequisites, local runtime.
     let config = Config::load(&project.config_file)?;
+    let targets = args.target.targets(&config)?;
     let secrets = crate::support::secrets::secret_names(project)?;
     let now = crate::model::certificate::now();
     let certs = LocalCertificates::load(&config, now)?;
     if let Some(warning) = certs.as_ref().and_then(|c| c.expiry_warning(now, config.http.cert_warn_days)) {
         log.warn(warning);
     }
-    if args.target.host.is_some() && which::which("ssh").is_err() {
+    if targets.iter().any(|t| t.host().is_some()) && which::which("ssh").is_err() {
         bail!("the OpenSSH client (ssh) is missing on this machine: `sudo apt-get install openssh-client`");
     }
     // Every input is checked before the engine is touched or a host reached.
@@ -102,55 +109,177 @@ pub fn run(project: &Project, args: &DeployArgs) -> Result<()> {
     } else {
         crate::host::install::ensure_local_engine(args.install && args.target.local)?
     };
+    let names = targets.iter().map(Target::name).collect::<Vec<_>>().join(", ");
     if version.ends_with("-dirty") && !args.target.local && !args.change.yes && !args.change.dry_run {
-        crate::host::session::confirm(&format!(
-            "Deploy uncommitted changes (version {version}) to {}?",
-            args.target.name()
-        ))?;
+        crate::host::session::confirm(&format!("Deploy uncommitted changes (version {version}) to {names}?"))?;
     }
-    log.info(format!("deploying Cultivate {version} to {}", args.target.name()));
+    log.info(format!("deploying Cultivate {version} to {names}"));
+    // Several hosts: one build here, before any is reached, shipped to each.
+    let several = targets.len() > 1;
+    let built = if several && given.is_none() && args.build_mode == BuildMode::Local && !args.change.dry_run {
+        let started = Instant::now();
+        let manifest = local_images(project, &config, args, None, (&local_runtime, &engine), &version)?;
+        log.info(format!(
+            "built {version} once for {} hosts in {:.1} s",
+            targets.len(),
+            started.elapsed().as_secs_f64()
+        ));
+        Some(manifest)
+    } else {
+        None
+    };
+    let archives = ship::shared::Archives::default();
+    let inputs = Inputs {
+        project,
+        args,
+        config: &config,
+        local_runtime: &local_runtime,
+        engine: &engine,
+        given: given.as_ref().or(built.as_ref()),
+        version: &version,
+        secrets: &secrets,
+        certs: &certs,
+        started_at: &started_at,
+        archives: several.then_some(&archives),
+    };
+    let outcomes =
+        fleet::run_each(&targets, config.deploy.parallel, &log, |target, log| deploy_one(&inputs, target, log));
+    if !several {
+        if let Some(Ok(deployed)) = outcomes.first().map(|o| &o.result) {
+            if args.change.dry_run {
+                println!(
+                    "\nDry run: nothing was changed on {}. The commands above are what a deploy of {version} would run.",
+                    deployed.host
+                );
+            } else {
+                print_summary(&version, deployed);
+            }
+        }
+        return fleet::conclude("deploy", outcomes);
+    }
+    let failed = outcomes.iter().any(|o| o.result.is_err());
+    let undone = if failed && config.deploy.all_or_nothing && !args.change.dry_run {
+        undo_successes(&config, &outcomes, &version, &log)
+    } else {
+        Vec::new()
+    };
+    print!("\n{}", deploy_table(&outcomes, &undone, &version));
+    if failed && !config.deploy.all_or_nothing {
+        println!(
+            "  The hosts that failed rolled themselves back; the others run {version}. (`[deploy] all_or_nothing = true` \
+             rolls them back too.)"
+        );
+    }
+    fleet::conclude("deploy", outcomes)
+}
 
+/// One host's deploy, from connecting to its summary (its log written on it).
+fn deploy_one(inputs: &Inputs, target: &Target, log: &Log) -> Result<Deployed> {
+    let Inputs { args, config, version, .. } = *inputs;
+    let started = Instant::now();
+    let mut phases = Phases::default();
     // 2. Connect and check the target.
-    let session =
-        phases.time("connect", || Session::open(&config, &args.target, args.install, args.change.dry_run, &log))?;
+    let session = phases.time("connect", || Session::open(config, target, args.install, args.change.dry_run, log))?;
     // 3. The lock, held for the rest of the deploy.
-    let result = rollout::with_lock(&session, &config, "deploy", &version, || {
-        let inputs = Inputs {
-            project,
-            args,
-            config: &config,
-            local_runtime: &local_runtime,
-            engine: &engine,
-            given: given.as_ref(),
-            version: &version,
-            secrets: &secrets,
-            certs: &certs,
-            started_at: &started_at,
-        };
-        pipeline(&inputs, &session, &mut phases)
-    });
+    let result = rollout::with_lock(&session, config, "deploy", version, || pipeline(inputs, &session, &mut phases));
     let done = if args.change.dry_run {
         format!("dry run of the deploy of {version} to {} done", session.name)
     } else {
         format!("deploy of {version} to {} done in {:.1} s", session.name, started.elapsed().as_secs_f64())
     };
-    rollout::conclude(&session, &config, release::LoggedTask::Deploy, &version, &result, &done);
-    let summary = result?;
-    if args.change.dry_run {
-        println!(
-            "\nDry run: nothing was changed on {}. The commands above are what a deploy of {version} would run.",
-            session.name
-        );
-    } else {
-        print_summary(&session, &config, &version, &summary, &phases);
+    if result.is_ok() && !args.change.dry_run {
+        // Where the time went, in the host's log (and on each host's line).
+        session.log.info(format!("time: {}", phases.describe()));
     }
-    Ok(())
+    rollout::conclude(&session, config, release::LoggedTask::Deploy, version, &result, &done);
+    let summary = result?;
+    Ok(Deployed { host: session.name.clone(), url: config.http.url(&address(&session)), summary, phases })
+}
+
+/// What a host that was deployed to reports.
+struct Deployed {
+    host: String,
+    url: String,
+    summary: Summary,
+    phases: Phases,
+}
+
+/// With `[deploy] all_or_nothing`, after a host failed: each host that succeeded goes
+/// back to the release it ran before (in parallel, each under its own lock). Returns,
+/// per host that succeeded, what became of it.
+fn undo_successes(
+    config: &Config,
+    outcomes: &[HostOutcome<Deployed>],
+    version: &str,
+    log: &Log,
+) -> Vec<(String, String)> {
+    let succeeded: Vec<(Target, Option<String>)> = outcomes
+        .iter()
+        .filter_map(|o| o.result.as_ref().ok().map(|d| (o.target.clone(), d.summary.replaced.clone())))
+        .collect();
+    if succeeded.is_empty() {
+        return Vec::new();
+    }
+    log.warn(format!(
+        "a host failed and `[deploy] all_or_nothing` is on: rolling back the {} host(s) that took {version}",
+        succeeded.len()
+    ));
+    let targets: Vec<Target> = succeeded.iter().map(|(t, _)| t.clone()).collect();
+    let undone = fleet::run_each(&targets, config.deploy.parallel, log, |target, log| {
+        let replaced = succeeded.iter().find(|(t, _)| t == target).and_then(|(_, r)| r.clone());
+        match replaced {
+            None => Ok(format!("kept {version}: its first release, there is nothing to return to")),
+            Some(previous) if previous == version => Ok(format!("kept {version}: it ran {version} before")),
+            Some(previous) => {
+                let session = Session::open(config, target, false, false, log)?;
+                let result = rollout::with_lock(&session, config, "rollback", &previous, || {
+                    activate::roll_back(&session, config, Some(&previous), false)
+                });
+                let done = format!("{} rolled back to {previous} (all_or_nothing)", session.name);
+                rollout::conclude(&session, config, release::LoggedTask::Rollback, &previous, &result, &done);
+                result.map(|v| format!("rolled back to {v}"))
+            }
+        }
+    });
+    undone
+        .into_iter()
+        .map(|o| {
+            let text = match o.result {
+                Ok(text) => text,
+                Err(err) => format!("rollback FAILED: {}", fleet::first_line(&format!("{err:#}"))),
+            };
+            (o.target.name().to_string(), text)
+        })
+        .collect()
+}
+
+/// The summary of a deploy to several hosts: host, version, bytes, time, result.
+fn deploy_table(outcomes: &[HostOutcome<Deployed>], undone: &[(String, String)], version: &str) -> String {
+    let rows: Vec<Vec<String>> = outcomes
+        .iter()
+        .map(|o| {
+            let (bytes, result) = match &o.result {
+                Ok(deployed) => {
+                    let result = match undone.iter().find(|(host, _)| host == o.name()) {
+                        Some((_, what)) => format!("ok, then {what}"),
+                        None => format!("ok: {}", deployed.url),
+                    };
+                    (format!("{:.2} MB", deployed.summary.sent_bytes as f64 / 1e6), result)
+                }
+                Err(err) => ("-".to_string(), format!("FAILED: {}", fleet::first_line(&format!("{err:#}")))),
+            };
+            vec![o.name().to_string(), version.to_string(), bytes, format!("{:.1} s", o.seconds), result]
+        })
+        .collect();
+    fleet::table(&["host", "version", "shipped", "time", "result"], &rows)
 }
 
 /// What a successful deploy reports.
 struct Summary {
     images: Vec<(String, String, String)>,
     sent_bytes: u64,
+    /// The version that was current before (what `all_or_nothing` returns to).
+    replaced: Option<String>,
 }
 
 /// What the deploy works from, settled before it connects.
@@ -170,6 +299,8 @@ struct Inputs<'a> {
     certs: &'a Option<LocalCertificates>,
     /// RFC 3339, when the deploy began.
     started_at: &'a str,
+    /// Several hosts: each archive made once, sent to each.
+    archives: Option<&'a ship::shared::Archives>,
 }
 
 fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<Summary> {
@@ -197,7 +328,9 @@ fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<S
                 &history,
                 local_images_of(session, &manifest, local_runtime)?,
             )?;
-            phases.time("ship", || ship::ship_all(session, local_runtime, &local, &project.state_dir()))?
+            phases.time("ship", || {
+                ship::ship_all(session, local_runtime, &local, &project.state_dir(), inputs.archives)
+            })?
         }
         BuildMode::Remote => phases.time("remote build", || {
             crate::release::remote_build::run(project, config, session, local_runtime, version)
@@ -206,6 +339,7 @@ fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<S
 
     // 7. The release, complete before anything starts (Property 22).
     let current = history.current();
+    let replaced = current.map(|c| c.version.clone());
     let drift = rollout::drift(current, &running);
     if !drift.is_empty() {
         session.log.warn(format!(
@@ -233,6 +367,7 @@ fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<S
     Ok(Summary {
         images: images.iter().map(|i| (i.service.clone(), i.reference.clone(), i.id.clone())).collect(),
         sent_bytes,
+        replaced,
     })
 }
 
@@ -583,22 +718,24 @@ fn prune(session: &Session, config: &Config, layout: &Layout, history: &release:
     }
 }
 
-fn print_summary(session: &Session, config: &Config, version: &str, summary: &Summary, phases: &Phases) {
-    let address = match &session.transport {
+/// The address the target was reached at, for its URL.
+fn address(session: &Session) -> String {
+    match &session.transport {
         crate::host::transport::Transport::Local | crate::host::transport::Transport::Scripted(_) => {
             "127.0.0.1".to_string()
         }
         crate::host::transport::Transport::Ssh(ssh) => ssh.target.host.clone(),
-    };
-    let url = config.http.url(&address);
-    println!("\nCultivate {version} is live on {}: {url}", session.name);
+    }
+}
+
+fn print_summary(version: &str, deployed: &Deployed) {
+    let Deployed { host, url, summary, phases } = deployed;
+    println!("\nCultivate {version} is live on {host}: {url}");
     println!("\n  {:<14} {:<44} id", "service", "image");
     for (service, reference, id) in &summary.images {
         let short = id.trim_start_matches("sha256:");
         println!("  {service:<14} {reference:<44} {}", &short[..12.min(short.len())]);
     }
     println!("\n  image bytes shipped: {:.2} MB", summary.sent_bytes as f64 / 1e6);
-    let total: f64 = phases.0.iter().map(|(_, s)| s).sum();
-    let times: Vec<String> = phases.0.iter().map(|(name, s)| format!("{name} {s:.1} s")).collect();
-    println!("  time: {} (total {total:.1} s)", times.join(", "));
+    println!("  time: {}", phases.describe());
 }

@@ -3,7 +3,8 @@
 //! minimums, the deployment paths the path strategy chose, free disk there, whether
 //! the configured ports are free, and every missing piece with its fix. With
 //! `--install` it installs Docker and Compose (or brings Finch's VM up) on the target.
-//! Exit status ≠ 0 while anything required is missing.
+//! Several hosts (`--host a --host b`, `--group`) are checked at once. Exit status ≠ 0
+//! while anything required is missing.
 
 use std::time::Instant;
 
@@ -11,6 +12,7 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 
 use crate::host::report::{MachineReport, connect, machine_report};
+use crate::host::selection::{self, HostArgs, Target};
 use crate::host::transport::Transport;
 use crate::model::certificate::LocalCertificates;
 use crate::model::config::Config;
@@ -18,9 +20,13 @@ use crate::support::project::Project;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DoctorArgs {
-    /// A name from [hosts] in deploy/deploy.toml, or [user@]host[:port].
-    #[arg(long)]
-    pub host: Option<String>,
+    /// A name from [hosts] in deploy/deploy.toml, or [user@]host[:port]. Repeat it to
+    /// check several hosts.
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Every host of a [groups] entry in deploy/deploy.toml.
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
     /// Install Docker and Compose on the host when missing (as root or with sudo -n),
     /// or initialise/start Finch's VM on macOS.
     #[arg(long)]
@@ -33,8 +39,12 @@ pub struct DoctorArgs {
 #[derive(Debug, Serialize)]
 pub struct DoctorReport {
     pub local: MachineReport,
+    /// The one host checked (`--host NAME`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<MachineReport>,
+    /// Each host checked, when there are several (`--host a --host b`, `--group`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<MachineReport>,
     /// With HTTPS on: the pair in `[http] cert_path`, checked as a deploy checks it.
     pub certificate: Option<CertificateCheck>,
     pub ok: bool,
@@ -44,7 +54,7 @@ pub struct DoctorReport {
 pub fn run(project: &Project, args: &DoctorArgs) -> Result<()> {
     let started = Instant::now();
     let config = Config::load(&project.config_file)?;
-    let (mut local, host) = diagnose(&config, args)?;
+    let (mut local, mut hosts) = diagnose(&config, args)?;
     let now = crate::model::certificate::now();
     let certificate = match LocalCertificates::load(&config, now) {
         Ok(pair) => pair.map(|pair| CertificateCheck {
@@ -60,8 +70,9 @@ pub fn run(project: &Project, args: &DoctorArgs) -> Result<()> {
             None
         }
     };
-    let ok = local.missing.is_empty() && host.as_ref().is_none_or(|h| h.missing.is_empty());
-    let report = DoctorReport { local, host, certificate, ok, seconds: started.elapsed().as_secs_f64() };
+    let ok = local.missing.is_empty() && hosts.iter().all(|h| h.missing.is_empty());
+    let host = if hosts.len() == 1 { hosts.pop() } else { None };
+    let report = DoctorReport { local, host, hosts, certificate, ok, seconds: started.elapsed().as_secs_f64() };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -78,7 +89,7 @@ pub fn run(project: &Project, args: &DoctorArgs) -> Result<()> {
                 println!("  warning:   {warning}");
             }
         }
-        if let Some(host) = &report.host {
+        for host in report.host.iter().chain(&report.hosts) {
             print_machine(host);
         }
     }
@@ -101,27 +112,35 @@ pub struct CertificateCheck {
     pub warning: Option<String>,
 }
 
-fn diagnose(config: &Config, args: &DoctorArgs) -> Result<(MachineReport, Option<MachineReport>)> {
-    let local = local_report(config, args.host.is_some());
+fn diagnose(config: &Config, args: &DoctorArgs) -> Result<(MachineReport, Vec<MachineReport>)> {
+    let selection = HostArgs { hosts: args.hosts.clone(), group: args.group.clone(), local: false };
+    let targets = if args.hosts.is_empty() && args.group.is_none() { Vec::new() } else { selection.targets(config)? };
+    let local = local_report(config, !targets.is_empty());
     // Local prerequisites first: without ssh, no connection is attempted. Keys are
     // OpenSSH's business (~/.ssh/config, the agent, identity_file): a login that fails
     // for want of one is explained from what ssh would offer (see `transport`).
     let blocking: Vec<&String> = local.missing.iter().filter(|m| m.contains("(ssh)")).collect();
-    if args.host.is_some() && !blocking.is_empty() {
+    if !targets.is_empty() && !blocking.is_empty() {
         let list: Vec<&str> = blocking.iter().map(|m| m.as_str()).collect();
         bail!("this machine cannot reach a host yet:\n  - {}", list.join("\n  - "));
     }
-    let host = match &args.host {
-        None => None,
-        Some(name) => {
-            let transport = connect(config, name)?;
-            let report =
-                machine_report(config, &transport, transport.to_string(), config.hosts.get(name), args.install);
-            transport.close();
-            Some(report?)
-        }
+    let check = |target: &Target| -> Result<MachineReport> {
+        let name = target.name();
+        let transport = connect(config, name)?;
+        let report = machine_report(config, &transport, transport.to_string(), config.hosts.get(name), args.install);
+        transport.close();
+        report
     };
-    Ok((local, host))
+    if let [target] = targets.as_slice() {
+        return Ok((local, vec![check(target)?]));
+    }
+    // Several hosts, checked at once; one that cannot be reached is reported as such.
+    let reports = selection::each(&targets, config.deploy.parallel as usize, |target| {
+        check(target).unwrap_or_else(|err| {
+            MachineReport::undetected(target.name().to_string(), String::new(), format!("{err:#}"))
+        })
+    });
+    Ok((local, reports))
 }
 
 /// This machine: what a target report says, plus the tools a deploy from here needs

@@ -1,10 +1,12 @@
 //! `cargo xtask lock --host NAME [--release] [--json]`: who holds the host's deploy
-//! lock, and with `--release` break it (recorded in the host's history).
+//! lock, and with `--release` break it (recorded in the host's history). Several
+//! hosts (`--host a --host b`, `--group`): each in turn.
 
 use anyhow::Result;
 
-use crate::host::session::{HostArgs, Session};
+use crate::host::session::{HostArgs, Session, Target};
 use crate::model::config::Config;
+use crate::release::fleet::{self, HostOutcome};
 use crate::release::rollout;
 use crate::support::log::Log;
 use crate::support::project::Project;
@@ -28,9 +30,19 @@ pub struct LockArgs {
 pub fn run(project: &Project, args: &LockArgs) -> Result<()> {
     let log = Log::new(args.verbose);
     let config = Config::load(&project.config_file)?;
-    let session = Session::open(&config, &args.target, false, false, &log)?;
+    let mut outcomes = Vec::new();
+    for target in args.target.targets(&config)? {
+        let started = std::time::Instant::now();
+        let result = one(&config, &target, args, &log);
+        outcomes.push(HostOutcome { target, result, seconds: started.elapsed().as_secs_f64() });
+    }
+    fleet::conclude("lock", outcomes)
+}
+
+fn one(config: &Config, target: &Target, args: &LockArgs, log: &Log) -> Result<()> {
+    let session = Session::open(config, target, false, false, log)?;
     let result = (|| {
-        let view = rollout::inspect_lock(&session, &config)?;
+        let view = rollout::inspect_lock(&session, config)?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&view)?);
         } else {
@@ -48,7 +60,7 @@ pub fn run(project: &Project, args: &LockArgs) -> Result<()> {
             }
         }
         match (&view, args.release) {
-            (Some(view), true) => rollout::break_lock(&session, &config, view),
+            (Some(view), true) => rollout::break_lock(&session, config, view),
             (None, true) => {
                 log.info(format!("{} is not locked: nothing to release", session.name));
                 Ok(())

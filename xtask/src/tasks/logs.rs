@@ -3,9 +3,10 @@
 
 use anyhow::{Result, bail};
 
-use crate::host::session::{HostArgs, Session};
+use crate::host::session::{HostArgs, Session, Target};
 use crate::model::config::Config;
 use crate::model::service::Service;
+use crate::release::fleet::{self, HostOutcome};
 use crate::release::rollout;
 use crate::support::log::Log;
 use crate::support::project::Project;
@@ -56,8 +57,25 @@ pub fn run(project: &Project, args: &LogsArgs) -> Result<()> {
     }
     let log = Log::new(args.verbose);
     let config = Config::load(&project.config_file)?;
-    let session = Session::open(&config, &args.target, false, false, &log)?;
-    let stack = rollout::stack(&session, &config);
+    let targets = args.target.targets(&config)?;
+    if args.follow && targets.len() > 1 {
+        bail!("--follow follows one host: pass one --host (without --follow, each host's logs are printed in turn)");
+    }
+    let mut outcomes = Vec::new();
+    for target in &targets {
+        let started = std::time::Instant::now();
+        if targets.len() > 1 {
+            println!("\n##### {} #####", target.name());
+        }
+        let result = print_logs(&config, target, args, wanted, &log);
+        outcomes.push(HostOutcome { target: target.clone(), result, seconds: started.elapsed().as_secs_f64() });
+    }
+    fleet::conclude("logs", outcomes)
+}
+
+fn print_logs(config: &Config, target: &Target, args: &LogsArgs, wanted: Option<&str>, log: &Log) -> Result<()> {
+    let session = Session::open(config, target, false, false, log)?;
+    let stack = rollout::stack(&session, config);
     let containers = rollout::read_containers(&session, &stack)?;
     let chosen: Vec<_> = containers.iter().filter(|c| wanted.is_none_or(|w| c.service == w)).collect();
     if chosen.is_empty() {

@@ -27,16 +27,19 @@ pub fn run(project: &Project, args: &RestoreArgs) -> Result<()> {
     crate::support::interrupt::install();
     let log = Log::new(args.change.verbose);
     let config = Config::load(&project.config_file)?;
+    // One at a time: a restore stops the backend and replaces the data; a backup's name
+    // (--from) is one host's.
+    let target = args.target.single(&config, "restore")?;
     if let Some(name) = &args.from
         && !backup::is_backup_name(name)
     {
         bail!(
             "--from {name:?} is not a backup's name: names look like 20261204T101500Z-<version>.dump \
              (`cargo xtask backup --list --host {}`)",
-            args.target.name()
+            target.name()
         );
     }
-    let session = Session::open(&config, &args.target, false, args.change.dry_run, &log)?;
+    let session = Session::open(&config, &target, false, args.change.dry_run, &log)?;
     let result = rollout::with_lock(&session, &config, "restore", "-", || restore(&session, &config, args));
     let done = format!("restore on {} done", session.name);
     rollout::conclude(&session, &config, LoggedTask::Restore, "database", &result, &done);

@@ -1,5 +1,7 @@
 //! `cargo xtask status --host NAME [--json]`: the current release, the history, and
-//! each service's state and health, read from the host.
+//! each service's state and health, read from the host. Several hosts (`--host a
+//! --host b`, `--group`): read in parallel, each printed in turn, then one line per
+//! host (with `--json`, an array).
 
 use anyhow::Result;
 use serde::Serialize;
@@ -9,7 +11,7 @@ use crate::model::certificate;
 use crate::model::config::Config;
 use crate::release::stack::ContainerState;
 use crate::release::state::{DeploymentState, HostEvent, Layout};
-use crate::release::{certs, rollout};
+use crate::release::{certs, fleet, rollout};
 use crate::support::log::Log;
 use crate::support::project::Project;
 
@@ -60,14 +62,48 @@ pub struct ServedCertificate {
 pub fn run(project: &Project, args: &StatusArgs) -> Result<()> {
     let log = Log::new(args.verbose);
     let config = Config::load(&project.config_file)?;
-    let session = Session::open(&config, &args.target, false, false, &log)?;
-    let status = read(&session, &config);
-    session.close();
-    let status = status?;
+    let targets = args.target.targets(&config)?;
+    // Read in parallel, printed in the order given.
+    let outcomes = fleet::run_each(&targets, config.deploy.parallel, &log, |target, log| {
+        let session = Session::open(&config, target, false, false, log)?;
+        let status = read(&session, &config);
+        session.close();
+        status
+    });
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-        return Ok(());
+        let statuses: Vec<&Status> = outcomes.iter().filter_map(|o| o.result.as_ref().ok()).collect();
+        match statuses.as_slice() {
+            [one] if targets.len() == 1 => println!("{}", serde_json::to_string_pretty(one)?),
+            all => println!("{}", serde_json::to_string_pretty(all)?),
+        }
+    } else {
+        for (index, status) in outcomes.iter().filter_map(|o| o.result.as_ref().ok()).enumerate() {
+            if index > 0 {
+                println!();
+            }
+            print_status(&config, status);
+        }
     }
+    if targets.len() > 1 {
+        let rows: Vec<Vec<String>> = outcomes
+            .iter()
+            .map(|o| {
+                let (current, healthy) = match &o.result {
+                    Ok(status) => (
+                        status.current.as_ref().map_or("none".to_string(), |c| c.version.clone()),
+                        if status.healthy { "healthy" } else { "NOT healthy" }.to_string(),
+                    ),
+                    Err(err) => ("?".to_string(), format!("FAILED: {}", fleet::first_line(&format!("{err:#}")))),
+                };
+                vec![o.name().to_string(), current, healthy]
+            })
+            .collect();
+        eprint!("\n{}", fleet::table(&["host", "current", "state"], &rows));
+    }
+    fleet::conclude("status", outcomes)
+}
+
+fn print_status(config: &Config, status: &Status) {
     println!("{} ({})", status.host, status.deployment_path);
     match &status.current {
         Some(current) => println!(
@@ -120,7 +156,6 @@ pub fn run(project: &Project, args: &StatusArgs) -> Result<()> {
             println!("    {}  {:<14} by {}: {}", event.timestamp, event.kind, event.by, event.detail);
         }
     }
-    Ok(())
 }
 
 pub fn read(session: &Session, config: &Config) -> Result<Status> {
