@@ -10,3 +10,4 @@ pub mod paths;
 pub mod platform;
 pub mod service;
 pub mod ssh_target;
+pub mod stack;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::defaults;
 use super::keys::ENV_OVERRIDES;
 use super::problems::Problem;
-use super::raw::{RawConfig, RawHost, RawLimits};
+use super::raw::{RawCluster, RawConfig, RawHost, RawLimits};
 use super::resolved::*;
 
 /// Applies environment overrides and defaults, collecting every problem.
@@ -156,6 +156,11 @@ pub(super) fn resolve(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, prob
         (name, members)
     });
     let groups = groups.collect();
+    let clusters = raw.clusters.into_iter().filter_map(|(name, cluster)| {
+        let resolved = checker.cluster(&name, cluster, &hosts)?;
+        Some((name, resolved))
+    });
+    let clusters = clusters.collect();
 
     Config {
         app: App { name, environment },
@@ -173,6 +178,7 @@ pub(super) fn resolve(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, prob
         minimums,
         hosts,
         groups,
+        clusters,
     }
 }
 
@@ -444,6 +450,54 @@ impl Checker<'_> {
         if hosts.contains_key(name) {
             self.invalid(&key, &format!("{name:?}"), "a group name that is not also a host's name");
         }
+    }
+
+    /// A cluster: `engine = "swarm"`, a manager and nodes from `[hosts]`, the data node
+    /// one of them. `None` when it is not usable (the problems say why).
+    fn cluster(&mut self, name: &str, raw: RawCluster, hosts: &BTreeMap<String, Host>) -> Option<Cluster> {
+        let key = |field: &str| format!("clusters.{name}.{field}");
+        let problems = self.problems.len();
+        match raw.engine.as_deref() {
+            Some("swarm") => {}
+            None => self.missing(&key("engine"), "the orchestrator: \"swarm\" (Docker Swarm)"),
+            Some(other) => self.invalid(&key("engine"), &format!("{other:?}"), "\"swarm\" (Docker Swarm)"),
+        }
+        let known = |checker: &mut Checker, field: &str, host: &str| {
+            if !hosts.contains_key(host) {
+                let names: Vec<&str> = hosts.keys().map(String::as_str).collect();
+                checker.invalid(
+                    &key(field),
+                    &format!("{host:?}"),
+                    &format!("a name from [hosts] ({})", names.join(", ")),
+                );
+            }
+        };
+        let manager = raw.manager.unwrap_or_else(|| {
+            self.missing(&key("manager"), "the [hosts] name of the node that forms the swarm and deploys the stack");
+            String::new()
+        });
+        if !manager.is_empty() {
+            known(self, "manager", &manager);
+        }
+        let mut nodes = vec![manager.clone()];
+        let listed = raw.nodes.unwrap_or_default();
+        for (index, node) in listed.iter().enumerate() {
+            known(self, "nodes", node);
+            if listed[..index].contains(node) {
+                self.invalid(&key("nodes"), &format!("{node:?}"), "each host once");
+            } else if *node != manager {
+                nodes.push(node.clone());
+            }
+        }
+        let data_node = raw.data_node.unwrap_or_else(|| manager.clone());
+        if !nodes.contains(&data_node) {
+            self.invalid(
+                &key("data_node"),
+                &format!("{data_node:?}"),
+                "one of the cluster's nodes (the manager or one of `nodes`)",
+            );
+        }
+        (self.problems.len() == problems).then_some(Cluster { manager, nodes, data_node })
     }
 
     fn positive(&mut self, key: &str, file: Option<i64>, default: u32) -> u32 {

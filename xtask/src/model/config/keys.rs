@@ -18,7 +18,7 @@ pub const ENV_OVERRIDES: [(&str, &str); 10] = [
     ("APP_ENV", "app.environment"),
 ];
 
-/// Every key the file may hold; `*` stands for a host's (or a group's) name.
+/// Every key the file may hold; `*` stands for a host's (a group's, a cluster's) name.
 pub const KNOWN_KEYS: &[&str] = &[
     "app.name",
     "app.environment",
@@ -77,6 +77,10 @@ pub const KNOWN_KEYS: &[&str] = &[
     "hosts.*.deployment_path",
     "hosts.*.log_path",
     "groups.*",
+    "clusters.*.engine",
+    "clusters.*.manager",
+    "clusters.*.nodes",
+    "clusters.*.data_node",
 ];
 
 /// Reads `text` as the file as written, with a [`Problem::Unknown`] for each key that
@@ -96,7 +100,8 @@ pub(super) fn read_raw(text: &str) -> Result<(RawConfig, Vec<Problem>), Problem>
 /// same table whose name looks alike, else any key that looks alike as a whole.
 pub fn closest_key(unknown: &str) -> Option<String> {
     let mut parts: Vec<&str> = unknown.split('.').collect();
-    let host = if parts.first() == Some(&"hosts") && parts.len() > 2 { Some(parts[1]) } else { None };
+    let named = parts.first().is_some_and(|table| ["hosts", "clusters"].contains(table));
+    let host = if named && parts.len() > 2 { Some(parts[1]) } else { None };
     if host.is_some() {
         parts[1] = "*";
     }

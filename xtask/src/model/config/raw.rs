@@ -41,6 +41,17 @@ pub(super) struct RawConfig {
     pub(super) hosts: BTreeMap<String, RawHost>,
     #[serde(default)]
     pub(super) groups: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub(super) clusters: BTreeMap<String, RawCluster>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+pub(super) struct RawCluster {
+    pub(super) engine: Option<String>,
+    pub(super) manager: Option<String>,
+    pub(super) nodes: Option<Vec<String>>,
+    pub(super) data_node: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -23,6 +23,20 @@ pub struct Config {
     pub hosts: BTreeMap<String, Host>,
     /// `[groups]`: a name for several of `hosts`, each a key of `hosts`.
     pub groups: BTreeMap<String, Vec<String>>,
+    /// `[clusters.NAME]`: hosts that run the app together under an orchestrator.
+    pub clusters: BTreeMap<String, Cluster>,
+}
+
+/// `[clusters.NAME]`: a Docker Swarm of `[hosts]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Cluster {
+    /// Where the swarm is formed (`swarm init`) and the stack deployed from.
+    pub manager: String,
+    /// Every node, the manager first.
+    pub nodes: Vec<String>,
+    /// The node labelled for data: the database and the backend run there, sharing
+    /// the socket volume (peer authentication needs one machine's kernel).
+    pub data_node: String,
 }
 
 /// `[deploy]`: how a deploy to several hosts runs.

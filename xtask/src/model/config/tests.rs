@@ -156,6 +156,34 @@ fn groups_name_configured_hosts_each_once() {
 }
 
 #[test]
+fn a_cluster_is_a_swarm_of_configured_hosts_with_a_data_node_among_them() {
+    let hosts = "[app]\nname = \"x\"\n[hosts.a]\naddress = \"a\"\nuser = \"u\"\n[hosts.b]\naddress = \"b\"\nuser = \"u\"\n\
+                 [hosts.c]\naddress = \"c\"\nuser = \"u\"\n";
+    let config =
+        parse(&format!("{hosts}[clusters.web]\nengine = \"swarm\"\nmanager = \"a\"\nnodes = [\"b\", \"a\", \"c\"]\n"))
+            .unwrap();
+    let web = &config.clusters["web"];
+    assert_eq!((web.manager.as_str(), web.data_node.as_str()), ("a", "a"));
+    assert_eq!(web.nodes, ["a", "b", "c"], "the manager first, each node once");
+    let message = problems(&format!(
+        "{hosts}[clusters.web]\nengine = \"kubernetes\"\nmanager = \"z\"\nnodes = [\"b\", \"b\"]\ndata_node = \"c\"\n\
+         [clusters.bare]\nnodes = [\"a\"]\n"
+    ));
+    for expected in [
+        "`clusters.web.engine` = \"kubernetes\": \"swarm\" (Docker Swarm)",
+        "`clusters.web.manager` = \"z\": a name from [hosts] (a, b, c)",
+        "`clusters.web.nodes` = \"b\": each host once",
+        "`clusters.web.data_node` = \"c\": one of the cluster's nodes",
+        "missing `clusters.bare.engine`",
+        "missing `clusters.bare.manager`",
+    ] {
+        assert!(message.contains(expected), "{expected} not in {message}");
+    }
+    let message = problems(&format!("{hosts}[clusters.web]\nengine = \"swarm\"\nmanagr = \"a\"\n"));
+    assert!(message.contains("unknown key `clusters.web.managr` (did you mean `clusters.web.manager`?)"), "{message}");
+}
+
+#[test]
 fn a_hosts_engine_is_docker_or_podman_on_linux() {
     let host = |extra: &str| format!("[app]\nname = \"x\"\n[hosts.web]\naddress = \"h\"\nuser = \"u\"\n{extra}");
     let config = parse(&host("engine = \"podman\"\n")).unwrap();
@@ -538,7 +566,8 @@ fn raw_field_keys() -> BTreeSet<String> {
         match value {
             serde_json::Value::Object(fields) => {
                 for (name, inner) in fields {
-                    let name = if prefix == "hosts" || prefix == "groups" { "*" } else { name.as_str() };
+                    let named = ["hosts", "groups", "clusters"].contains(&prefix);
+                    let name = if named { "*" } else { name.as_str() };
                     let path = if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
                     leaves(&path, inner, keys);
                 }
@@ -551,6 +580,7 @@ fn raw_field_keys() -> BTreeSet<String> {
     let mut raw = raw::RawConfig::default();
     raw.hosts.insert("web".to_string(), raw::RawHost::default());
     raw.groups.insert("all".to_string(), Vec::new());
+    raw.clusters.insert("web".to_string(), raw::RawCluster::default());
     let mut keys = BTreeSet::new();
     leaves("", &serde_json::to_value(&raw).unwrap(), &mut keys);
     keys
