@@ -10,4 +10,5 @@ pub mod runtime;
 pub mod scripted;
 pub mod selection;
 pub mod session;
+pub mod swarm;
 pub mod transport;

@@ -237,3 +237,34 @@ fn a_bad_certificate_pair_is_refused_before_any_host_is_reached() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// Issue 14: selectors naming what the configuration lacks are refused before any host
+/// is reached, naming what is configured.
+#[test]
+fn an_unknown_group_or_cluster() {
+    let file = TempConfig::new(
+        "selectors",
+        &format!(
+            "{APP}[hosts.a]\naddress = \"127.0.0.1\"\nuser = \"u\"\n[hosts.b]\naddress = \"127.0.0.1\"\nuser = \"u\"\n[groups]\nprod = [\"a\"]\n"
+        ),
+    );
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_xtask")).arg("--config").arg(&file.0).args(args).output().unwrap()
+    };
+    for task in ["deploy", "rollback", "status", "backup", "audit", "lock", "logs", "doctor"] {
+        let output = run(&[task, "--group", "staging"]);
+        assert_refused(&output, &["no group `staging` in deploy/deploy.toml; configured: prod"]);
+    }
+    assert_refused(
+        &run(&["doctor", "--cluster", "web"]),
+        &["no cluster `web` in deploy/deploy.toml; configured: none"],
+    );
+    assert_refused(
+        &run(&["restore", "--host", "a", "--host", "b", "--yes"]),
+        &["`restore` works on one host at a time"],
+    );
+    assert_refused(
+        &run(&["render", "--os", "macos", "--user", "ada", "--stack", "--version", "v1"]),
+        &["--stack renders for Docker Swarm"],
+    );
+}

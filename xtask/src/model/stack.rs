@@ -9,7 +9,8 @@
 //!   servers never open one data directory); the backend starts the new task first and
 //!   goes back by itself when it does not get healthy. The frontend runs on every node
 //!   (`mode: global`) and reaches the backend by its service name over the overlay
-//!   network; the routing mesh publishes its ports on every node;
+//!   network (DNS round robin, no virtual IP); the routing mesh publishes its ports on
+//!   every node;
 //! - no edge: the routing mesh is the swarm's own;
 //! - the networks are overlays; `restart` and `depends_on` (which Swarm ignores) go;
 //! - secrets become Swarm secrets, named after their content (a Swarm secret cannot
@@ -68,6 +69,12 @@ pub struct PublishedPort {
 pub struct SwarmDeploy {
     /// `replicated` or `global`.
     pub mode: String,
+    /// `dnsrr` for the backend: its name resolves to its tasks' addresses, with no
+    /// virtual IP. A virtual IP needs the kernel's IPVS, which not every node has
+    /// (these test hosts' kernel lacks it), and the frontend's nginx resolves the name
+    /// every second anyway.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_mode: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -155,6 +162,7 @@ pub fn stack_file(rendered: &Rendered, app: &str, secrets_digest: &str, monitor_
             logging: definition.logging.clone(),
             deploy: SwarmDeploy {
                 mode: mode.to_string(),
+                endpoint_mode: None,
                 replicas: (mode == "replicated").then_some(1),
                 placement,
                 update_config: update(order, "rollback"),
@@ -171,9 +179,11 @@ pub fn stack_file(rendered: &Rendered, app: &str, secrets_digest: &str, monitor_
     if frontend.ports.is_empty() {
         frontend.ports = compose.services.published().ports.clone();
     }
+    let mut backend = service(&compose.services.backend, "replicated", on_data_node.clone(), "start-first");
+    backend.deploy.endpoint_mode = Some("dnsrr".to_string());
     let services = BTreeMap::from([
-        ("database".to_string(), service(&compose.services.database, "replicated", on_data_node.clone(), "stop-first")),
-        ("backend".to_string(), service(&compose.services.backend, "replicated", on_data_node, "start-first")),
+        ("database".to_string(), service(&compose.services.database, "replicated", on_data_node, "stop-first")),
+        ("backend".to_string(), backend),
         ("frontend".to_string(), service(&frontend, "global", None, "start-first")),
     ]);
     let used: Vec<&String> = services.values().flat_map(|s| &s.networks).collect();
@@ -194,6 +204,19 @@ pub fn stack_file(rendered: &Rendered, app: &str, secrets_digest: &str, monitor_
         })
         .collect();
     StackFile { version: STACK_VERSION.to_string(), services, networks, volumes: compose.volumes.clone(), secrets }
+}
+
+/// The digest that names a release's Swarm secrets: of each file's name, length and
+/// bytes, so new content is a new name.
+pub fn secrets_digest(files: &[(String, Vec<u8>)]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    for (name, bytes) in files {
+        digest.update(name.as_bytes());
+        digest.update((bytes.len() as u64).to_le_bytes());
+        digest.update(bytes);
+    }
+    crate::support::digest::hex(&digest.finalize())[..16].to_string()
 }
 
 /// The stack file as YAML.

@@ -8,14 +8,15 @@
 
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::host::report::{MachineReport, connect, machine_report};
 use crate::host::selection::{self, HostArgs, Target};
+use crate::host::swarm::ClusterReport;
 use crate::host::transport::Transport;
 use crate::model::certificate::LocalCertificates;
-use crate::model::config::Config;
+use crate::model::config::{CONFIG_FILE, Config};
 use crate::support::project::Project;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -27,6 +28,11 @@ pub struct DoctorArgs {
     /// Every host of a [groups] entry in deploy/deploy.toml.
     #[arg(long, value_name = "NAME")]
     pub group: Option<String>,
+    /// Every node of a [clusters.NAME] swarm, and the swarm itself; with --install,
+    /// forms it where it is not formed (init on the manager, join the others, label
+    /// the data node).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["hosts", "group"])]
+    pub cluster: Option<String>,
     /// Install Docker and Compose on the host when missing (as root or with sudo -n),
     /// or initialise/start Finch's VM on macOS.
     #[arg(long)]
@@ -42,9 +48,13 @@ pub struct DoctorReport {
     /// The one host checked (`--host NAME`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<MachineReport>,
-    /// Each host checked, when there are several (`--host a --host b`, `--group`).
+    /// Each host checked, when there are several (`--host a --host b`, `--group`,
+    /// `--cluster`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<MachineReport>,
+    /// The swarm of `--cluster`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterReport>,
     /// With HTTPS on: the pair in `[http] cert_path`, checked as a deploy checks it.
     pub certificate: Option<CertificateCheck>,
     pub ok: bool,
@@ -54,7 +64,7 @@ pub struct DoctorReport {
 pub fn run(project: &Project, args: &DoctorArgs) -> Result<()> {
     let started = Instant::now();
     let config = Config::load(&project.config_file)?;
-    let (mut local, mut hosts) = diagnose(&config, args)?;
+    let (mut local, mut hosts, cluster) = diagnose(&config, args)?;
     let now = crate::model::certificate::now();
     let certificate = match LocalCertificates::load(&config, now) {
         Ok(pair) => pair.map(|pair| CertificateCheck {
@@ -70,9 +80,12 @@ pub fn run(project: &Project, args: &DoctorArgs) -> Result<()> {
             None
         }
     };
-    let ok = local.missing.is_empty() && hosts.iter().all(|h| h.missing.is_empty());
-    let host = if hosts.len() == 1 { hosts.pop() } else { None };
-    let report = DoctorReport { local, host, hosts, certificate, ok, seconds: started.elapsed().as_secs_f64() };
+    let ok = local.missing.is_empty()
+        && hosts.iter().all(|h| h.missing.is_empty())
+        && cluster.as_ref().is_none_or(|c| c.missing.is_empty());
+    let host = if hosts.len() == 1 && cluster.is_none() { hosts.pop() } else { None };
+    let report =
+        DoctorReport { local, host, hosts, cluster, certificate, ok, seconds: started.elapsed().as_secs_f64() };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -91,6 +104,9 @@ pub fn run(project: &Project, args: &DoctorArgs) -> Result<()> {
         }
         for host in report.host.iter().chain(&report.hosts) {
             print_machine(host);
+        }
+        if let Some(cluster) = &report.cluster {
+            print_cluster(cluster);
         }
     }
     if !report.ok {
@@ -112,7 +128,49 @@ pub struct CertificateCheck {
     pub warning: Option<String>,
 }
 
-fn diagnose(config: &Config, args: &DoctorArgs) -> Result<(MachineReport, Vec<MachineReport>)> {
+type Diagnosis = (MachineReport, Vec<MachineReport>, Option<ClusterReport>);
+
+fn diagnose(config: &Config, args: &DoctorArgs) -> Result<Diagnosis> {
+    if let Some(name) = &args.cluster {
+        let cluster = config.clusters.get(name).with_context(|| {
+            let known: Vec<&str> = config.clusters.keys().map(String::as_str).collect();
+            format!(
+                "no cluster `{name}` in {CONFIG_FILE}; configured: {}",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            )
+        })?;
+        let local = local_report(config, true);
+        let transports = cluster.nodes.iter().map(|node| connect(config, node)).collect::<Result<Vec<_>>>()?;
+        let reports = selection::each(
+            &cluster.nodes.iter().cloned().map(Target::Host).collect::<Vec<_>>(),
+            config.deploy.parallel as usize,
+            |target| {
+                let index = cluster.nodes.iter().position(|n| n == target.name()).unwrap_or(0);
+                let transport = &transports[index];
+                machine_report(
+                    config,
+                    transport,
+                    target.name().to_string(),
+                    config.hosts.get(target.name()),
+                    args.install,
+                )
+                .unwrap_or_else(|err| {
+                    MachineReport::undetected(target.name().to_string(), String::new(), format!("{err:#}"))
+                })
+            },
+        );
+        // The swarm only over nodes whose engine answers.
+        let report = if reports.iter().all(|r| r.missing.is_empty()) {
+            let refs: Vec<&Transport> = transports.iter().collect();
+            Some(crate::host::swarm::examine(name, cluster, &refs, args.install)?)
+        } else {
+            None
+        };
+        for transport in &transports {
+            transport.close();
+        }
+        return Ok((local, reports, report));
+    }
     let selection = HostArgs { hosts: args.hosts.clone(), group: args.group.clone(), local: false };
     let targets = if args.hosts.is_empty() && args.group.is_none() { Vec::new() } else { selection.targets(config)? };
     let local = local_report(config, !targets.is_empty());
@@ -132,7 +190,7 @@ fn diagnose(config: &Config, args: &DoctorArgs) -> Result<(MachineReport, Vec<Ma
         report
     };
     if let [target] = targets.as_slice() {
-        return Ok((local, vec![check(target)?]));
+        return Ok((local, vec![check(target)?], None));
     }
     // Several hosts, checked at once; one that cannot be reached is reported as such.
     let reports = selection::each(&targets, config.deploy.parallel as usize, |target| {
@@ -140,7 +198,7 @@ fn diagnose(config: &Config, args: &DoctorArgs) -> Result<(MachineReport, Vec<Ma
             MachineReport::undetected(target.name().to_string(), String::new(), format!("{err:#}"))
         })
     });
-    Ok((local, reports))
+    Ok((local, reports, None))
 }
 
 /// This machine: what a target report says, plus the tools a deploy from here needs
@@ -155,6 +213,25 @@ fn local_report(config: &Config, needs_ssh: bool) -> MachineReport {
         report.missing.push(format!("{err:#}"));
     }
     report
+}
+
+fn print_cluster(report: &ClusterReport) {
+    println!("cluster {} (Docker Swarm)", report.name);
+    for (node, state) in &report.nodes {
+        let role = if state.manager { "manager" } else { "worker" };
+        let id = if state.node_id.is_empty() { "-" } else { &state.node_id };
+        println!("  {node:<16} {:<9} {role:<8} {id} {}", state.state, state.address);
+    }
+    println!("  data label: {}", if report.data_labelled { "on the data node only" } else { "not as configured" });
+    for action in &report.actions {
+        println!("  did:       {action}");
+    }
+    if report.missing.is_empty() {
+        println!("  ok");
+    }
+    for problem in &report.missing {
+        println!("  missing:   {problem}");
+    }
 }
 
 fn print_machine(report: &MachineReport) {

@@ -1,5 +1,6 @@
 //! `cargo xtask render`: prints exactly the compose file (and with `--env` the env file)
-//! a deploy would write for a target OS, so it can be read and checked before a deploy.
+//! a deploy would write for a target OS, so it can be read and checked before a deploy;
+//! with `--stack`, the Docker Swarm stack file of the release.
 
 use anyhow::{Context, Result, bail};
 
@@ -7,6 +8,7 @@ use crate::model::compose::{self, RenderInput};
 use crate::model::config::Config;
 use crate::model::paths::DeploymentPaths;
 use crate::model::platform::{LinuxEngine, TargetOs};
+use crate::model::stack;
 use crate::support::project::Project;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -30,6 +32,10 @@ pub struct RenderArgs {
     /// Also print the env file, after the compose file.
     #[arg(long)]
     pub env: bool,
+    /// Print the Docker Swarm stack file of the release instead (Linux, Docker): what
+    /// `[clusters]` deploys with `docker stack deploy`.
+    #[arg(long, conflicts_with = "env")]
+    pub stack: bool,
     /// Explain the volume strategy chosen for the target OS (on stderr).
     #[arg(long)]
     pub verbose: bool,
@@ -72,6 +78,23 @@ pub fn run(project: &Project, args: &RenderArgs) -> Result<()> {
 
     if args.verbose {
         eprintln!("{}", explain(&paths));
+    }
+    if args.stack {
+        if os != TargetOs::Linux || engine != LinuxEngine::Docker {
+            bail!(
+                "--stack renders for Docker Swarm: a Linux target with the docker engine (--os linux --engine docker)"
+            );
+        }
+        let mut files = Vec::new();
+        for name in &secrets {
+            let path = project.path("secrets").join(name);
+            files.push((name.clone(), std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?));
+        }
+        // A new task is watched as long as its health check may take to fail.
+        let monitor = config.health.interval_seconds * config.health.retries;
+        let stack = stack::stack_file(&rendered, &config.app.name, &stack::secrets_digest(&files), monitor);
+        print!("{}", stack::to_yaml(&stack));
+        return Ok(());
     }
     print!("{}", rendered.compose_yaml());
     if args.env {

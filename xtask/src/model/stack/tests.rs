@@ -40,6 +40,7 @@ fn the_data_services_sit_on_the_data_node_and_the_frontend_on_every_node() {
         ("start-first", "rollback")
     );
     assert_eq!(backend.update_config.monitor, "15s");
+    assert_eq!(backend.endpoint_mode.as_deref(), Some("dnsrr"), "no virtual IP: it needs IPVS");
     let frontend = &stack.services["frontend"];
     assert_eq!((frontend.deploy.mode.as_str(), frontend.deploy.replicas), ("global", None));
     assert_eq!(frontend.deploy.placement, None);
@@ -86,4 +87,13 @@ proptest! {
             prop_assert_eq!(mounts_socket, name != "frontend", "{}", name);
         }
     }
+}
+
+#[test]
+fn secrets_are_named_after_their_content() {
+    let one = secrets_digest(&[("token".to_string(), b"a".to_vec())]);
+    assert_eq!(one.len(), 16);
+    assert_ne!(one, secrets_digest(&[("token".to_string(), b"b".to_vec())]), "new content, new name");
+    assert_ne!(one, secrets_digest(&[("other".to_string(), b"a".to_vec())]));
+    assert_eq!(one, secrets_digest(&[("token".to_string(), b"a".to_vec())]));
 }

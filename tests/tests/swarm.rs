@@ -1,0 +1,78 @@
+//! Docker Swarm past one host (issue 14): three fresh Docker 28 test hosts (Debian
+//! sid) reached over real SSH, one `[clusters.web]`. `doctor --cluster` reports a swarm
+//! that is not formed; `--install` forms it (init on the manager, join the others,
+//! label the data node); a second run changes nothing; moving `data_node` moves the
+//! label.
+
+use cultivate_tests::deploy::DeployConfig;
+use cultivate_tests::hosts::{Engine, HostVariant, TestHost};
+use cultivate_tests::require_engine;
+
+fn host_sh(host: &TestHost, script: &str) -> String {
+    let output = host.exec(&["sh", "-c", script]).unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn cluster_config(hosts: &[TestHost], data_node: &str) -> DeployConfig {
+    let named: Vec<(&str, Option<&TestHost>)> = ["n1", "n2", "n3"].into_iter().zip(hosts.iter().map(Some)).collect();
+    let cluster = format!(
+        "[clusters.web]\nengine = \"swarm\"\nmanager = \"n1\"\nnodes = [\"n2\", \"n3\"]\ndata_node = \"{data_node}\"\n"
+    );
+    DeployConfig::for_hosts(&named, &cluster).unwrap()
+}
+
+#[test]
+fn doctor_forms_a_three_node_swarm_once_and_keeps_the_data_label_on_the_data_node() {
+    require_engine();
+    let hosts: Vec<TestHost> = std::thread::scope(|scope| {
+        let started: Vec<_> =
+            (0..3).map(|_| scope.spawn(|| TestHost::start(HostVariant::Engine(Engine::Docker28), false))).collect();
+        started.into_iter().map(|h| h.join().unwrap().expect("starting a Docker 28 host")).collect()
+    });
+    let config = cluster_config(&hosts, "n1");
+
+    // Not formed: reported with the fix, exit ≠ 0, nothing changed.
+    let ran = config.run(&["doctor", "--cluster", "web"]).unwrap();
+    assert!(!ran.success, "{}", ran.all());
+    assert!(ran.stdout.contains("n1 is not a swarm manager (state inactive)"), "{}", ran.all());
+    assert!(ran.stdout.contains("--cluster web --install"), "{}", ran.all());
+    for host in &hosts {
+        assert_eq!(host_sh(host, "docker info --format '{{.Swarm.LocalNodeState}}'").trim(), "inactive");
+    }
+
+    // --install forms it.
+    let ran = config.run(&["doctor", "--cluster", "web", "--install", "--json"]).unwrap();
+    assert!(ran.success, "{}", ran.all());
+    let report: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    let actions = report["cluster"]["actions"].to_string();
+    for expected in
+        ["formed a swarm on n1", "n2 joined the swarm of n1", "n3 joined the swarm of n1", "labelled n1 for data"]
+    {
+        assert!(actions.contains(expected), "{expected}: {actions}");
+    }
+    assert_eq!(report["cluster"]["data_labelled"], true, "{report:#}");
+    let manager = &hosts[0];
+    let nodes = host_sh(manager, "docker node ls --format '{{.Status}} {{.ManagerStatus}}'");
+    assert_eq!(nodes.lines().filter(|l| l.starts_with("Ready")).count(), 3, "{nodes}");
+    assert_eq!(nodes.matches("Leader").count(), 1, "{nodes}");
+    let labelled = |host: &TestHost| {
+        let id = host_sh(host, "docker info --format '{{.Swarm.NodeID}}'");
+        host_sh(manager, &format!("docker node inspect {} --format '{{{{json .Spec.Labels}}}}'", id.trim()))
+    };
+    assert!(labelled(&hosts[0]).contains("\"cultivate.data\":\"true\""));
+    assert!(!labelled(&hosts[1]).contains("cultivate.data") && !labelled(&hosts[2]).contains("cultivate.data"));
+
+    // Formed: a second run finds everything in place and changes nothing.
+    let ran = config.run(&["doctor", "--cluster", "web", "--install"]).unwrap();
+    assert!(ran.success && !ran.stdout.contains("did:"), "{}", ran.all());
+    assert!(ran.stdout.contains("data label: on the data node only"), "{}", ran.all());
+
+    // Another data node: the label moves (never two nodes holding it).
+    let moved = cluster_config(&hosts, "n2");
+    let ran = moved.run(&["doctor", "--cluster", "web"]).unwrap();
+    assert!(!ran.success && ran.stdout.contains("is not on n2 alone"), "{}", ran.all());
+    let ran = moved.run(&["doctor", "--cluster", "web", "--install"]).unwrap();
+    assert!(ran.success, "{}", ran.all());
+    assert!(labelled(&hosts[1]).contains("\"cultivate.data\":\"true\""));
+    assert!(!labelled(&hosts[0]).contains("cultivate.data"), "{}", labelled(&hosts[0]));
+}
