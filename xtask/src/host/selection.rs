@@ -101,8 +101,10 @@ impl HostArgs {
 /// Runs `work` on each target, at most `parallel` at once, each on its own thread;
 /// the results in the targets' order. One target runs on this thread.
 pub fn each<T: Send>(targets: &[Target], parallel: usize, work: impl Fn(&Target) -> T + Sync) -> Vec<T> {
-    if targets.len() == 1 {
-        return vec![work(&targets[0])];
+    match targets {
+        [] => return Vec::new(),
+        [one] => return vec![work(one)],
+        _ => {}
     }
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<T>>> = Mutex::new(targets.iter().map(|_| None).collect());

@@ -225,6 +225,37 @@ mod tests {
         }
     }
 
+    /// Issue 14: hosts worked on at once each keep their own log (written on that
+    /// host): what is said on a host's thread is in its log only.
+    #[test]
+    fn lines_said_on_a_hosts_thread_reach_that_hosts_log_only() {
+        let progress = indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
+        let texts: Vec<String> = std::thread::scope(|scope| {
+            let hosts: Vec<_> = ["a", "b"]
+                .into_iter()
+                .map(|name| {
+                    let progress = &progress;
+                    scope.spawn(move || {
+                        let log = Log::for_host(false, name, progress);
+                        log.info(format!("deploying to {name}"));
+                        say(format!("said on {name}'s thread"));
+                        log.finish("done");
+                        log.text()
+                    })
+                })
+                .collect();
+            hosts.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (text, (own, other)) in texts.iter().zip([("a", "b"), ("b", "a")]) {
+            assert!(
+                text.contains(&format!("deploying to {own}")) && text.contains(&format!("said on {own}'s")),
+                "{text}"
+            );
+            assert!(!text.contains(&format!("said on {other}'s")) && !text.contains(&format!("to {other}")), "{text}");
+            assert!(text.lines().all(is_log_line), "{text}");
+        }
+    }
+
     #[test]
     fn lines_without_a_timestamp_are_told_apart() {
         assert!(is_log_line("2026-11-23T10:00:00.5Z INFO  deploying"));

@@ -7,6 +7,12 @@
 //! it and wait for health → point `current` at it and record it. A failure once the
 //! release has started restores the previous release (or, on a first deploy, stops the
 //! new one); the data volume is never touched.
+//!
+//! Several hosts (`--host a --host b`, `--group`): the images are built once, before
+//! any host is reached, and each archive is made once; then each host goes through the
+//! steps above on its own thread (at most `[deploy] parallel` at once), and a table
+//! says what each did. With `[deploy] all_or_nothing`, a failure on one host rolls
+//! back the hosts that succeeded.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;

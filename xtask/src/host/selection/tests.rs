@@ -56,6 +56,7 @@ fn each_runs_every_target_at_most_parallel_at_once_and_keeps_the_order() {
     });
     assert_eq!(results, ["H0", "H1", "H2", "H3", "H4", "H5", "H6"]);
     assert_eq!(most.load(Ordering::SeqCst), 3, "three at once, never more");
+    assert!(each(&[], 3, |t: &Target| t.name().len()).is_empty(), "no target, no work (and no panic)");
     let one = each(&targets[..1], 3, |_| std::thread::current().id());
     assert_eq!(one, [std::thread::current().id()], "a single target runs on the caller's thread");
 }
