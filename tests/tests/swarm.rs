@@ -2,11 +2,17 @@
 //! sid) reached over real SSH, one `[clusters.web]`. `doctor --cluster` reports a swarm
 //! that is not formed; `--install` forms it (init on the manager, join the others,
 //! label the data node); a second run changes nothing; moving `data_node` moves the
-//! label.
+//! label. Then `deploy --cluster`: the images on every node, the stack deployed, every
+//! node serving, a row written through one node read through another (the database
+//! and the backend on the data node, by peer authentication over the socket volume).
+//! These hosts' kernel has no IPVS, so the ports are published on each node
+//! (`publish = "host"`), not through the routing mesh.
 
-use cultivate_tests::deploy::DeployConfig;
+use std::time::Duration;
+
+use cultivate_tests::deploy::{DeployConfig, built_manifest_path};
 use cultivate_tests::hosts::{Engine, HostVariant, TestHost};
-use cultivate_tests::require_engine;
+use cultivate_tests::{get_when_up, http, manifest, require_engine};
 
 fn host_sh(host: &TestHost, script: &str) -> String {
     let output = host.exec(&["sh", "-c", script]).unwrap();
@@ -16,7 +22,8 @@ fn host_sh(host: &TestHost, script: &str) -> String {
 fn cluster_config(hosts: &[TestHost], data_node: &str) -> DeployConfig {
     let named: Vec<(&str, Option<&TestHost>)> = ["n1", "n2", "n3"].into_iter().zip(hosts.iter().map(Some)).collect();
     let cluster = format!(
-        "[clusters.web]\nengine = \"swarm\"\nmanager = \"n1\"\nnodes = [\"n2\", \"n3\"]\ndata_node = \"{data_node}\"\n"
+        "[clusters.web]\nengine = \"swarm\"\nmanager = \"n1\"\nnodes = [\"n2\", \"n3\"]\ndata_node = \"{data_node}\"\n\
+         publish = \"host\"\n"
     );
     DeployConfig::for_hosts(&named, &cluster).unwrap()
 }
@@ -75,4 +82,35 @@ fn doctor_forms_a_three_node_swarm_once_and_keeps_the_data_label_on_the_data_nod
     assert!(ran.success, "{}", ran.all());
     assert!(labelled(&hosts[1]).contains("\"cultivate.data\":\"true\""));
     assert!(!labelled(&hosts[0]).contains("cultivate.data"), "{}", labelled(&hosts[0]));
+
+    // Deploy to the cluster (the data node is n2 now).
+    let v1 = built_manifest_path().to_string_lossy().into_owned();
+    let version = manifest().version.clone();
+    let ran = moved.run(&["deploy", "--cluster", "web", "--manifest", &v1, "--yes"]).unwrap();
+    assert!(ran.success, "{}", ran.all());
+    assert!(ran.stdout.contains(&format!("Cultivate {version} is live on cluster web")), "{}", ran.all());
+    let placed = host_sh(
+        &hosts[0],
+        "docker service ps cultivate_database cultivate_backend --format '{{.Node}} {{.CurrentState}}'",
+    );
+    let n2 = host_sh(&hosts[1], "hostname").trim().to_string();
+    assert!(placed.lines().filter(|l| l.contains("Running")).all(|l| l.starts_with(&n2)), "{placed}");
+    for host in &hosts {
+        let health =
+            get_when_up(&format!("http://127.0.0.1:{}/health", host.http_port), Duration::from_secs(60)).unwrap();
+        assert_eq!(health.status, 200, "{}", health.text());
+    }
+    let title = cultivate_tests::unique("swarm row");
+    let body = serde_json::json!({"title": title, "notes": ""}).to_string();
+    let url = |host: &TestHost| format!("http://127.0.0.1:{}/api/v1/activities", host.http_port);
+    let created =
+        http("POST", &url(&hosts[0]), &[("content-type", "application/json")], Some(body.as_bytes())).unwrap();
+    assert_eq!(created.status, 201, "{}", created.text());
+    let listed = get_when_up(&url(&hosts[2]), Duration::from_secs(30)).unwrap();
+    assert!(listed.text().contains(&title), "a row written through n1 is read through n3: {}", listed.text());
+    let recorded = host_sh(&hosts[0], "cat /opt/cultivate/current/release.json");
+    assert!(recorded.contains("\"status\": \"active\"") && recorded.contains("cluster web"), "{recorded}");
+    // A task that does not work on clusters yet says so.
+    let ran = moved.run(&["status", "--cluster", "web"]).unwrap();
+    assert!(!ran.success && ran.stderr.contains("only `deploy`"), "{}", ran.all());
 }

@@ -6,6 +6,7 @@ pub mod activate;
 pub mod audit;
 pub mod backup;
 pub mod certs;
+pub mod cluster;
 pub mod fleet;
 pub mod remote_build;
 pub mod rollout;

@@ -15,11 +15,14 @@ use crate::model::config::{CONFIG_FILE, Config};
 pub struct HostArgs {
     /// A name from [hosts] in deploy/deploy.toml, or [user@]host[:port]. Repeat it to
     /// work on several hosts.
-    #[arg(long = "host", value_name = "HOST", required_unless_present_any = ["local", "group"], conflicts_with = "local")]
+    #[arg(long = "host", value_name = "HOST", required_unless_present_any = ["local", "group", "cluster"], conflicts_with = "local")]
     pub hosts: Vec<String>,
     /// Every host of a [groups] entry in deploy/deploy.toml (with any --host given).
     #[arg(long, value_name = "NAME", conflicts_with = "local")]
     pub group: Option<String>,
+    /// A [clusters.NAME] swarm of deploy/deploy.toml (`deploy` only, so far).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["hosts", "group", "local"])]
+    pub cluster: Option<String>,
     /// Work on this machine's engine, without SSH.
     #[arg(long)]
     pub local: bool,
@@ -58,6 +61,12 @@ impl HostArgs {
 
     /// The targets, in the order given (the group's in its order), each once.
     pub fn targets(&self, config: &Config) -> Result<Vec<Target>> {
+        if let Some(cluster) = &self.cluster {
+            bail!(
+                "--cluster {cluster}: only `deploy` (and `doctor --cluster`) work on a cluster so far; pass its hosts \
+                 with --host to work on them one by one"
+            );
+        }
         if self.local {
             return Ok(vec![Target::Local]);
         }

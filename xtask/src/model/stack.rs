@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::model::compose::{DeployResources, Healthcheck, Logging, Mount, Rendered, ServiceDefinition};
+pub use crate::model::config::Publish;
 
 /// The node label that places the database and the backend: `cultivate.data=true`.
 pub const DATA_LABEL: &str = "cultivate.data";
@@ -122,7 +123,13 @@ pub struct StackSecret {
 
 /// The stack file of `rendered` (a Linux Docker render), `secrets_digest` naming its
 /// secrets' content (the digest part of their `secrets-<digest>` directory).
-pub fn stack_file(rendered: &Rendered, app: &str, secrets_digest: &str, monitor_seconds: u32) -> StackFile {
+pub fn stack_file(
+    rendered: &Rendered,
+    app: &str,
+    secrets_digest: &str,
+    monitor_seconds: u32,
+    publish: Publish,
+) -> StackFile {
     let env = &rendered.env;
     let resolve = |text: &str| {
         let mut text = text.to_string();
@@ -148,7 +155,7 @@ pub fn stack_file(rendered: &Rendered, app: &str, secrets_digest: &str, monitor_
                     target: target.ok()?,
                     published: published.ok()?,
                     protocol: "tcp".to_string(),
-                    mode: "ingress".to_string(),
+                    mode: if publish == Publish::Host { "host" } else { "ingress" }.to_string(),
                 })
             })
             .collect();
@@ -158,7 +165,9 @@ pub fn stack_file(rendered: &Rendered, app: &str, secrets_digest: &str, monitor_
             ports,
             volumes: definition.volumes.iter().map(|m| Mount { source: resolve(&m.source), ..m.clone() }).collect(),
             networks: definition.networks.clone(),
-            healthcheck: definition.healthcheck.clone(),
+            // The stack file format (3.x) has no `start_interval`: `docker stack
+            // deploy` refuses it.
+            healthcheck: definition.healthcheck.clone().map(|check| Healthcheck { start_interval: None, ..check }),
             logging: definition.logging.clone(),
             deploy: SwarmDeploy {
                 mode: mode.to_string(),
@@ -184,7 +193,11 @@ pub fn stack_file(rendered: &Rendered, app: &str, secrets_digest: &str, monitor_
     let services = BTreeMap::from([
         ("database".to_string(), service(&compose.services.database, "replicated", on_data_node, "stop-first")),
         ("backend".to_string(), backend),
-        ("frontend".to_string(), service(&frontend, "global", None, "start-first")),
+        // A port bound on the node itself is held by one task at a time.
+        (
+            "frontend".to_string(),
+            service(&frontend, "global", None, if publish == Publish::Host { "stop-first" } else { "start-first" }),
+        ),
     ]);
     let used: Vec<&String> = services.values().flat_map(|s| &s.networks).collect();
     let networks = compose

@@ -8,9 +8,11 @@ use anyhow::{Context, Result, bail};
 
 use crate::host::session::{Effect, Session, with_backoff};
 use crate::model::config::Config;
+use crate::model::image::Image;
 use crate::model::service::Service;
 use crate::release::stack::{ContainerState, Stack};
 use crate::release::state::{self as release, DeploymentState, HealthCheckResult, History, Layout, LockHolder};
+use crate::support::command::Cmd;
 use crate::support::interrupt;
 use crate::support::log::now_rfc3339;
 
@@ -245,6 +247,43 @@ pub fn with_lock<T>(
     });
     drop(lock);
     result
+}
+
+/// The database's data directory on a Linux host, owned by postgres (uid 999) with
+/// mode 0700, created through the database image so no root login is needed.
+pub fn ensure_data_dir(session: &Session, images: &[Image]) -> Result<()> {
+    let volumes = &session.paths.volumes;
+    let data = format!("{volumes}/{}", crate::model::compose::DATA_VOLUME);
+    let (exists, _, _) = session.try_run(Effect::Read, &Cmd::new("test").args(["-d", &data]))?;
+    if exists {
+        return Ok(());
+    }
+    let database = images.iter().find(|i| i.service == "database").context("no database image in the release")?;
+    let cmd = Cmd::new(session.runtime.program()).args([
+        "run",
+        "--rm",
+        "--user",
+        "0",
+        "--network",
+        "none",
+        "--entrypoint",
+        "sh",
+        "-v",
+        &format!("{volumes}:/volumes"),
+        &database.reference,
+        "-c",
+        &format!(
+            "mkdir -p /volumes/{0} && chown 999:999 /volumes/{0} && chmod 700 /volumes/{0}",
+            crate::model::compose::DATA_VOLUME
+        ),
+    ]);
+    session.run(Effect::Change, &Cmd::new("mkdir").args(["-p", volumes]))?;
+    session.run(Effect::Change, &cmd).context("creating the database's data directory")?;
+    if session.dry_run {
+        return Ok(());
+    }
+    session.log.info(format!("created the database's data directory {data} (owner uid 999, mode 0700)"));
+    Ok(())
 }
 
 /// Why a release did not become healthy, with the failing containers' logs.

@@ -94,7 +94,11 @@ pub fn run(project: &Project, args: &DeployArgs) -> Result<()> {
 
     // 1. Configuration, local prerequisites, local runtime.
     let config = Config::load(&project.config_file)?;
-    let targets = args.target.targets(&config)?;
+    let cluster = args.target.cluster.as_deref().map(|name| cluster_named(&config, name)).transpose()?;
+    let targets = match &cluster {
+        Some((_, cluster)) => cluster.nodes.iter().cloned().map(Target::Host).collect(),
+        None => args.target.targets(&config)?,
+    };
     let secrets = crate::support::secrets::secret_names(project)?;
     let now = crate::model::certificate::now();
     let certs = LocalCertificates::load(&config, now)?;
@@ -115,11 +119,21 @@ pub fn run(project: &Project, args: &DeployArgs) -> Result<()> {
     } else {
         crate::host::install::ensure_local_engine(args.install && args.target.local)?
     };
-    let names = targets.iter().map(Target::name).collect::<Vec<_>>().join(", ");
+    let names = match &cluster {
+        Some((name, _)) => format!("cluster {name}"),
+        None => targets.iter().map(Target::name).collect::<Vec<_>>().join(", "),
+    };
     if version.ends_with("-dirty") && !args.target.local && !args.change.yes && !args.change.dry_run {
         crate::host::session::confirm(&format!("Deploy uncommitted changes (version {version}) to {names}?"))?;
     }
     log.info(format!("deploying Cultivate {version} to {names}"));
+    if let Some((name, cluster)) = cluster {
+        if args.change.dry_run {
+            bail!("--dry-run is not built for clusters yet: `cargo xtask render --stack` prints the stack file");
+        }
+        let manifest = local_images(project, &config, args, given.as_ref(), (&local_runtime, &engine), &version)?;
+        return deploy_cluster(project, &config, (name, cluster), &manifest, &local_runtime, &started_at, &log);
+    }
     // Several hosts: one build here, before any is reached, shipped to each.
     let several = targets.len() > 1;
     let built = if several && given.is_none() && args.build_mode == BuildMode::Local && !args.change.dry_run {
@@ -177,6 +191,68 @@ pub fn run(project: &Project, args: &DeployArgs) -> Result<()> {
         );
     }
     fleet::conclude("deploy", outcomes)
+}
+
+/// `[clusters.NAME]`, or an error naming the configured ones.
+fn cluster_named<'c>(config: &'c Config, name: &'c str) -> Result<(&'c str, &'c crate::model::config::Cluster)> {
+    let cluster = config.clusters.get(name).with_context(|| {
+        let known: Vec<&str> = config.clusters.keys().map(String::as_str).collect();
+        let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+        format!("no cluster `{name}` in {}; configured: {known}", crate::model::config::CONFIG_FILE)
+    })?;
+    Ok((name, cluster))
+}
+
+/// A deploy to a swarm: the images of the stack's services, the secrets, and the
+/// release layer's cluster deploy; then one line per node.
+fn deploy_cluster(
+    project: &Project,
+    config: &Config,
+    (name, cluster): (&str, &crate::model::config::Cluster),
+    manifest: &Manifest,
+    local: &Runtime,
+    started_at: &str,
+    log: &Log,
+) -> Result<()> {
+    let started = Instant::now();
+    let mut images = Vec::new();
+    for service in [Service::Database, Service::BackendApi, Service::WebFrontend] {
+        let record = manifest.image(service).with_context(|| format!("the images manifest has no {service} image"))?;
+        let details = local.inspect_image(&record.reference)?.with_context(|| {
+            format!("{} is not in this machine's engine: run `cargo xtask images`", record.reference)
+        })?;
+        images.push(details.to_image(service.name(), &record.reference));
+    }
+    let mut secrets = Vec::new();
+    for secret in crate::support::secrets::secret_names(project)? {
+        let bytes = std::fs::read(project.path("secrets").join(&secret))
+            .with_context(|| format!("reading secrets/{secret}"))?;
+        secrets.push((secret, bytes));
+    }
+    let release = crate::release::cluster::ClusterRelease {
+        config,
+        name,
+        cluster,
+        local,
+        images: &images,
+        version: &manifest.version,
+        secrets: &secrets,
+        state_dir: &project.state_dir(),
+        started_at,
+    };
+    let outcome = crate::release::cluster::deploy(&release, log)?;
+    println!("\nCultivate {} is live on cluster {name} in {:.1} s", manifest.version, started.elapsed().as_secs_f64());
+    let rows: Vec<Vec<String>> = outcome
+        .nodes
+        .iter()
+        .map(|(node, bytes)| {
+            let address = config.hosts.get(node).map_or(node.as_str(), |h| h.address.as_str());
+            let role = if *node == cluster.data_node { "data, frontend" } else { "frontend" };
+            vec![node.clone(), role.to_string(), format!("{:.2} MB", *bytes as f64 / 1e6), config.http.url(address)]
+        })
+        .collect();
+    print!("{}", fleet::table(&["node", "runs", "shipped", "url"], &rows));
+    Ok(())
 }
 
 /// One host's deploy, from connecting to its summary (its log written on it).
@@ -572,7 +648,7 @@ fn write_release(
         ));
     }
     if session.os == TargetOs::Linux {
-        ensure_data_dir(session, images)?;
+        rollout::ensure_data_dir(session, images)?;
     }
 
     let state = DeploymentState {
@@ -640,43 +716,6 @@ fn content_dir(
 /// owners needs root.
 pub fn secrets_access_cmd(secrets_dir: &str) -> Cmd {
     Cmd::new("chown").args(["-R", "1001:1001", secrets_dir])
-}
-
-/// The database's data directory on a Linux host, owned by postgres (uid 999) with
-/// mode 0700, created through the database image so no root login is needed.
-fn ensure_data_dir(session: &Session, images: &[Image]) -> Result<()> {
-    let volumes = &session.paths.volumes;
-    let data = format!("{volumes}/{}", crate::model::compose::DATA_VOLUME);
-    let (exists, _, _) = session.try_run(Effect::Read, &Cmd::new("test").args(["-d", &data]))?;
-    if exists {
-        return Ok(());
-    }
-    let database = images.iter().find(|i| i.service == "database").context("no database image in the release")?;
-    let cmd = Cmd::new(session.runtime.program()).args([
-        "run",
-        "--rm",
-        "--user",
-        "0",
-        "--network",
-        "none",
-        "--entrypoint",
-        "sh",
-        "-v",
-        &format!("{volumes}:/volumes"),
-        &database.reference,
-        "-c",
-        &format!(
-            "mkdir -p /volumes/{0} && chown 999:999 /volumes/{0} && chmod 700 /volumes/{0}",
-            crate::model::compose::DATA_VOLUME
-        ),
-    ]);
-    session.run(Effect::Change, &Cmd::new("mkdir").args(["-p", volumes]))?;
-    session.run(Effect::Change, &cmd).context("creating the database's data directory")?;
-    if session.dry_run {
-        return Ok(());
-    }
-    session.log.info(format!("created the database's data directory {data} (owner uid 999, mode 0700)"));
-    Ok(())
 }
 
 /// Removes releases beyond `[runtime] keep_releases`, with their images when no kept

@@ -171,7 +171,7 @@ fn diagnose(config: &Config, args: &DoctorArgs) -> Result<Diagnosis> {
         }
         return Ok((local, reports, report));
     }
-    let selection = HostArgs { hosts: args.hosts.clone(), group: args.group.clone(), local: false };
+    let selection = HostArgs { hosts: args.hosts.clone(), group: args.group.clone(), ..HostArgs::default() };
     let targets = if args.hosts.is_empty() && args.group.is_none() { Vec::new() } else { selection.targets(config)? };
     let local = local_report(config, !targets.is_empty());
     // Local prerequisites first: without ssh, no connection is attempted. Keys are

@@ -92,7 +92,8 @@ pub fn run(project: &Project, args: &RenderArgs) -> Result<()> {
         }
         // A new task is watched as long as its health check may take to fail.
         let monitor = config.health.interval_seconds * config.health.retries;
-        let stack = stack::stack_file(&rendered, &config.app.name, &stack::secrets_digest(&files), monitor);
+        let digest = stack::secrets_digest(&files);
+        let stack = stack::stack_file(&rendered, &config.app.name, &digest, monitor, stack::Publish::Ingress);
         print!("{}", stack::to_yaml(&stack));
         return Ok(());
     }

@@ -16,7 +16,7 @@ fn names(targets: &[Target]) -> Vec<&str> {
 #[test]
 fn hosts_and_a_group_give_each_target_once_in_order() {
     let config = config();
-    let args = HostArgs { hosts: vec!["a".into(), "c".into()], group: Some("prod".into()), local: false };
+    let args = HostArgs { hosts: vec!["a".into(), "c".into()], group: Some("prod".into()), ..HostArgs::default() };
     assert_eq!(names(&args.targets(&config).unwrap()), ["a", "c", "b"]);
     let group = HostArgs { group: Some("prod".into()), ..HostArgs::default() };
     assert_eq!(names(&group.targets(&config).unwrap()), ["b", "c"]);

@@ -497,7 +497,15 @@ impl Checker<'_> {
                 "one of the cluster's nodes (the manager or one of `nodes`)",
             );
         }
-        (self.problems.len() == problems).then_some(Cluster { manager, nodes, data_node })
+        let publish = match raw.publish.as_deref() {
+            None | Some("ingress") => Publish::Ingress,
+            Some("host") => Publish::Host,
+            Some(other) => {
+                self.invalid(&key("publish"), &format!("{other:?}"), "ingress (the routing mesh) or host");
+                Publish::Ingress
+            }
+        };
+        (self.problems.len() == problems).then_some(Cluster { manager, nodes, data_node, publish })
     }
 
     fn positive(&mut self, key: &str, file: Option<i64>, default: u32) -> u32 {

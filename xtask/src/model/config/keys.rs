@@ -81,6 +81,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "clusters.*.manager",
     "clusters.*.nodes",
     "clusters.*.data_node",
+    "clusters.*.publish",
 ];
 
 /// Reads `text` as the file as written, with a [`Problem::Unknown`] for each key that

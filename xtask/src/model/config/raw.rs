@@ -52,6 +52,7 @@ pub(super) struct RawCluster {
     pub(super) manager: Option<String>,
     pub(super) nodes: Option<Vec<String>>,
     pub(super) data_node: Option<String>,
+    pub(super) publish: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -37,6 +37,20 @@ pub struct Cluster {
     /// The node labelled for data: the database and the backend run there, sharing
     /// the socket volume (peer authentication needs one machine's kernel).
     pub data_node: String,
+    /// How the frontend's ports are published on the nodes.
+    pub publish: Publish,
+}
+
+/// `ingress`: Swarm's routing mesh answers on every node and the frontend updates
+/// start-first; it needs the kernel's IPVS. `host`: each node's frontend binds the
+/// ports itself (it runs on every node anyway); it updates stop-first, one node at a
+/// time, the others serving meanwhile.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Publish {
+    #[default]
+    Ingress,
+    Host,
 }
 
 /// `[deploy]`: how a deploy to several hosts runs.

@@ -24,7 +24,7 @@ const HTTPS: &str = "[app]\nname = \"cultivate\"\n[http]\nhttps = true\ncert_pat
 
 #[test]
 fn the_data_services_sit_on_the_data_node_and_the_frontend_on_every_node() {
-    let stack = stack_file(&rendered(HTTPS, &["api_key".to_string()]), "cultivate", "0123abcd", 15);
+    let stack = stack_file(&rendered(HTTPS, &["api_key".to_string()]), "cultivate", "0123abcd", 15, Publish::Ingress);
     assert_eq!(stack.services.keys().collect::<Vec<_>>(), ["backend", "database", "frontend"], "no edge");
     let constraint = vec!["node.labels.cultivate.data == true".to_string()];
     for name in ["database", "backend"] {
@@ -70,9 +70,11 @@ proptest! {
             "[app]\nname = \"cultivate\"\n[http]\nport = {http}\nhttps_port = {https_port}\nhttps = {https}\n{}",
             if https { "cert_path = \"/etc/cultivate/certs\"\n" } else { "" }
         );
-        let stack = stack_file(&rendered(&text, &["token".to_string()]), "cultivate", "d1", 10);
+        let stack = stack_file(&rendered(&text, &["token".to_string()]), "cultivate", "d1", 10, Publish::Ingress);
         let yaml = to_yaml(&stack);
         prop_assert!(!yaml.contains("${"), "{}", yaml);
+        // Refused by `docker stack deploy` (the 3.x format), though compose takes it.
+        prop_assert!(!yaml.contains("start_interval"), "{}", yaml);
         let mut published: Vec<u16> = stack.services["frontend"].ports.iter().map(|p| p.published).collect();
         let mut wanted = vec![http];
         if https {
@@ -96,4 +98,13 @@ fn secrets_are_named_after_their_content() {
     assert_ne!(one, secrets_digest(&[("token".to_string(), b"b".to_vec())]), "new content, new name");
     assert_ne!(one, secrets_digest(&[("other".to_string(), b"a".to_vec())]));
     assert_eq!(one, secrets_digest(&[("token".to_string(), b"a".to_vec())]));
+}
+
+#[test]
+fn ports_bound_on_each_node_update_the_frontend_stop_first() {
+    let stack = stack_file(&rendered(HTTPS, &[]), "cultivate", "d1", 10, Publish::Host);
+    let frontend = &stack.services["frontend"];
+    assert!(frontend.ports.iter().all(|p| p.mode == "host"), "{:?}", frontend.ports);
+    assert_eq!(frontend.deploy.update_config.order, "stop-first", "a node's port is held by one task at a time");
+    assert_eq!(stack.services["backend"].deploy.update_config.order, "start-first");
 }

@@ -1,0 +1,204 @@
+//! A release on a Docker Swarm (`[clusters.NAME]`): every node checked a member of the
+//! manager's swarm, the images shipped to every node (each archive made once), the
+//! data directory on the data node, the stack file written on the manager and
+//! deployed with `docker stack deploy`, then every service's tasks running and no
+//! update rolled back, and the release recorded in the manager's history.
+//!
+//! Swarm itself does the rolling update: the backend starts its new task first and
+//! goes back by itself when it does not get healthy (`model::stack`).
+
+use anyhow::{Context, Result, bail};
+
+use crate::host::selection::{self, Target};
+use crate::host::session::{Effect, Session};
+use crate::model::config::{Cluster, Config};
+use crate::model::image::Image;
+use crate::model::stack;
+use crate::release::rollout;
+use crate::release::ship::{self, shared::Archives};
+use crate::release::state::{self as release, DeploymentState, Layout, ReleaseStatus};
+use crate::support::command::Cmd;
+use crate::support::log::Log;
+
+/// The stack file's name in a release directory on the manager.
+pub const STACK_FILE: &str = "stack.yml";
+
+/// What a cluster deploy works from.
+pub struct ClusterRelease<'a> {
+    pub config: &'a Config,
+    pub name: &'a str,
+    pub cluster: &'a Cluster,
+    pub local: &'a crate::host::runtime::Runtime,
+    /// The release's images, as built here.
+    pub images: &'a [Image],
+    pub version: &'a str,
+    /// (name, bytes) of each file under secrets/.
+    pub secrets: &'a [(String, Vec<u8>)],
+    pub state_dir: &'a std::path::Path,
+    pub started_at: &'a str,
+}
+
+/// What a cluster deploy did: each node and the bytes sent to it.
+pub struct ClusterOutcome {
+    pub nodes: Vec<(String, u64)>,
+}
+
+/// `docker stack deploy` of `file`, waiting (bounded) for the services to converge.
+pub fn stack_deploy_cmd(file: &str, app: &str, timeout_seconds: u32) -> Cmd {
+    Cmd::new("timeout").arg(timeout_seconds.to_string()).args([
+        "docker",
+        "stack",
+        "deploy",
+        "--resolve-image",
+        "never",
+        "--detach=false",
+        "--prune",
+        "-c",
+        file,
+        app,
+    ])
+}
+
+/// Each service of the stack: its name, its running/desired tasks, and the state of
+/// its last update (`none` when it never had one).
+pub fn services_cmd(app: &str) -> Cmd {
+    let script = "docker service ls --filter \"label=com.docker.stack.namespace=$1\" --format '{{.Name}} {{.Replicas}}' | \
+                  while read -r name replicas; do \
+                  echo \"$name $replicas $(docker service inspect --format '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{else}}none{{end}}' \"$name\")\"; \
+                  done";
+    Cmd::new("sh").args(["-c", script, "services", app])
+}
+
+/// Why the stack is not serving, from [`services_cmd`]'s output: a service short of
+/// its tasks, or an update Swarm rolled back or paused. Empty when all is well.
+pub fn problems(text: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let [name, replicas, state, ..] = words.as_slice() else { continue };
+        let (running, desired) = replicas.split_once('/').unwrap_or((replicas, "?"));
+        if running != desired.split_whitespace().next().unwrap_or(desired) {
+            problems.push(format!("{name} runs {running} of {desired} tasks"));
+        }
+        if state.starts_with("rollback") || *state == "paused" {
+            problems.push(format!("{name}: Swarm's update ended {state}"));
+        }
+    }
+    if problems.is_empty() && text.trim().is_empty() {
+        problems.push("the stack has no services".to_string());
+    }
+    problems
+}
+
+pub fn deploy(release: &ClusterRelease, log: &Log) -> Result<ClusterOutcome> {
+    let ClusterRelease { config, name, cluster, version, .. } = *release;
+    if config.http.https {
+        bail!(
+            "HTTPS on a cluster is not built yet: deploy `{name}` with `[http] https = false`, or its hosts one by one"
+        );
+    }
+    let targets: Vec<Target> = cluster.nodes.iter().cloned().map(Target::Host).collect();
+    // Every node reached and checked at once.
+    let opened = selection::each(&targets, config.deploy.parallel as usize, |target| {
+        Session::open(config, target, false, false, log)
+    });
+    let sessions = opened.into_iter().collect::<Result<Vec<Session>>>()?;
+    let transports: Vec<&crate::host::transport::Transport> = sessions.iter().map(|s| &s.transport).collect();
+    let swarm = crate::host::swarm::examine(name, cluster, &transports, false)?;
+    if !swarm.missing.is_empty() {
+        bail!("the swarm of cluster `{name}` is not ready:\n  - {}", swarm.missing.join("\n  - "));
+    }
+    let manager = &sessions[0];
+    let result = rollout::with_lock(manager, config, "deploy", version, || {
+        let layout = Layout::new(&manager.paths);
+        let history = rollout::read_history(manager, &layout)?;
+        // Images to every node, before the stack changes.
+        let archives = Archives::default();
+        let shipped = selection::each(&targets, config.deploy.parallel as usize, |target| {
+            let session = sessions.iter().find(|s| s.name == target.name()).context("a session per node")?;
+            ship::ship_all(session, release.local, release.images, release.state_dir, Some(&archives))
+        });
+        let mut nodes = Vec::new();
+        for (target, result) in targets.iter().zip(shipped) {
+            let (_, bytes) = result.with_context(|| format!("shipping the images to {}", target.name()))?;
+            nodes.push((target.name().to_string(), bytes));
+        }
+        let data = sessions.iter().find(|s| s.name == cluster.data_node).context("the data node's session")?;
+        rollout::ensure_data_dir(data, release.images)?;
+        // The secrets, where `docker stack deploy` reads them: on the manager.
+        let digest = stack::secrets_digest(release.secrets);
+        let secrets_dir = format!("{}/secrets-{digest}", manager.paths.config);
+        for (file, bytes) in release.secrets {
+            manager.upload(bytes, &format!("{secrets_dir}/{file}"), 0o600)?;
+        }
+        let names: Vec<String> = release.secrets.iter().map(|(n, _)| n.clone()).collect();
+        let mut rendered = crate::model::compose::render(crate::model::compose::RenderInput {
+            config,
+            paths: &manager.paths,
+            engine: crate::model::platform::LinuxEngine::Docker,
+            version,
+            images: release.images,
+            secrets: &names,
+            start_interval: manager.knows_start_interval(),
+        });
+        for (key, value) in rendered.env.vars.iter_mut() {
+            if key == "SECRETS_PATH" {
+                *value = secrets_dir.clone();
+            }
+        }
+        let monitor = config.health.interval_seconds * config.health.retries;
+        let stack = stack::stack_file(&rendered, &config.app.name, &digest, monitor, cluster.publish);
+        let yaml = stack::to_yaml(&stack);
+        let file = layout.release_file(version, STACK_FILE);
+        manager.upload(yaml.as_bytes(), &file, 0o644)?;
+        let mut state = DeploymentState {
+            version: version.to_string(),
+            timestamp: crate::support::log::now_rfc3339(),
+            target_host: format!("cluster {name}"),
+            deployed_by: release::who_am_i(),
+            images: release.images.to_vec(),
+            configuration_hash: crate::support::digest::sha256(yaml.as_bytes()),
+            status: ReleaseStatus::Pending,
+            health_checks: Vec::new(),
+            replaced: None,
+            backup: None,
+            started: Some(release.started_at.to_string()),
+            bytes_shipped: Some(nodes.iter().map(|(_, b)| b).sum()),
+        };
+        rollout::write_state(manager, &layout, &state)?;
+        log.info(format!("deploying stack {} from {file} on {}", config.app.name, cluster.manager));
+        let wait = config.health.timeout_seconds;
+        let (deployed, out, err) = manager.try_run(Effect::Change, &stack_deploy_cmd(&file, &config.app.name, wait))?;
+        log.debug(format!("{out}\n{err}"));
+        let status = manager.run(Effect::Read, &services_cmd(&config.app.name))?;
+        let problems = problems(&status);
+        if !deployed || !problems.is_empty() {
+            state.status = ReleaseStatus::Failed;
+            state.timestamp = crate::support::log::now_rfc3339();
+            let _ = rollout::record(manager, &layout, &history, &state);
+            let said = |text: &str| text.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+            let why = if deployed {
+                format!("{} (the stack deploy said: {})", problems.join("; "), said(&out))
+            } else {
+                format!("`docker stack deploy` failed: {}", said(&err))
+            };
+            bail!(
+                "the stack did not converge on cluster `{name}`: {why} (`docker service ps` on {} says more)",
+                cluster.manager
+            );
+        }
+        state.status = ReleaseStatus::Active;
+        state.timestamp = crate::support::log::now_rfc3339();
+        rollout::record(manager, &layout, &history, &state)?;
+        manager.run(Effect::Change, &release::point_current_cmd(&layout, version))?;
+        Ok(ClusterOutcome { nodes })
+    });
+    for session in &sessions {
+        rollout::save_log(session, config, release::LoggedTask::Deploy, version);
+        session.close();
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,22 @@
+use super::*;
+
+#[test]
+fn a_stack_serves_when_every_service_runs_all_its_tasks_and_no_update_went_back() {
+    let good = "cultivate_backend 1/1 completed\ncultivate_database 1/1 none\ncultivate_frontend 3/3 completed\n";
+    assert!(problems(good).is_empty(), "{:?}", problems(good));
+    let bad = "cultivate_backend 1/1 rollback_completed\ncultivate_frontend 2/3 updating\n";
+    assert_eq!(
+        problems(bad),
+        ["cultivate_backend: Swarm's update ended rollback_completed", "cultivate_frontend runs 2 of 3 tasks"]
+    );
+    assert_eq!(problems(""), ["the stack has no services"]);
+}
+
+#[test]
+fn the_stack_deploy_waits_bounded_and_resolves_no_registry() {
+    assert_eq!(
+        stack_deploy_cmd("/opt/cultivate/releases/v1/stack.yml", "cultivate", 180).to_string(),
+        "timeout 180 docker stack deploy --resolve-image never '--detach=false' --prune -c \
+         /opt/cultivate/releases/v1/stack.yml cultivate"
+    );
+}
