@@ -10,9 +10,9 @@
 
 use std::time::Duration;
 
-use cultivate_tests::deploy::{DeployConfig, built_manifest_path};
+use cultivate_tests::deploy::{DeployConfig, built_manifest_path, derived_version};
 use cultivate_tests::hosts::{Engine, HostVariant, TestHost};
-use cultivate_tests::{get_when_up, http, manifest, require_engine};
+use cultivate_tests::{Load, get_when_up, http, manifest, require_engine};
 
 fn host_sh(host: &TestHost, script: &str) -> String {
     let output = host.exec(&["sh", "-c", script]).unwrap();
@@ -110,6 +110,27 @@ fn doctor_forms_a_three_node_swarm_once_and_keeps_the_data_label_on_the_data_nod
     assert!(listed.text().contains(&title), "a row written through n1 is read through n3: {}", listed.text());
     let recorded = host_sh(&hosts[0], "cat /opt/cultivate/current/release.json");
     assert!(recorded.contains("\"status\": \"active\"") && recorded.contains("cluster web"), "{recorded}");
+    // A backend-only change rolls through Swarm (start-first) under load through a
+    // node that runs no backend: no request fails, the database task is kept.
+    let database_task = || host_sh(&hosts[0], "docker service ps cultivate_database -q --filter desired-state=running");
+    let before = database_task();
+    let v2 = derived_version("swarm-v2", "RUN echo swarm-v2 > /tmp/cultivate-swarm\n")
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let load = Load::start(hosts[2].http_port);
+    let ran = moved.run(&["deploy", "--cluster", "web", "--manifest", &v2, "--yes"]).unwrap();
+    let report = load.stop();
+    assert!(ran.success, "{}", ran.all());
+    assert!(report.sent > 20 && report.failures.is_empty(), "{report:?}");
+    assert_eq!(database_task(), before, "the database task was replaced");
+    let running = host_sh(
+        &hosts[0],
+        "docker service inspect cultivate_backend --format '{{.Spec.TaskTemplate.ContainerSpec.Image}}'",
+    );
+    assert!(running.contains(":swarm-v2"), "{running}");
+    assert!(get_when_up(&url(&hosts[1]), Duration::from_secs(30)).unwrap().text().contains(&title), "the row kept");
+
     // A task that does not work on clusters yet says so.
     let ran = moved.run(&["status", "--cluster", "web"]).unwrap();
     assert!(!ran.success && ran.stderr.contains("only `deploy`"), "{}", ran.all());

@@ -112,11 +112,21 @@ pub fn deploy(release: &ClusterRelease, log: &Log) -> Result<ClusterOutcome> {
     let result = rollout::with_lock(manager, config, "deploy", version, || {
         let layout = Layout::new(&manager.paths);
         let history = rollout::read_history(manager, &layout)?;
+        // An image unchanged since the current release keeps its name there, so Swarm
+        // sees no change to that service and leaves its tasks running (a backend
+        // change restarts neither the database nor the frontends). Tagged so here
+        // too: the archive is saved by that name.
+        let (images, carried) = history.carry_over_unchanged(release.images.to_vec());
+        for image in images.iter().filter(|i| carried.contains(&i.service)) {
+            log.info(format!("{}: unchanged since {}, which stays its image", image.service, image.reference));
+            release.local.tag(&image.id, &image.reference)?;
+        }
+        let images = images.as_slice();
         // Images to every node, before the stack changes.
         let archives = Archives::default();
         let shipped = selection::each(&targets, config.deploy.parallel as usize, |target| {
             let session = sessions.iter().find(|s| s.name == target.name()).context("a session per node")?;
-            ship::ship_all(session, release.local, release.images, release.state_dir, Some(&archives))
+            ship::ship_all(session, release.local, images, release.state_dir, Some(&archives))
         });
         let mut nodes = Vec::new();
         for (target, result) in targets.iter().zip(shipped) {
@@ -124,7 +134,7 @@ pub fn deploy(release: &ClusterRelease, log: &Log) -> Result<ClusterOutcome> {
             nodes.push((target.name().to_string(), bytes));
         }
         let data = sessions.iter().find(|s| s.name == cluster.data_node).context("the data node's session")?;
-        rollout::ensure_data_dir(data, release.images)?;
+        rollout::ensure_data_dir(data, images)?;
         // The secrets, where `docker stack deploy` reads them: on the manager.
         let digest = stack::secrets_digest(release.secrets);
         let secrets_dir = format!("{}/secrets-{digest}", manager.paths.config);
@@ -137,7 +147,7 @@ pub fn deploy(release: &ClusterRelease, log: &Log) -> Result<ClusterOutcome> {
             paths: &manager.paths,
             engine: crate::model::platform::LinuxEngine::Docker,
             version,
-            images: release.images,
+            images,
             secrets: &names,
             start_interval: manager.knows_start_interval(),
         });
@@ -156,7 +166,7 @@ pub fn deploy(release: &ClusterRelease, log: &Log) -> Result<ClusterOutcome> {
             timestamp: crate::support::log::now_rfc3339(),
             target_host: format!("cluster {name}"),
             deployed_by: release::who_am_i(),
-            images: release.images.to_vec(),
+            images: images.to_vec(),
             configuration_hash: crate::support::digest::sha256(yaml.as_bytes()),
             status: ReleaseStatus::Pending,
             health_checks: Vec::new(),
