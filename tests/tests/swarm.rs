@@ -131,7 +131,55 @@ fn doctor_forms_a_three_node_swarm_once_and_keeps_the_data_label_on_the_data_nod
     assert!(running.contains(":swarm-v2"), "{running}");
     assert!(get_when_up(&url(&hosts[1]), Duration::from_secs(30)).unwrap().text().contains(&title), "the row kept");
 
+    // status --cluster: the nodes, each service's tasks and where they run.
+    let status = |config: &DeployConfig| -> serde_json::Value {
+        let ran = config.run(&["status", "--cluster", "web", "--json"]).unwrap();
+        assert!(ran.success, "{}", ran.all());
+        serde_json::from_str(&ran.stdout).unwrap()
+    };
+    let seen = status(&moved);
+    assert_eq!(seen["current"]["version"], "swarm-v2", "{seen:#}");
+    assert_eq!(seen["lost"], serde_json::json!([]), "{seen:#}");
+    let service = |seen: &serde_json::Value, name: &str| {
+        seen["services"].as_array().unwrap().iter().find(|s| s["name"] == name).cloned().unwrap()
+    };
+    assert_eq!(service(&seen, "cultivate_frontend")["on"].as_array().unwrap().len(), 3, "{seen:#}");
+    assert_eq!(service(&seen, "cultivate_backend")["on"], serde_json::json!([n2]), "{seen:#}");
+
+    // rollback --cluster: the release before, its stack deployed again, recorded.
+    let ran = moved.run(&["rollback", "--cluster", "web", "--yes"]).unwrap();
+    assert!(ran.success && ran.stdout.contains(&format!("Rolled back cluster web to {version}")), "{}", ran.all());
+    let seen = status(&moved);
+    assert_eq!(
+        (&seen["current"]["version"], &seen["current"]["status"]),
+        (&serde_json::json!(version), &serde_json::json!("rolled_back")),
+        "{seen:#}"
+    );
+    let running = host_sh(
+        &hosts[0],
+        "docker service inspect cultivate_backend --format '{{.Spec.TaskTemplate.ContainerSpec.Image}}'",
+    );
+    assert!(running.contains(&format!(":{version}")), "{running}");
+    assert!(get_when_up(&url(&hosts[2]), Duration::from_secs(30)).unwrap().text().contains(&title), "the row kept");
+
+    // A node stopped: the others serve on, and the report says what was lost.
+    let n3 = host_sh(&hosts[2], "hostname").trim().to_string();
+    cultivate_tests::docker(["stop", "-t", "1", hosts[2].container.as_str()]).unwrap();
+    let mut lost = serde_json::Value::Null;
+    for _ in 0..60 {
+        lost = status(&moved)["lost"].clone();
+        if lost.to_string().contains(&format!("node {n3} is down")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(lost.to_string().contains(&format!("node {n3} is down")), "{lost}");
+    for host in &hosts[..2] {
+        let served = get_when_up(&url(host), Duration::from_secs(30)).unwrap();
+        assert!(served.status == 200 && served.text().contains(&title), "{}", served.text());
+    }
+
     // A task that does not work on clusters yet says so.
-    let ran = moved.run(&["status", "--cluster", "web"]).unwrap();
-    assert!(!ran.success && ran.stderr.contains("only `deploy`"), "{}", ran.all());
+    let ran = moved.run(&["logs", "--cluster", "web"]).unwrap();
+    assert!(!ran.success && ran.stderr.contains("only `deploy`, `rollback`, `status`"), "{}", ran.all());
 }

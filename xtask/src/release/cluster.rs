@@ -8,6 +8,7 @@
 //! goes back by itself when it does not get healthy (`model::stack`).
 
 use anyhow::{Context, Result, bail};
+use serde::Serialize;
 
 use crate::host::selection::{self, Target};
 use crate::host::session::{Effect, Session};
@@ -161,7 +162,7 @@ pub fn deploy(release: &ClusterRelease, log: &Log) -> Result<ClusterOutcome> {
         let yaml = stack::to_yaml(&stack);
         let file = layout.release_file(version, STACK_FILE);
         manager.upload(yaml.as_bytes(), &file, 0o644)?;
-        let mut state = DeploymentState {
+        let state = DeploymentState {
             version: version.to_string(),
             timestamp: crate::support::log::now_rfc3339(),
             target_host: format!("cluster {name}"),
@@ -176,31 +177,7 @@ pub fn deploy(release: &ClusterRelease, log: &Log) -> Result<ClusterOutcome> {
             bytes_shipped: Some(nodes.iter().map(|(_, b)| b).sum()),
         };
         rollout::write_state(manager, &layout, &state)?;
-        log.info(format!("deploying stack {} from {file} on {}", config.app.name, cluster.manager));
-        let wait = config.health.timeout_seconds;
-        let (deployed, out, err) = manager.try_run(Effect::Change, &stack_deploy_cmd(&file, &config.app.name, wait))?;
-        log.debug(format!("{out}\n{err}"));
-        let status = manager.run(Effect::Read, &services_cmd(&config.app.name))?;
-        let problems = problems(&status);
-        if !deployed || !problems.is_empty() {
-            state.status = ReleaseStatus::Failed;
-            state.timestamp = crate::support::log::now_rfc3339();
-            let _ = rollout::record(manager, &layout, &history, &state);
-            let said = |text: &str| text.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
-            let why = if deployed {
-                format!("{} (the stack deploy said: {})", problems.join("; "), said(&out))
-            } else {
-                format!("`docker stack deploy` failed: {}", said(&err))
-            };
-            bail!(
-                "the stack did not converge on cluster `{name}`: {why} (`docker service ps` on {} says more)",
-                cluster.manager
-            );
-        }
-        state.status = ReleaseStatus::Active;
-        state.timestamp = crate::support::log::now_rfc3339();
-        rollout::record(manager, &layout, &history, &state)?;
-        manager.run(Effect::Change, &release::point_current_cmd(&layout, version))?;
+        apply(manager, config, (name, cluster), &layout, &history, state, ReleaseStatus::Active, log)?;
         Ok(ClusterOutcome { nodes })
     });
     for session in &sessions {
@@ -208,6 +185,181 @@ pub fn deploy(release: &ClusterRelease, log: &Log) -> Result<ClusterOutcome> {
         session.close();
     }
     result
+}
+
+/// Deploys the stack file of `state`'s release from the manager, waits (bounded) for
+/// it, and records it: `done` when every service runs all its tasks and no update
+/// went back, else failed (and an error saying why).
+#[allow(clippy::too_many_arguments)]
+fn apply(
+    manager: &Session,
+    config: &Config,
+    (name, cluster): (&str, &Cluster),
+    layout: &Layout,
+    history: &release::History,
+    mut state: DeploymentState,
+    done: ReleaseStatus,
+    log: &Log,
+) -> Result<()> {
+    let file = layout.release_file(&state.version, STACK_FILE);
+    log.info(format!("deploying stack {} from {file} on {}", config.app.name, cluster.manager));
+    let wait = config.health.timeout_seconds;
+    let (deployed, out, err) = manager.try_run(Effect::Change, &stack_deploy_cmd(&file, &config.app.name, wait))?;
+    log.debug(format!("{out}\n{err}"));
+    let status = manager.run(Effect::Read, &services_cmd(&config.app.name))?;
+    let problems = problems(&status);
+    if !deployed || !problems.is_empty() {
+        state.status = ReleaseStatus::Failed;
+        state.timestamp = crate::support::log::now_rfc3339();
+        let _ = rollout::record(manager, layout, history, &state);
+        let said = |text: &str| text.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+        let why = if deployed {
+            format!("{} (the stack deploy said: {})", problems.join("; "), said(&out))
+        } else {
+            format!("`docker stack deploy` failed: {}", said(&err))
+        };
+        bail!(
+            "the stack did not converge on cluster `{name}`: {why} (`docker service ps` on {} says more)",
+            cluster.manager
+        );
+    }
+    state.status = done;
+    state.timestamp = crate::support::log::now_rfc3339();
+    rollout::record(manager, layout, history, &state)?;
+    manager.run(Effect::Change, &release::point_current_cmd(layout, &state.version))?;
+    Ok(())
+}
+
+/// `rollback --cluster`: the release before the current one (or `to`), its stack file
+/// deployed again from the manager (its images are still on the nodes), checked and
+/// recorded `rolled_back`. Returns the version that serves.
+pub fn roll_back(config: &Config, (name, cluster): (&str, &Cluster), to: Option<&str>, log: &Log) -> Result<String> {
+    let manager = Session::open(config, &Target::Host(cluster.manager.clone()), false, false, log)?;
+    let result = rollout::with_lock(&manager, config, "rollback", to.unwrap_or("previous"), || {
+        let layout = Layout::new(&manager.paths);
+        let history = rollout::read_history(&manager, &layout)?;
+        let existing = rollout::existing_releases(&manager, &layout)?;
+        let target = history.rollback_target(to, &existing)?.clone();
+        let current = history.current().map(|c| c.version.clone());
+        log.info(format!(
+            "rolling cluster {name} back from {} to {}",
+            current.as_deref().unwrap_or("nothing"),
+            target.version
+        ));
+        let state = DeploymentState {
+            timestamp: crate::support::log::now_rfc3339(),
+            deployed_by: release::who_am_i(),
+            replaced: current,
+            bytes_shipped: None,
+            backup: None,
+            started: Some(crate::support::log::now_rfc3339()),
+            ..target
+        };
+        apply(&manager, config, (name, cluster), &layout, &history, state.clone(), ReleaseStatus::RolledBack, log)?;
+        Ok(state.version)
+    });
+    let version = result.as_ref().map_or("none".to_string(), String::clone);
+    rollout::save_log(&manager, config, release::LoggedTask::Rollback, &version);
+    manager.close();
+    result
+}
+
+/// A swarm node as the manager sees it.
+#[derive(Debug, Serialize)]
+pub struct NodeStatus {
+    pub hostname: String,
+    /// `ready` or `down` (or `unknown`, `disconnected`).
+    pub state: String,
+    pub availability: String,
+    pub manager: bool,
+}
+
+/// A service of the stack: its tasks running against those wanted, where they run,
+/// and its last update's state.
+#[derive(Debug, Serialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub running: u32,
+    pub desired: u32,
+    pub update: String,
+    /// The nodes (host names) its running tasks are on.
+    pub on: Vec<String>,
+}
+
+/// A cluster as its manager reports it.
+#[derive(Debug, Serialize)]
+pub struct ClusterStatus {
+    pub cluster: String,
+    pub current: Option<DeploymentState>,
+    pub nodes: Vec<NodeStatus>,
+    pub services: Vec<ServiceStatus>,
+    /// What is lost: nodes down, services short of tasks.
+    pub lost: Vec<String>,
+}
+
+pub fn nodes_status_cmd() -> Cmd {
+    Cmd::new("docker").args([
+        "node",
+        "ls",
+        "--format",
+        "{{.Hostname}} {{.Status}} {{.Availability}} {{.ManagerStatus}}",
+    ])
+}
+
+pub fn parse_nodes_status(text: &str) -> Vec<NodeStatus> {
+    text.lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            Some(NodeStatus {
+                hostname: words.first()?.to_string(),
+                state: words.get(1)?.to_lowercase(),
+                availability: words.get(2).unwrap_or(&"").to_lowercase(),
+                manager: words.len() > 3,
+            })
+        })
+        .collect()
+}
+
+/// The nodes each service's running tasks are on: `service node` lines.
+pub fn placements_cmd(app: &str) -> Cmd {
+    let script = "for s in $(docker stack services -q \"$1\"); do \
+                  docker service ps \"$s\" --filter desired-state=running --format '{{.Name}} {{.Node}} {{.CurrentState}}'; \
+                  done";
+    Cmd::new("sh").args(["-c", script, "placements", app])
+}
+
+/// What runs on the cluster, read on its manager: the nodes, each service's tasks
+/// and where they run, the current release, and what is lost.
+pub fn status(session: &Session, name: &str, app: &str) -> Result<ClusterStatus> {
+    let layout = Layout::new(&session.paths);
+    let history = rollout::read_history(session, &layout)?;
+    let nodes = parse_nodes_status(&session.run(Effect::Read, &nodes_status_cmd())?);
+    let services_text = session.run(Effect::Read, &services_cmd(app))?;
+    let placements = session.run(Effect::Read, &placements_cmd(app))?;
+    let mut services = Vec::new();
+    for line in services_text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let [service, replicas, update, ..] = words.as_slice() else { continue };
+        let (running, desired) = replicas.split_once('/').unwrap_or((replicas, "0"));
+        let on = placements
+            .lines()
+            .filter(|l| l.starts_with(&format!("{service}.")) && l.contains(" Running"))
+            .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+            .collect();
+        services.push(ServiceStatus {
+            name: service.to_string(),
+            running: running.parse().unwrap_or(0),
+            desired: desired.split_whitespace().next().unwrap_or("0").parse().unwrap_or(0),
+            update: update.to_string(),
+            on,
+        });
+    }
+    let mut lost: Vec<String> =
+        nodes.iter().filter(|n| n.state != "ready").map(|n| format!("node {} is {}", n.hostname, n.state)).collect();
+    for service in services.iter().filter(|s| s.running < s.desired) {
+        lost.push(format!("{} runs {} of {} tasks", service.name, service.running, service.desired));
+    }
+    Ok(ClusterStatus { cluster: name.to_string(), current: history.current().cloned(), nodes, services, lost })
 }
 
 #[cfg(test)]

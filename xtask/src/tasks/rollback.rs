@@ -32,6 +32,22 @@ pub fn run(project: &Project, args: &RollbackArgs) -> Result<()> {
     if let Some(version) = &args.to {
         crate::model::image::validate_tag(version).context("--to")?;
     }
+    if let Some(name) = &args.target.cluster {
+        let cluster = config.clusters.get(name).with_context(|| {
+            let known: Vec<&str> = config.clusters.keys().map(String::as_str).collect();
+            format!("no cluster `{name}` in {}; configured: {}", crate::model::config::CONFIG_FILE, known.join(", "))
+        })?;
+        if args.change.dry_run {
+            anyhow::bail!("--dry-run is not built for clusters yet");
+        }
+        if !args.change.yes {
+            let to = args.to.as_deref().unwrap_or("the release before the current one");
+            crate::host::session::confirm(&format!("Roll cluster {name} back to {to}?"))?;
+        }
+        let version = crate::release::cluster::roll_back(&config, (name, cluster), args.to.as_deref(), &log)?;
+        println!("Rolled back cluster {name} to {version}");
+        return Ok(());
+    }
     let targets = args.target.targets(&config)?;
     // Several hosts are confirmed once, for all of them.
     let several = targets.len() > 1;

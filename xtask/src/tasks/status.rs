@@ -3,12 +3,12 @@
 //! --host b`, `--group`): read in parallel, each printed in turn, then one line per
 //! host (with `--json`, an array).
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::host::session::{Effect, HostArgs, Session};
+use crate::host::session::{Effect, HostArgs, Session, Target};
 use crate::model::certificate;
-use crate::model::config::Config;
+use crate::model::config::{CONFIG_FILE, Config};
 use crate::release::stack::ContainerState;
 use crate::release::state::{DeploymentState, HostEvent, Layout};
 use crate::release::{certs, fleet, rollout};
@@ -62,6 +62,9 @@ pub struct ServedCertificate {
 pub fn run(project: &Project, args: &StatusArgs) -> Result<()> {
     let log = Log::new(args.verbose);
     let config = Config::load(&project.config_file)?;
+    if let Some(name) = &args.target.cluster {
+        return cluster_status(&config, name, args, &log);
+    }
     let targets = args.target.targets(&config)?;
     // Read in parallel, printed in the order given.
     let outcomes = fleet::run_each(&targets, config.deploy.parallel, &log, |target, log| {
@@ -101,6 +104,52 @@ pub fn run(project: &Project, args: &StatusArgs) -> Result<()> {
         eprint!("\n{}", fleet::table(&["host", "current", "state"], &rows));
     }
     fleet::conclude("status", outcomes)
+}
+
+/// `status --cluster NAME`: read on the cluster's manager.
+fn cluster_status(config: &Config, name: &str, args: &StatusArgs, log: &Log) -> Result<()> {
+    let cluster = config.clusters.get(name).with_context(|| {
+        let known: Vec<&str> = config.clusters.keys().map(String::as_str).collect();
+        format!("no cluster `{name}` in {CONFIG_FILE}; configured: {}", known.join(", "))
+    })?;
+    let session = Session::open(config, &Target::Host(cluster.manager.clone()), false, false, log)?;
+    let status = crate::release::cluster::status(&session, name, &config.app.name);
+    session.close();
+    let status = status?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    println!("cluster {name} (manager {})", cluster.manager);
+    match &status.current {
+        Some(current) => {
+            println!("  current:  {} (deployed {} by {})", current.version, current.timestamp, current.deployed_by)
+        }
+        None => println!("  current:  none (nothing deployed yet)"),
+    }
+    let rows: Vec<Vec<String>> = status
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.hostname.clone(),
+                n.state.clone(),
+                n.availability.clone(),
+                if n.manager { "manager" } else { "worker" }.to_string(),
+            ]
+        })
+        .collect();
+    print!("\n{}", fleet::table(&["node", "state", "availability", "role"], &rows));
+    let rows: Vec<Vec<String>> = status
+        .services
+        .iter()
+        .map(|s| vec![s.name.clone(), format!("{}/{}", s.running, s.desired), s.update.clone(), s.on.join(", ")])
+        .collect();
+    print!("\n{}", fleet::table(&["service", "tasks", "last update", "running on"], &rows));
+    for lost in &status.lost {
+        println!("  lost:     {lost}");
+    }
+    Ok(())
 }
 
 fn print_status(config: &Config, status: &Status) {

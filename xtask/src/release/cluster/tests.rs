@@ -20,3 +20,12 @@ fn the_stack_deploy_waits_bounded_and_resolves_no_registry() {
          /opt/cultivate/releases/v1/stack.yml cultivate"
     );
 }
+
+#[test]
+fn nodes_are_read_with_their_state_and_role() {
+    let text = "n1host Ready Active Leader\nn2host Ready Active \nn3host Down Active \n";
+    let nodes = parse_nodes_status(text);
+    let seen: Vec<(&str, &str, bool)> =
+        nodes.iter().map(|n| (n.hostname.as_str(), n.state.as_str(), n.manager)).collect();
+    assert_eq!(seen, [("n1host", "ready", true), ("n2host", "ready", false), ("n3host", "down", false)]);
+}
