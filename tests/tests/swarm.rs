@@ -162,6 +162,10 @@ fn doctor_forms_a_three_node_swarm_once_and_keeps_the_data_label_on_the_data_nod
     assert!(running.contains(&format!(":{version}")), "{running}");
     assert!(get_when_up(&url(&hosts[2]), Duration::from_secs(30)).unwrap().text().contains(&title), "the row kept");
 
+    // logs --cluster: a service's logs from its tasks, through the manager.
+    let ran = moved.run(&["logs", "--cluster", "web", "--service", "backend", "--lines", "50"]).unwrap();
+    assert!(ran.success && ran.stdout.contains("cultivate_backend."), "{}", ran.all());
+
     // A node stopped: the others serve on, and the report says what was lost.
     let n3 = host_sh(&hosts[2], "hostname").trim().to_string();
     cultivate_tests::docker(["stop", "-t", "1", hosts[2].container.as_str()]).unwrap();
@@ -180,6 +184,6 @@ fn doctor_forms_a_three_node_swarm_once_and_keeps_the_data_label_on_the_data_nod
     }
 
     // A task that does not work on clusters yet says so.
-    let ran = moved.run(&["logs", "--cluster", "web"]).unwrap();
-    assert!(!ran.success && ran.stderr.contains("only `deploy`, `rollback`, `status`"), "{}", ran.all());
+    let ran = moved.run(&["audit", "--cluster", "web"]).unwrap();
+    assert!(!ran.success && ran.stderr.contains("only `deploy`, `rollback`, `status`, `logs`"), "{}", ran.all());
 }

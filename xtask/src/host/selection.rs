@@ -20,7 +20,7 @@ pub struct HostArgs {
     /// Every host of a [groups] entry in deploy/deploy.toml (with any --host given).
     #[arg(long, value_name = "NAME", conflicts_with = "local")]
     pub group: Option<String>,
-    /// A [clusters.NAME] swarm of deploy/deploy.toml (`deploy`, `rollback` and `status` so far).
+    /// A [clusters.NAME] swarm of deploy/deploy.toml (`deploy`, `rollback`, `status` and `logs` so far).
     #[arg(long, value_name = "NAME", conflicts_with_all = ["hosts", "group", "local"])]
     pub cluster: Option<String>,
     /// Work on this machine's engine, without SSH.
@@ -63,7 +63,7 @@ impl HostArgs {
     pub fn targets(&self, config: &Config) -> Result<Vec<Target>> {
         if let Some(cluster) = &self.cluster {
             bail!(
-                "--cluster {cluster}: only `deploy`, `rollback`, `status` (and `doctor --cluster`) work on a cluster so far; pass \
+                "--cluster {cluster}: only `deploy`, `rollback`, `status`, `logs` (and `doctor --cluster`) work on a cluster so far; pass \
                  its hosts with --host to work on them one by one"
             );
         }

@@ -1,7 +1,7 @@
 //! `cargo xtask logs --host NAME [--service S] [--lines N] [--follow]`: the
 //! containers' logs, read through the same transport as everything else.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::host::session::{HostArgs, Session, Target};
 use crate::model::config::Config;
@@ -57,6 +57,9 @@ pub fn run(project: &Project, args: &LogsArgs) -> Result<()> {
     }
     let log = Log::new(args.verbose);
     let config = Config::load(&project.config_file)?;
+    if let Some(name) = &args.target.cluster {
+        return cluster_logs(&config, name, args, wanted, &log);
+    }
     let targets = args.target.targets(&config)?;
     if args.follow && targets.len() > 1 {
         bail!("--follow follows one host: pass one --host (without --follow, each host's logs are printed in turn)");
@@ -71,6 +74,32 @@ pub fn run(project: &Project, args: &LogsArgs) -> Result<()> {
         outcomes.push(HostOutcome { target: target.clone(), result, seconds: started.elapsed().as_secs_f64() });
     }
     fleet::conclude("logs", outcomes)
+}
+
+/// `logs --cluster NAME`: each service's logs from all its tasks, read on the manager
+/// (`docker service logs`).
+fn cluster_logs(config: &Config, name: &str, args: &LogsArgs, wanted: Option<&str>, log: &Log) -> Result<()> {
+    let cluster = config.clusters.get(name).with_context(|| {
+        let known: Vec<&str> = config.clusters.keys().map(String::as_str).collect();
+        format!("no cluster `{name}` in {}; configured: {}", crate::model::config::CONFIG_FILE, known.join(", "))
+    })?;
+    let session = Session::open(config, &Target::Host(cluster.manager.clone()), false, false, log)?;
+    let mut stdout = std::io::stdout();
+    let services = ["database", "backend", "frontend"];
+    let result = services.iter().filter(|s| wanted.is_none_or(|w| w == **s)).try_for_each(|service| {
+        if wanted.is_none() {
+            println!("==> {service} <==");
+        }
+        let mut cmd = crate::support::command::Cmd::new("sh")
+            .args(["-c", "\"$@\" 2>&1", "logs", "docker", "service", "logs", "--timestamps", "--tail"])
+            .arg(args.lines.to_string());
+        if args.follow {
+            cmd = cmd.arg("--follow");
+        }
+        session.stream(&cmd.arg(format!("{}_{service}", config.app.name)), None, &mut stdout).map(|_| ())
+    });
+    session.close();
+    result
 }
 
 fn print_logs(config: &Config, target: &Target, args: &LogsArgs, wanted: Option<&str>, log: &Log) -> Result<()> {
