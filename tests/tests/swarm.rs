@@ -184,6 +184,19 @@ fn doctor_forms_a_three_node_swarm_once_and_keeps_the_data_label_on_the_data_nod
     }
 
     // A task that does not work on clusters yet says so.
-    let ran = moved.run(&["audit", "--cluster", "web"]).unwrap();
-    assert!(!ran.success && ran.stderr.contains("only `deploy`, `rollback`, `status`, `logs`"), "{}", ran.all());
+    // audit --cluster: the manager's history, the rollback named as such.
+    let ran = moved.run(&["audit", "--cluster", "web", "--json"]).unwrap();
+    assert!(ran.success, "{}", ran.all());
+    let trail: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    let actions: Vec<&str> = trail.as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
+    assert!(
+        actions.iter().filter(|a| a.contains("deploy")).count() >= 2 && actions.iter().any(|a| a.contains("rollback")),
+        "{trail:#}"
+    );
+    let ran = moved.run(&["backup", "--cluster", "web"]).unwrap();
+    assert!(
+        !ran.success && ran.stderr.contains("only `deploy`, `rollback`, `status`, `logs`, `audit`, `lock`"),
+        "{}",
+        ran.all()
+    );
 }

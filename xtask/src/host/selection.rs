@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::model::config::{CONFIG_FILE, Config};
 
@@ -20,7 +20,7 @@ pub struct HostArgs {
     /// Every host of a [groups] entry in deploy/deploy.toml (with any --host given).
     #[arg(long, value_name = "NAME", conflicts_with = "local")]
     pub group: Option<String>,
-    /// A [clusters.NAME] swarm of deploy/deploy.toml (`deploy`, `rollback`, `status` and `logs` so far).
+    /// A [clusters.NAME] swarm of deploy/deploy.toml (`deploy`, `rollback`, `status`, `logs`, `audit` and `lock` so far).
     #[arg(long, value_name = "NAME", conflicts_with_all = ["hosts", "group", "local"])]
     pub cluster: Option<String>,
     /// Work on this machine's engine, without SSH.
@@ -63,7 +63,7 @@ impl HostArgs {
     pub fn targets(&self, config: &Config) -> Result<Vec<Target>> {
         if let Some(cluster) = &self.cluster {
             bail!(
-                "--cluster {cluster}: only `deploy`, `rollback`, `status`, `logs` (and `doctor --cluster`) work on a cluster so far; pass \
+                "--cluster {cluster}: only `deploy`, `rollback`, `status`, `logs`, `audit`, `lock` (and `doctor --cluster`) work on a cluster so far; pass \
                  its hosts with --host to work on them one by one"
             );
         }
@@ -94,6 +94,21 @@ impl HostArgs {
             bail!("no target: pass --host NAME, --group NAME or --local");
         }
         Ok(targets)
+    }
+
+    /// The targets whose history and lock a task reads: a cluster's are its manager's
+    /// (where its releases are recorded and its deploys locked), else [`Self::targets`].
+    pub fn history_targets(&self, config: &Config) -> Result<Vec<Target>> {
+        match &self.cluster {
+            Some(name) => {
+                let cluster = config.clusters.get(name).with_context(|| {
+                    let known: Vec<&str> = config.clusters.keys().map(String::as_str).collect();
+                    format!("no cluster `{name}` in {CONFIG_FILE}; configured: {}", known.join(", "))
+                })?;
+                Ok(vec![Target::Host(cluster.manager.clone())])
+            }
+            None => self.targets(config),
+        }
     }
 
     /// The one target of a task that works on one at a time.

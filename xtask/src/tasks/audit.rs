@@ -29,7 +29,7 @@ pub struct AuditArgs {
 pub fn run(project: &Project, args: &AuditArgs) -> Result<()> {
     let log = Log::new(args.verbose);
     let config = Config::load(&project.config_file)?;
-    let targets = args.target.targets(&config)?;
+    let targets = args.target.history_targets(&config)?;
     let several = targets.len() > 1;
     let mut outcomes = Vec::new();
     let mut trails = serde_json::Map::new();

@@ -31,7 +31,7 @@ pub fn run(project: &Project, args: &LockArgs) -> Result<()> {
     let log = Log::new(args.verbose);
     let config = Config::load(&project.config_file)?;
     let mut outcomes = Vec::new();
-    for target in args.target.targets(&config)? {
+    for target in args.target.history_targets(&config)? {
         let started = std::time::Instant::now();
         let result = one(&config, &target, args, &log);
         outcomes.push(HostOutcome { target, result, seconds: started.elapsed().as_secs_f64() });

@@ -5,7 +5,8 @@ use super::*;
 
 fn config() -> Config {
     let text = "[app]\nname = \"x\"\n[hosts.a]\naddress = \"a\"\nuser = \"u\"\n[hosts.b]\naddress = \"b\"\nuser = \"u\"\n\
-                [hosts.c]\naddress = \"c\"\nuser = \"u\"\n[groups]\nprod = [\"b\", \"c\"]\n";
+                [hosts.c]\naddress = \"c\"\nuser = \"u\"\n[groups]\nprod = [\"b\", \"c\"]\n\
+                [clusters.web]\nengine = \"swarm\"\nmanager = \"c\"\nnodes = [\"a\"]\n";
     Config::parse(text, "deploy.toml", &|_| None).unwrap()
 }
 
@@ -59,4 +60,15 @@ fn each_runs_every_target_at_most_parallel_at_once_and_keeps_the_order() {
     assert!(each(&[], 3, |t: &Target| t.name().len()).is_empty(), "no target, no work (and no panic)");
     let one = each(&targets[..1], 3, |_| std::thread::current().id());
     assert_eq!(one, [std::thread::current().id()], "a single target runs on the caller's thread");
+}
+
+#[test]
+fn a_clusters_history_is_its_managers() {
+    let config = config();
+    let cluster = HostArgs { cluster: Some("web".into()), ..HostArgs::default() };
+    assert_eq!(names(&cluster.history_targets(&config).unwrap()), ["c"]);
+    let message = cluster.targets(&config).unwrap_err().to_string();
+    assert!(message.contains("only `deploy`, `rollback`, `status`, `logs`, `audit`, `lock`"), "{message}");
+    let unknown = HostArgs { cluster: Some("db".into()), ..HostArgs::default() };
+    assert!(unknown.history_targets(&config).unwrap_err().to_string().contains("no cluster `db`"));
 }
