@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use crate::model::config::{CONFIG_FILE, Config};
 
@@ -101,10 +101,7 @@ impl HostArgs {
     pub fn history_targets(&self, config: &Config) -> Result<Vec<Target>> {
         match &self.cluster {
             Some(name) => {
-                let cluster = config.clusters.get(name).with_context(|| {
-                    let known: Vec<&str> = config.clusters.keys().map(String::as_str).collect();
-                    format!("no cluster `{name}` in {CONFIG_FILE}; configured: {}", known.join(", "))
-                })?;
+                let cluster = config.cluster(name)?;
                 Ok(vec![Target::Host(cluster.manager.clone())])
             }
             None => self.targets(config),

@@ -49,6 +49,15 @@ impl Config {
         if problems.is_empty() { Ok(config) } else { Err(ConfigError { source: source.to_string(), problems }) }
     }
 
+    /// The cluster named `name`, or an error listing the configured ones.
+    pub fn cluster(&self, name: &str) -> Result<&Cluster> {
+        self.clusters.get(name).with_context(|| {
+            let known: Vec<&str> = self.clusters.keys().map(String::as_str).collect();
+            let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+            format!("no cluster `{name}` in {CONFIG_FILE}; configured: {known}")
+        })
+    }
+
     /// The host named `name`, or an error listing the configured ones.
     pub fn host(&self, name: &str) -> Result<&Host> {
         self.hosts.get(name).with_context(|| {

@@ -195,12 +195,7 @@ pub fn run(project: &Project, args: &DeployArgs) -> Result<()> {
 
 /// `[clusters.NAME]`, or an error naming the configured ones.
 fn cluster_named<'c>(config: &'c Config, name: &'c str) -> Result<(&'c str, &'c crate::model::config::Cluster)> {
-    let cluster = config.clusters.get(name).with_context(|| {
-        let known: Vec<&str> = config.clusters.keys().map(String::as_str).collect();
-        let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
-        format!("no cluster `{name}` in {}; configured: {known}", crate::model::config::CONFIG_FILE)
-    })?;
-    Ok((name, cluster))
+    Ok((name, config.cluster(name)?))
 }
 
 /// A deploy to a swarm: the images of the stack's services, the secrets, and the

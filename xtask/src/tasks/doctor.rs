@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::Serialize;
 
 use crate::host::report::{MachineReport, connect, machine_report};
@@ -16,7 +16,7 @@ use crate::host::selection::{self, HostArgs, Target};
 use crate::host::swarm::ClusterReport;
 use crate::host::transport::Transport;
 use crate::model::certificate::LocalCertificates;
-use crate::model::config::{CONFIG_FILE, Config};
+use crate::model::config::Config;
 use crate::support::project::Project;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -132,13 +132,7 @@ type Diagnosis = (MachineReport, Vec<MachineReport>, Option<ClusterReport>);
 
 fn diagnose(config: &Config, args: &DoctorArgs) -> Result<Diagnosis> {
     if let Some(name) = &args.cluster {
-        let cluster = config.clusters.get(name).with_context(|| {
-            let known: Vec<&str> = config.clusters.keys().map(String::as_str).collect();
-            format!(
-                "no cluster `{name}` in {CONFIG_FILE}; configured: {}",
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
-            )
-        })?;
+        let cluster = config.cluster(name)?;
         let local = local_report(config, true);
         let transports = cluster.nodes.iter().map(|node| connect(config, node)).collect::<Result<Vec<_>>>()?;
         let reports = selection::each(

@@ -1,7 +1,7 @@
 //! `cargo xtask logs --host NAME [--service S] [--lines N] [--follow]`: the
 //! containers' logs, read through the same transport as everything else.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use crate::host::session::{HostArgs, Session, Target};
 use crate::model::config::Config;
@@ -79,10 +79,7 @@ pub fn run(project: &Project, args: &LogsArgs) -> Result<()> {
 /// `logs --cluster NAME`: each service's logs from all its tasks, read on the manager
 /// (`docker service logs`).
 fn cluster_logs(config: &Config, name: &str, args: &LogsArgs, wanted: Option<&str>, log: &Log) -> Result<()> {
-    let cluster = config.clusters.get(name).with_context(|| {
-        let known: Vec<&str> = config.clusters.keys().map(String::as_str).collect();
-        format!("no cluster `{name}` in {}; configured: {}", crate::model::config::CONFIG_FILE, known.join(", "))
-    })?;
+    let cluster = config.cluster(name)?;
     let session = Session::open(config, &Target::Host(cluster.manager.clone()), false, false, log)?;
     let mut stdout = std::io::stdout();
     let services = ["database", "backend", "frontend"];

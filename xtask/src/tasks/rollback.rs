@@ -33,10 +33,7 @@ pub fn run(project: &Project, args: &RollbackArgs) -> Result<()> {
         crate::model::image::validate_tag(version).context("--to")?;
     }
     if let Some(name) = &args.target.cluster {
-        let cluster = config.clusters.get(name).with_context(|| {
-            let known: Vec<&str> = config.clusters.keys().map(String::as_str).collect();
-            format!("no cluster `{name}` in {}; configured: {}", crate::model::config::CONFIG_FILE, known.join(", "))
-        })?;
+        let cluster = config.cluster(name)?;
         if args.change.dry_run {
             anyhow::bail!("--dry-run is not built for clusters yet");
         }

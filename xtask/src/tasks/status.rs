@@ -3,12 +3,12 @@
 //! --host b`, `--group`): read in parallel, each printed in turn, then one line per
 //! host (with `--json`, an array).
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 
 use crate::host::session::{Effect, HostArgs, Session, Target};
 use crate::model::certificate;
-use crate::model::config::{CONFIG_FILE, Config};
+use crate::model::config::Config;
 use crate::release::stack::ContainerState;
 use crate::release::state::{DeploymentState, HostEvent, Layout};
 use crate::release::{certs, fleet, rollout};
@@ -108,10 +108,7 @@ pub fn run(project: &Project, args: &StatusArgs) -> Result<()> {
 
 /// `status --cluster NAME`: read on the cluster's manager.
 fn cluster_status(config: &Config, name: &str, args: &StatusArgs, log: &Log) -> Result<()> {
-    let cluster = config.clusters.get(name).with_context(|| {
-        let known: Vec<&str> = config.clusters.keys().map(String::as_str).collect();
-        format!("no cluster `{name}` in {CONFIG_FILE}; configured: {}", known.join(", "))
-    })?;
+    let cluster = config.cluster(name)?;
     let session = Session::open(config, &Target::Host(cluster.manager.clone()), false, false, log)?;
     let status = crate::release::cluster::status(&session, name, &config.app.name);
     session.close();
