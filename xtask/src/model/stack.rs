@@ -219,17 +219,10 @@ pub fn stack_file(
     StackFile { version: STACK_VERSION.to_string(), services, networks, volumes: compose.volumes.clone(), secrets }
 }
 
-/// The digest that names a release's Swarm secrets: of each file's name, length and
-/// bytes, so new content is a new name.
+/// The digest that names a release's Swarm secrets, as the secrets' directory on a
+/// host is named.
 pub fn secrets_digest(files: &[(String, Vec<u8>)]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut digest = Sha256::new();
-    for (name, bytes) in files {
-        digest.update(name.as_bytes());
-        digest.update((bytes.len() as u64).to_le_bytes());
-        digest.update(bytes);
-    }
-    crate::support::digest::hex(&digest.finalize())[..16].to_string()
+    crate::support::digest::files_digest(files.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice())))
 }
 
 /// The stack file as YAML.

@@ -50,6 +50,19 @@ pub fn run_each<T: Send>(
     })
 }
 
+/// Runs `work` on each target in turn, on this thread: for tasks whose output is
+/// printed host by host.
+pub fn run_in_turn<T>(targets: &[Target], mut work: impl FnMut(&Target) -> Result<T>) -> Vec<HostOutcome<T>> {
+    targets
+        .iter()
+        .map(|target| {
+            let started = Instant::now();
+            let result = work(target);
+            HostOutcome { target: target.clone(), result, seconds: started.elapsed().as_secs_f64() }
+        })
+        .collect()
+}
+
 /// The first line of an error, for a table cell.
 pub fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or("")

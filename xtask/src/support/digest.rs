@@ -12,6 +12,18 @@ pub fn sha256(data: &[u8]) -> String {
     format!("sha256:{}", hex(&Sha256::digest(data)))
 }
 
+/// The first 16 hex digits of the sha256 of files (each name, length and bytes): names
+/// a directory or Swarm secret after its content, so new content is a new name.
+pub fn files_digest<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> String {
+    let mut digest = Sha256::new();
+    for (name, bytes) in files {
+        digest.update(name.as_bytes());
+        digest.update((bytes.len() as u64).to_le_bytes());
+        digest.update(bytes);
+    }
+    hex(&digest.finalize())[..16].to_string()
+}
+
 /// `sha256:<hex>` of what `hasher` has seen.
 pub fn finish(hasher: Sha256) -> String {
     format!("sha256:{}", hex(&hasher.finalize()))

@@ -8,7 +8,7 @@ use anyhow::Result;
 use crate::host::session::{HostArgs, Session, Target};
 use crate::model::config::Config;
 use crate::release::audit::{self, AuditEntry};
-use crate::release::fleet::{self, HostOutcome};
+use crate::release::fleet;
 use crate::release::rollout;
 use crate::release::state::Layout;
 use crate::support::log::Log;
@@ -31,20 +31,17 @@ pub fn run(project: &Project, args: &AuditArgs) -> Result<()> {
     let config = Config::load(&project.config_file)?;
     let targets = args.target.history_targets(&config)?;
     let several = targets.len() > 1;
-    let mut outcomes = Vec::new();
+    let outcomes = fleet::run_in_turn(&targets, |target| read_trail(&config, target, &log));
     let mut trails = serde_json::Map::new();
-    for target in &targets {
-        let started = std::time::Instant::now();
-        let result = read_trail(&config, target, &log);
-        match &result {
+    for outcome in &outcomes {
+        match &outcome.result {
             Ok(trail) if args.json && several => {
-                trails.insert(target.name().to_string(), serde_json::to_value(trail)?);
+                trails.insert(outcome.name().to_string(), serde_json::to_value(trail)?);
             }
             Ok(trail) if args.json => println!("{}", serde_json::to_string_pretty(trail)?),
-            Ok(trail) => print_trail(target.name(), trail, several),
+            Ok(trail) => print_trail(outcome.name(), trail, several),
             Err(_) => {}
         }
-        outcomes.push(HostOutcome { target: target.clone(), result, seconds: started.elapsed().as_secs_f64() });
     }
     if args.json && several {
         println!("{}", serde_json::to_string_pretty(&trails)?);

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::host::session::{ChangeArgs, HostArgs, Session, Target};
 use crate::model::config::Config;
 use crate::release::backup::{self, BackupRecord};
-use crate::release::fleet::{self, HostOutcome};
+use crate::release::fleet;
 use crate::release::rollout;
 use crate::release::state::{Layout, LoggedTask};
 use crate::support::log::Log;
@@ -39,19 +39,14 @@ pub fn run(project: &Project, args: &BackupArgs) -> Result<()> {
     let targets = args.target.targets(&config)?;
     let several = targets.len() > 1;
     if args.list {
-        let mut outcomes = Vec::new();
-        for target in &targets {
-            let started = std::time::Instant::now();
-            let result = Session::open(&config, target, false, false, &log).and_then(|session| {
-                let listed = backup::list(&session);
-                session.close();
-                listed
-            });
-            if let Ok(records) = &result {
-                print_list(target.name(), records, several);
-            }
-            outcomes.push(HostOutcome { target: target.clone(), result, seconds: started.elapsed().as_secs_f64() });
-        }
+        let outcomes = fleet::run_in_turn(&targets, |target| {
+            let session = Session::open(&config, target, false, false, &log)?;
+            let listed = backup::list(&session);
+            session.close();
+            let records = listed?;
+            print_list(target.name(), &records, several);
+            Ok(())
+        });
         return fleet::conclude("backup --list", outcomes);
     }
     let download_dir =

@@ -210,14 +210,8 @@ fn deploy_cluster(
     log: &Log,
 ) -> Result<()> {
     let started = Instant::now();
-    let mut images = Vec::new();
-    for service in [Service::Database, Service::BackendApi, Service::WebFrontend] {
-        let record = manifest.image(service).with_context(|| format!("the images manifest has no {service} image"))?;
-        let details = local.inspect_image(&record.reference)?.with_context(|| {
-            format!("{} is not in this machine's engine: run `cargo xtask images`", record.reference)
-        })?;
-        images.push(details.to_image(service.name(), &record.reference));
-    }
+    // The stack's services: Swarm's routing takes the edge's place.
+    let images = local_images_of(&[Service::Database, Service::BackendApi, Service::WebFrontend], manifest, local)?;
     let mut secrets = Vec::new();
     for secret in crate::support::secrets::secret_names(project)? {
         let bytes = std::fs::read(project.path("secrets").join(&secret))
@@ -343,7 +337,7 @@ fn deploy_table(outcomes: &[HostOutcome<Deployed>], undone: &[(String, String)],
                     };
                     (format!("{:.2} MB", deployed.summary.sent_bytes as f64 / 1e6), result)
                 }
-                Err(err) => ("-".to_string(), format!("FAILED: {}", fleet::first_line(&format!("{err:#}")))),
+                Err(_) => ("-".to_string(), fleet::result_cell(&o.result)),
             };
             vec![o.name().to_string(), version.to_string(), bytes, format!("{:.1} s", o.seconds), result]
         })
@@ -403,7 +397,7 @@ fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<S
                 session,
                 local_runtime,
                 &history,
-                local_images_of(session, &manifest, local_runtime)?,
+                local_images_of(&session.services(), &manifest, local_runtime)?,
             )?;
             phases.time("ship", || {
                 ship::ship_all(session, local_runtime, &local, &project.state_dir(), inputs.archives)
@@ -502,9 +496,8 @@ fn local_images(
 
 /// The manifest's images of the services the target runs, checked against this
 /// machine's engine.
-fn local_images_of(session: &Session, manifest: &Manifest, runtime: &Runtime) -> Result<Vec<Image>> {
-    session
-        .services()
+fn local_images_of(services: &[Service], manifest: &Manifest, runtime: &Runtime) -> Result<Vec<Image>> {
+    services
         .iter()
         .map(|service| {
             let record = manifest
@@ -692,14 +685,9 @@ fn content_dir(
     if content.is_empty() {
         return Ok(None);
     }
-    let mut digest = Sha256::new();
-    for (name, bytes, _) in content {
-        digest.update(name.as_bytes());
-        digest.update((bytes.len() as u64).to_le_bytes());
-        digest.update(bytes);
-    }
-    let hex = crate::support::digest::hex(&digest.finalize());
-    let dir = format!("{}/{kind}-{}", session.paths.config, &hex[..16]);
+    let hex =
+        crate::support::digest::files_digest(content.iter().map(|(name, bytes, _)| (name.as_str(), bytes.as_slice())));
+    let dir = format!("{}/{kind}-{hex}", session.paths.config);
     for (name, bytes, mode) in content {
         session.upload(bytes, &format!("{dir}/{name}"), *mode)?;
         files.push(format!("{dir}/{name}"));

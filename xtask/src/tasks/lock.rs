@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use crate::host::session::{HostArgs, Session, Target};
 use crate::model::config::Config;
-use crate::release::fleet::{self, HostOutcome};
+use crate::release::fleet;
 use crate::release::rollout;
 use crate::support::log::Log;
 use crate::support::project::Project;
@@ -30,13 +30,8 @@ pub struct LockArgs {
 pub fn run(project: &Project, args: &LockArgs) -> Result<()> {
     let log = Log::new(args.verbose);
     let config = Config::load(&project.config_file)?;
-    let mut outcomes = Vec::new();
-    for target in args.target.history_targets(&config)? {
-        let started = std::time::Instant::now();
-        let result = one(&config, &target, args, &log);
-        outcomes.push(HostOutcome { target, result, seconds: started.elapsed().as_secs_f64() });
-    }
-    fleet::conclude("lock", outcomes)
+    let targets = args.target.history_targets(&config)?;
+    fleet::conclude("lock", fleet::run_in_turn(&targets, |target| one(&config, target, args, &log)))
 }
 
 fn one(config: &Config, target: &Target, args: &LockArgs, log: &Log) -> Result<()> {

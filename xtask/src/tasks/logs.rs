@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use crate::host::session::{HostArgs, Session, Target};
 use crate::model::config::Config;
 use crate::model::service::Service;
-use crate::release::fleet::{self, HostOutcome};
+use crate::release::fleet;
 use crate::release::rollout;
 use crate::support::log::Log;
 use crate::support::project::Project;
@@ -64,15 +64,12 @@ pub fn run(project: &Project, args: &LogsArgs) -> Result<()> {
     if args.follow && targets.len() > 1 {
         bail!("--follow follows one host: pass one --host (without --follow, each host's logs are printed in turn)");
     }
-    let mut outcomes = Vec::new();
-    for target in &targets {
-        let started = std::time::Instant::now();
+    let outcomes = fleet::run_in_turn(&targets, |target| {
         if targets.len() > 1 {
             println!("\n##### {} #####", target.name());
         }
-        let result = print_logs(&config, target, args, wanted, &log);
-        outcomes.push(HostOutcome { target: target.clone(), result, seconds: started.elapsed().as_secs_f64() });
-    }
+        print_logs(&config, target, args, wanted, &log)
+    });
     fleet::conclude("logs", outcomes)
 }
 
