@@ -421,8 +421,10 @@ fn env_file(config: &Config, paths: &DeploymentPaths, secrets: bool) -> EnvFile 
         ("DEPLOYMENT_PATH", paths.base.clone()),
         ("LOG_PATH", paths.logs.clone()),
     ];
-    if let Some(cert_path) = &config.http.cert_path {
-        vars.push(("CERT_PATH", cert_path.clone()));
+    if config.http.https {
+        // The host's certificates, where a deploy installs them: `[http] cert_path`
+        // is the directory on this machine they are read from.
+        vars.push(("CERT_PATH", paths.certs()));
     }
     if secrets {
         vars.push(("SECRETS_PATH", default_secrets_path(paths)));

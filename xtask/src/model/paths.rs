@@ -25,6 +25,12 @@ pub struct DeploymentPaths {
 }
 
 impl DeploymentPaths {
+    /// `<config>/certs`: the host's TLS certificates, which the frontend mounts
+    /// (installed there by a deploy or `certs`, `release::certs`).
+    pub fn certs(&self) -> String {
+        format!("{}/certs", self.config)
+    }
+
     /// The paths for `os`, logged in as `user`, with the home directory guessed from
     /// the user's name ([`home_of`]): for `render`, which has no target to ask. A real
     /// target uses [`DeploymentPaths::resolve_with_home`] with the home it reported.

@@ -274,7 +274,7 @@ proptest! {
     fn macos_paths_stay_inside_finchs_vm(((text, _), path) in (any_config(), proptest::option::of(any_deployment_path(TargetOs::Macos)))) {
         let rendered = rendered(&with_deployment(&text, &path), TargetOs::Macos, "ada", &[]);
         for (key, value) in &rendered.env.vars {
-            if key.ends_with("_PATH") && key != "CERT_PATH" {
+            if key.ends_with("_PATH") {
                 prop_assert!(visible_to_finch(value, false), "{}={} is outside Finch's VM", key, value);
             }
         }
