@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use cultivate_tests::deploy::{DeployConfig, built_manifest_path, derived_version};
 use cultivate_tests::hosts::{Engine, HostVariant, TestHost};
-use cultivate_tests::{Load, get_when_up, http, manifest, require_engine};
+use cultivate_tests::{Load, get, get_when_up, http, manifest, require_engine};
+
+#[path = "support/tls.rs"]
+mod tls;
 
 fn host_sh(host: &TestHost, script: &str) -> String {
     let output = host.exec(&["sh", "-c", script]).unwrap();
@@ -20,10 +23,14 @@ fn host_sh(host: &TestHost, script: &str) -> String {
 }
 
 fn cluster_config(hosts: &[TestHost], data_node: &str) -> DeployConfig {
+    cluster_config_with(hosts, data_node, "")
+}
+
+fn cluster_config_with(hosts: &[TestHost], data_node: &str, sections: &str) -> DeployConfig {
     let named: Vec<(&str, Option<&TestHost>)> = ["n1", "n2", "n3"].into_iter().zip(hosts.iter().map(Some)).collect();
     let cluster = format!(
         "[clusters.web]\nengine = \"swarm\"\nmanager = \"n1\"\nnodes = [\"n2\", \"n3\"]\ndata_node = \"{data_node}\"\n\
-         publish = \"host\"\n"
+         publish = \"host\"\n{sections}"
     );
     DeployConfig::for_hosts(&named, &cluster).unwrap()
 }
@@ -130,6 +137,12 @@ fn doctor_forms_a_three_node_swarm_once_and_keeps_the_data_label_on_the_data_nod
     );
     assert!(running.contains(":swarm-v2"), "{running}");
     assert!(get_when_up(&url(&hosts[1]), Duration::from_secs(30)).unwrap().text().contains(&title), "the row kept");
+    // The new backend was preceded by a backup, on the data node (n2).
+    let record: serde_json::Value =
+        serde_json::from_str(&host_sh(&hosts[0], "cat /opt/cultivate/current/release.json")).unwrap();
+    let before_v2 = record["backup"].as_str().unwrap_or_default().to_string();
+    assert!(before_v2.ends_with(&format!("-{version}.dump")), "{record:#}");
+    assert!(host_sh(&hosts[1], "ls /opt/cultivate/backups").contains(&before_v2), "not on the data node");
 
     // status --cluster: the nodes, each service's tasks and where they run.
     let status = |config: &DeployConfig| -> serde_json::Value {
@@ -162,9 +175,123 @@ fn doctor_forms_a_three_node_swarm_once_and_keeps_the_data_label_on_the_data_nod
     assert!(running.contains(&format!(":{version}")), "{running}");
     assert!(get_when_up(&url(&hosts[2]), Duration::from_secs(30)).unwrap().text().contains(&title), "the row kept");
 
+    // backup --cluster: taken on the data node, under the manager's lock, copied here.
+    let copies = std::env::temp_dir().join(cultivate_tests::unique("swarm-backups"));
+    let ran = moved.run(&["backup", "--cluster", "web", "--download", copies.to_str().unwrap()]).unwrap();
+    assert!(ran.success, "{}", ran.all());
+    let taken = ran
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("n2: /opt/cultivate/backups/"))
+        .unwrap_or_else(|| panic!("no backup on n2 named: {}", ran.all()))
+        .trim()
+        .to_string();
+    assert!(copies.join(&taken).is_file(), "no copy of {taken} in {}", copies.display());
+    let ran = moved.run(&["backup", "--cluster", "web", "--list"]).unwrap();
+    assert!(ran.success && ran.stdout.contains(&taken) && ran.stdout.contains(&before_v2), "{}", ran.all());
+    // restore --cluster: a row written after the backup is gone, the one before kept,
+    // the backend scaled back and serving.
+    let later = cultivate_tests::unique("after the backup");
+    let body = serde_json::json!({"title": later, "notes": ""}).to_string();
+    let created =
+        http("POST", &url(&hosts[0]), &[("content-type", "application/json")], Some(body.as_bytes())).unwrap();
+    assert_eq!(created.status, 201, "{}", created.text());
+    let ran = moved.run(&["restore", "--cluster", "web", "--from", &taken, "--yes"]).unwrap();
+    assert!(ran.success, "{}", ran.all());
+    let listed = get_when_up(&url(&hosts[2]), Duration::from_secs(60)).unwrap().text();
+    assert!(listed.contains(&title) && !listed.contains(&later), "{listed}");
+    let seen = status(&moved);
+    assert_eq!(seen["lost"], serde_json::json!([]), "{seen:#}");
+    assert!(ran.stderr.contains(&format!("restored {taken}")), "{}", ran.all());
+
+    // --dry-run: every command line printed, nothing changed on any node.
+    let unchanged = || {
+        let specs = host_sh(
+            &hosts[0],
+            "docker service inspect cultivate_backend cultivate_frontend --format '{{.Version.Index}}'",
+        );
+        (specs, host_sh(&hosts[0], "readlink /opt/cultivate/current"), host_sh(&hosts[1], "ls /opt/cultivate/backups"))
+    };
+    let before = unchanged();
+    let ran = moved.run(&["deploy", "--cluster", "web", "--manifest", &v2, "--dry-run"]).unwrap();
+    assert!(ran.success, "{}", ran.all());
+    for expected in
+        ["[n1] would run:", "docker stack deploy", "[n2] would run:", "Dry run: nothing was changed on cluster web"]
+    {
+        assert!(ran.stdout.contains(expected), "{expected}: {}", ran.all());
+    }
+    assert_eq!(unchanged(), before, "the dry run changed the cluster");
+    let ran = moved.run(&["rollback", "--cluster", "web", "--dry-run"]).unwrap();
+    assert!(
+        ran.success && ran.stdout.contains("[n1] would run:") && ran.stdout.contains("docker stack deploy"),
+        "{}",
+        ran.all()
+    );
+    assert!(ran.stdout.contains("Dry run: nothing was changed on cluster web"), "{}", ran.all());
+    assert_eq!(unchanged(), before, "the dry run of the rollback changed the cluster");
+
+    // HTTPS on the cluster: the pair on every node, each node's frontend serving it;
+    // `certs --cluster` renews it in place (no frontend task replaced).
+    let certificates = tls::TestCertificates::generate();
+    certificates.renew(-1, 90);
+    let https = cluster_config_with(
+        &hosts,
+        "n2",
+        &format!(
+            "[http]\nhttps = true\ncert_path = {:?}\nserver_names = [\"localhost\"]\n",
+            certificates.dir.display()
+        ),
+    );
+    // A renewal cannot reach a release that serves no HTTPS: refused, nothing changed.
+    let ran = https.run(&["certs", "--cluster", "web"]).unwrap();
+    assert!(!ran.success && ran.stderr.contains("serves no HTTPS"), "{}", ran.all());
+    for host in &hosts {
+        assert_eq!(host_sh(host, "test -e /opt/cultivate/config/certs && echo there || echo none").trim(), "none");
+    }
+    let ran = https.run(&["deploy", "--cluster", "web", "--manifest", &v1, "--yes"]).unwrap();
+    assert!(ran.success, "{}", ran.all());
+    let served = |host: &TestHost| {
+        let mut last = None;
+        for _ in 0..30 {
+            match tls::https_request(host.https_port, &certificates.ca_der, "/api/v1/activities") {
+                Ok((head, peer)) if head.starts_with("HTTP/1.1 200") => return (head, peer),
+                other => last = Some(format!("{other:?}")),
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        panic!("no HTTPS on port {}: {last:?}", host.https_port)
+    };
+    let first: Vec<Vec<u8>> = hosts.iter().map(|h| served(h).1).collect();
+    assert!(first.iter().all(|c| !c.is_empty() && *c == first[0]), "every node serves the pair");
+    let redirect = get(&format!("http://127.0.0.1:{}/", hosts[1].http_port)).unwrap();
+    assert_eq!(redirect.status, 301, "{}", redirect.text());
+    let frontend_tasks =
+        || host_sh(&hosts[0], "docker service ps cultivate_frontend -q --filter desired-state=running | sort");
+    let tasks = frontend_tasks();
+    let renewed = certificates.renew(-1, 120);
+    let ran = https.run(&["certs", "--cluster", "web"]).unwrap();
+    assert!(ran.success && ran.stdout.contains("installed; reloaded"), "{}", ran.all());
+    for host in &hosts {
+        assert_eq!(served(host).1, renewed, "the renewed certificate on port {}", host.https_port);
+    }
+    assert_eq!(frontend_tasks(), tasks, "a frontend task was replaced by the renewal");
+
     // logs --cluster: a service's logs from its tasks, through the manager.
     let ran = moved.run(&["logs", "--cluster", "web", "--service", "backend", "--lines", "50"]).unwrap();
     assert!(ran.success && ran.stdout.contains("cultivate_backend."), "{}", ran.all());
+
+    // audit --cluster: the manager's history, the rollback named as such.
+    let ran = moved.run(&["audit", "--cluster", "web", "--json"]).unwrap();
+    assert!(ran.success, "{}", ran.all());
+    let trail: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    let actions: Vec<&str> = trail.as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
+    assert!(
+        actions.iter().filter(|a| a.contains("deploy")).count() >= 3
+            && actions.iter().any(|a| a.contains("rollback"))
+            && actions.iter().any(|a| a.contains("restore"))
+            && actions.iter().any(|a| a.contains("certificates")),
+        "{trail:#}"
+    );
 
     // A node stopped: the others serve on, and the report says what was lost.
     let n3 = host_sh(&hosts[2], "hostname").trim().to_string();
@@ -179,24 +306,7 @@ fn doctor_forms_a_three_node_swarm_once_and_keeps_the_data_label_on_the_data_nod
     }
     assert!(lost.to_string().contains(&format!("node {n3} is down")), "{lost}");
     for host in &hosts[..2] {
-        let served = get_when_up(&url(host), Duration::from_secs(30)).unwrap();
-        assert!(served.status == 200 && served.text().contains(&title), "{}", served.text());
+        let (head, _) = served(host);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     }
-
-    // A task that does not work on clusters yet says so.
-    // audit --cluster: the manager's history, the rollback named as such.
-    let ran = moved.run(&["audit", "--cluster", "web", "--json"]).unwrap();
-    assert!(ran.success, "{}", ran.all());
-    let trail: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
-    let actions: Vec<&str> = trail.as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
-    assert!(
-        actions.iter().filter(|a| a.contains("deploy")).count() >= 2 && actions.iter().any(|a| a.contains("rollback")),
-        "{trail:#}"
-    );
-    let ran = moved.run(&["backup", "--cluster", "web"]).unwrap();
-    assert!(
-        !ran.success && ran.stderr.contains("only `deploy`, `rollback`, `status`, `logs`, `audit`, `lock`"),
-        "{}",
-        ran.all()
-    );
 }

@@ -65,6 +65,7 @@ impl Drop for TestCertificates {
 
 /// GET / over TLS with only `version` allowed, trusting only `ca`. Returns the
 /// negotiated protocol and the response head.
+#[allow(dead_code)] // used by some of the test binaries that include this file
 pub fn https_get(
     port: u16,
     ca: &rustls::pki_types::CertificateDer<'static>,

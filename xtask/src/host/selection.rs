@@ -20,7 +20,7 @@ pub struct HostArgs {
     /// Every host of a [groups] entry in deploy/deploy.toml (with any --host given).
     #[arg(long, value_name = "NAME", conflicts_with = "local")]
     pub group: Option<String>,
-    /// A [clusters.NAME] swarm of deploy/deploy.toml (`deploy`, `rollback`, `status`, `logs`, `audit` and `lock` so far).
+    /// A [clusters.NAME] swarm of deploy/deploy.toml.
     #[arg(long, value_name = "NAME", conflicts_with_all = ["hosts", "group", "local"])]
     pub cluster: Option<String>,
     /// Work on this machine's engine, without SSH.
@@ -63,8 +63,8 @@ impl HostArgs {
     pub fn targets(&self, config: &Config) -> Result<Vec<Target>> {
         if let Some(cluster) = &self.cluster {
             bail!(
-                "--cluster {cluster}: only `deploy`, `rollback`, `status`, `logs`, `audit`, `lock` (and `doctor --cluster`) work on a cluster so far; pass \
-                 its hosts with --host to work on them one by one"
+                "--cluster {cluster} is not for this task, which works on hosts: pass a cluster's nodes with --host to \
+                 work on them one by one"
             );
         }
         if self.local {

@@ -369,6 +369,41 @@ pub struct Restored {
     pub tables: usize,
 }
 
+/// How a restore stops the backend and brings the release back: compose on one host,
+/// Swarm on a cluster.
+pub trait BackendControl {
+    /// Stops every backend task, so no write comes in while the data is replaced.
+    fn stop_backend(&self) -> Result<()>;
+    /// Starts the release again and waits (bounded) until it serves; `Ok(Err(why))`
+    /// when it does not.
+    fn start_and_wait(&self) -> Result<std::result::Result<(), String>>;
+}
+
+/// A single host's stack, run by compose from its release directory.
+pub struct ComposeBackend<'a> {
+    pub session: &'a Session<'a>,
+    pub stack: &'a Stack,
+    pub config: &'a Config,
+    pub release_dir: &'a str,
+}
+
+impl BackendControl for ComposeBackend<'_> {
+    fn stop_backend(&self) -> Result<()> {
+        let containers = rollout::read_containers(self.session, self.stack)?;
+        for backend in containers.iter().filter(|c| c.service == "backend" && c.status == "running") {
+            let stop = self.session.runtime_cmd(["stop", "--time", "30", backend.name.as_str()]);
+            self.session.run(Effect::Change, &stop)?;
+        }
+        Ok(())
+    }
+
+    fn start_and_wait(&self) -> Result<std::result::Result<(), String>> {
+        let started =
+            rollout::start_and_wait(self.session, self.stack, self.config, self.release_dir, OnInterrupt::Finish)?;
+        Ok(started.map(|_| ()).map_err(|failure| failure.reason))
+    }
+}
+
 /// Restores `record` into the stack's database (design: the data's one way back).
 ///
 /// In order, stopping at the first failure: the file is checked (sha256, a dump of this
@@ -380,16 +415,18 @@ pub struct Restored {
 /// backup stays). Until the swap, a failure leaves the live database as it was and
 /// starts the backend again; after it, the swap is undone. Seen through once started:
 /// a Ctrl-C does not stop it.
+///
+/// `session` is where the database runs (and its backups are); `containers` the
+/// stack's containers there; `backend` stops and starts the backend.
 pub fn restore(
     session: &Session,
     config: &Config,
-    stack: &Stack,
-    release_dir: &str,
+    containers: &[ContainerState],
+    backend: &dyn BackendControl,
     version: &str,
     record: &BackupRecord,
 ) -> Result<Restored> {
-    let containers = rollout::read_containers(session, stack)?;
-    let database = database_container(&containers)
+    let database = database_container(containers)
         .with_context(|| format!("no database container runs on {}: deploy first", session.name))?
         .name
         .clone();
@@ -405,13 +442,14 @@ pub fn restore(
     let sql = |name: &str, statements: &[String]| -> Result<String> {
         session.run(Effect::Change, &psql_cmd(program, &database, name, statements))
     };
-    let restart = || rollout::start_and_wait(session, stack, config, release_dir, OnInterrupt::Finish);
+    let restart = || backend.start_and_wait();
 
     // The backend stops first, so the backup of the data now holds every write.
-    for backend in containers.iter().filter(|c| c.service == "backend" && c.status == "running") {
-        session.run(Effect::Change, &session.runtime_cmd(["stop", "--time", "30", backend.name.as_str()]))?;
+    if let Err(err) = backend.stop_backend() {
+        let _ = restart();
+        return Err(err.context(format!("stopping the backend; the database on {} is unchanged", session.name)));
     }
-    let before = match take(session, config, &containers, version, &format!("before restore of {}", record.name)) {
+    let before = match take(session, config, containers, version, &format!("before restore of {}", record.name)) {
         Ok(before) => before,
         Err(err) => {
             let _ = restart();
@@ -479,16 +517,13 @@ pub fn restore(
         }
         Err(failure) => {
             // Undo: the data from before takes its name back, the restored one is dropped.
-            for backend in rollout::read_containers(session, stack)?.iter().filter(|c| c.service == "backend") {
-                let _ =
-                    session.run(Effect::Change, &session.runtime_cmd(["stop", "--time", "10", backend.name.as_str()]));
-            }
+            let _ = backend.stop_backend();
             swap(&old, live, &scratch)?;
             drop_scratch();
             let again = restart()?;
             bail!(
                 "the backend did not get healthy on the restored data ({}); the data from before is back{}",
-                failure.reason,
+                failure,
                 if again.is_ok() {
                     " and serving"
                 } else {

@@ -31,7 +31,7 @@ pub const FRONTEND_NGINX_CONF: &str = "/tmp/nginx/conf/nginx.conf";
 
 /// `<config>/certs`: what the frontend mounts.
 pub fn certs_dir(paths: &DeploymentPaths) -> String {
-    format!("{}/certs", paths.config)
+    paths.certs()
 }
 
 /// What installing a pair did.
@@ -126,6 +126,44 @@ pub fn reload_frontends(session: &Session, containers: &[ContainerState]) -> Res
         reloaded.push(container.name.clone());
     }
     Ok(reloaded)
+}
+
+/// Installs the pair and reloads the frontends among `containers` (those running on
+/// this host) with it; should one refuse it, the pair before comes back and is
+/// reloaded. The frontends reloaded, or `None` when the host had this pair already.
+pub fn install_and_reload(
+    session: &Session,
+    local: &LocalCertificates,
+    containers: &[ContainerState],
+) -> Result<Option<Vec<String>>> {
+    let installed = install(session, local)?;
+    if !installed.changed {
+        return Ok(None);
+    }
+    match reload_frontends(session, containers) {
+        Ok(reloaded) => Ok(Some(reloaded)),
+        Err(err) => {
+            // Put the pair before back, so what serves is what served.
+            if let Some(previous) = &installed.previous {
+                session.run(Effect::Change, &switch_cmd(&installed.dir, previous, session.is_root()))?;
+                reload_frontends(session, containers)?;
+            }
+            Err(err.context(format!("the certificates on {} are unchanged", session.name)))
+        }
+    }
+}
+
+/// What the history records of an installed pair: the certificate, and the frontends
+/// reloaded with it.
+pub fn installed_detail(local: &LocalCertificates, reloaded: &[String]) -> String {
+    let summary = &local.summary;
+    format!(
+        "installed certificate {} for {} (expires {}); reloaded {}",
+        summary.serial,
+        summary.names.join(", "),
+        summary.expiry_date(),
+        if reloaded.is_empty() { "no running frontend".to_string() } else { reloaded.join(", ") }
+    )
 }
 
 /// Prints the host's current certificate chain (for `status`): empty when there is none.

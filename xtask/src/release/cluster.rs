@@ -12,11 +12,13 @@ use serde::Serialize;
 
 use crate::host::selection::{self, Target};
 use crate::host::session::{Effect, Session};
+use crate::model::certificate::LocalCertificates;
 use crate::model::config::{Cluster, Config};
 use crate::model::image::Image;
 use crate::model::stack;
 use crate::release::rollout;
 use crate::release::ship::{self, shared::Archives};
+use crate::release::stack::ContainerState;
 use crate::release::state::{self as release, DeploymentState, Layout, ReleaseStatus};
 use crate::support::command::Cmd;
 use crate::support::log::Log;
@@ -37,6 +39,12 @@ pub struct ClusterRelease<'a> {
     pub secrets: &'a [(String, Vec<u8>)],
     pub state_dir: &'a std::path::Path,
     pub started_at: &'a str,
+    /// `--skip-backup`: no backup before a new backend starts (recorded).
+    pub skip_backup: bool,
+    /// The TLS pair, checked, when HTTPS is on: installed on every node.
+    pub certs: Option<&'a LocalCertificates>,
+    /// `--dry-run`: print what would change, change nothing.
+    pub dry_run: bool,
 }
 
 /// What a cluster deploy did: each node and the bytes sent to it.
@@ -93,15 +101,10 @@ pub fn problems(text: &str) -> Vec<String> {
 
 pub fn deploy(release: &ClusterRelease, log: &Log) -> Result<ClusterOutcome> {
     let ClusterRelease { config, name, cluster, version, .. } = *release;
-    if config.http.https {
-        bail!(
-            "HTTPS on a cluster is not built yet: deploy `{name}` with `[http] https = false`, or its hosts one by one"
-        );
-    }
     let targets: Vec<Target> = cluster.nodes.iter().cloned().map(Target::Host).collect();
     // Every node reached and checked at once.
     let opened = selection::each(&targets, config.deploy.parallel as usize, |target| {
-        Session::open(config, target, false, false, log)
+        Session::open(config, target, false, release.dry_run, log)
     });
     let sessions = opened.into_iter().collect::<Result<Vec<Session>>>()?;
     let transports: Vec<&crate::host::transport::Transport> = sessions.iter().map(|s| &s.transport).collect();
@@ -110,6 +113,17 @@ pub fn deploy(release: &ClusterRelease, log: &Log) -> Result<ClusterOutcome> {
         bail!("the swarm of cluster `{name}` is not ready:\n  - {}", swarm.missing.join("\n  - "));
     }
     let manager = &sessions[0];
+    // The stack file names one path for each mount, on whichever node a task runs.
+    if let Some(other) = sessions.iter().find(|s| s.paths != manager.paths) {
+        bail!(
+            "the nodes of cluster `{name}` keep the deployment in different places ({} on {}, {} on {}): give them \
+             the same paths (`[paths]`, or the same in each `[hosts.NAME]` table)",
+            manager.paths.base,
+            manager.name,
+            other.paths.base,
+            other.name
+        );
+    }
     let result = rollout::with_lock(manager, config, "deploy", version, || {
         let layout = Layout::new(&manager.paths);
         let history = rollout::read_history(manager, &layout)?;
@@ -120,7 +134,9 @@ pub fn deploy(release: &ClusterRelease, log: &Log) -> Result<ClusterOutcome> {
         let (images, carried) = history.carry_over_unchanged(release.images.to_vec());
         for image in images.iter().filter(|i| carried.contains(&i.service)) {
             log.info(format!("{}: unchanged since {}, which stays its image", image.service, image.reference));
-            release.local.tag(&image.id, &image.reference)?;
+            if !release.dry_run {
+                release.local.tag(&image.id, &image.reference)?;
+            }
         }
         let images = images.as_slice();
         // Images to every node, before the stack changes.
@@ -136,11 +152,28 @@ pub fn deploy(release: &ClusterRelease, log: &Log) -> Result<ClusterOutcome> {
         }
         let data = sessions.iter().find(|s| s.name == cluster.data_node).context("the data node's session")?;
         rollout::ensure_data_dir(data, images)?;
+        // The data, backed up on the data node before a new backend starts (it may
+        // migrate the schema), as on one host.
+        let running = node_containers(data, &config.app.name)?;
+        let backup = crate::release::backup::before_release(
+            data,
+            config,
+            &history,
+            &running,
+            images,
+            version,
+            release.skip_backup,
+        )?;
         // The secrets, where `docker stack deploy` reads them: on the manager.
         let digest = stack::secrets_digest(release.secrets);
         let secrets_dir = format!("{}/secrets-{digest}", manager.paths.config);
         for (file, bytes) in release.secrets {
             manager.upload(bytes, &format!("{secrets_dir}/{file}"), 0o600)?;
+        }
+        // The certificates are each node's, where its frontend mounts them (as on one
+        // host); a frontend running there reloads them in place.
+        if let Some(certs) = release.certs {
+            install_certs(&sessions, config, certs)?;
         }
         let names: Vec<String> = release.secrets.iter().map(|(n, _)| n.clone()).collect();
         let mut rendered = crate::model::compose::render(crate::model::compose::RenderInput {
@@ -153,8 +186,13 @@ pub fn deploy(release: &ClusterRelease, log: &Log) -> Result<ClusterOutcome> {
             start_interval: manager.knows_start_interval(),
         });
         for (key, value) in rendered.env.vars.iter_mut() {
-            if key == "SECRETS_PATH" {
-                *value = secrets_dir.clone();
+            match key.as_str() {
+                "SECRETS_PATH" => *value = secrets_dir.clone(),
+                "SERVER_NAMES" if config.http.server_names.is_empty() => log.warn(format!(
+                    "`[http] server_names` is not set: plain HTTP on cluster {name} redirects to https://{value}/. \
+                     Set it to the names your site is reached by."
+                )),
+                _ => {}
             }
         }
         let monitor = config.health.interval_seconds * config.health.retries;
@@ -172,7 +210,7 @@ pub fn deploy(release: &ClusterRelease, log: &Log) -> Result<ClusterOutcome> {
             status: ReleaseStatus::Pending,
             health_checks: Vec::new(),
             replaced: None,
-            backup: None,
+            backup,
             started: Some(release.started_at.to_string()),
             bytes_shipped: Some(nodes.iter().map(|(_, b)| b).sum()),
         };
@@ -182,6 +220,89 @@ pub fn deploy(release: &ClusterRelease, log: &Log) -> Result<ClusterOutcome> {
     });
     for session in &sessions {
         rollout::save_log(session, config, release::LoggedTask::Deploy, version);
+        session.close();
+    }
+    result
+}
+
+/// Installs the TLS pair on every node (in parallel), where the frontends mount it
+/// (`DeploymentPaths::certs`), and reloads the frontends running there.
+fn install_certs(sessions: &[Session], config: &Config, certs: &LocalCertificates) -> Result<()> {
+    let targets: Vec<Target> = sessions.iter().map(|s| Target::Host(s.name.clone())).collect();
+    let installed = selection::each(&targets, config.deploy.parallel as usize, |target| {
+        let session = sessions.iter().find(|s| s.name == target.name()).context("a session per node")?;
+        let containers = node_containers(session, &config.app.name)?;
+        let reloaded = crate::release::certs::install_and_reload(session, certs, &containers)?;
+        if let Some(reloaded) = reloaded.as_ref().filter(|_| !session.dry_run) {
+            session.log.info(format!(
+                "certificate {} installed on {}; reloaded {}",
+                certs.summary.serial,
+                session.name,
+                if reloaded.is_empty() { "no running frontend".to_string() } else { reloaded.join(", ") }
+            ));
+        }
+        Ok::<_, anyhow::Error>(reloaded.is_some())
+    });
+    for (target, result) in targets.iter().zip(installed) {
+        result.with_context(|| format!("installing the certificates on {}", target.name()))?;
+    }
+    Ok(())
+}
+
+/// `certs --cluster`: the renewed pair on every node, each node's frontends reloaded in
+/// place (no task restarted), under the manager's lock, recorded in its history.
+/// Returns, per node, the frontends reloaded (`None`: it had this pair already).
+pub fn renew_certs(
+    config: &Config,
+    (name, cluster): (&str, &Cluster),
+    certs: &LocalCertificates,
+    dry_run: bool,
+    log: &Log,
+) -> Result<Vec<(String, Option<Vec<String>>)>> {
+    let began = std::time::Instant::now();
+    let targets: Vec<Target> = cluster.nodes.iter().cloned().map(Target::Host).collect();
+    let opened = selection::each(&targets, config.deploy.parallel as usize, |target| {
+        Session::open(config, target, false, dry_run, log)
+    });
+    let sessions = opened.into_iter().collect::<Result<Vec<Session>>>()?;
+    let manager = &sessions[0];
+    let result = rollout::with_lock(manager, config, "certs", &certs.summary.serial, || {
+        let layout = Layout::new(&manager.paths);
+        let history = rollout::read_history(manager, &layout)?;
+        let current = history.current().with_context(|| {
+            format!("nothing is deployed on cluster {name}: deploy first (`cargo xtask deploy --cluster {name}`)")
+        })?;
+        // Only a release that mounts the nodes' certificates is reached by a renewal.
+        let stack =
+            manager.run(Effect::Read, &release::read_cmd(&layout.release_file(&current.version, STACK_FILE)))?;
+        let dir = crate::release::certs::certs_dir(&manager.paths);
+        if !stack.contains(&format!("source: {dir}")) && !dry_run {
+            bail!(
+                "the running release {} on cluster {name} serves no HTTPS: deploy it once with `[http] https = true` \
+                 (`cargo xtask deploy --cluster {name}`)",
+                current.version
+            );
+        }
+        let per_node = selection::each(&targets, config.deploy.parallel as usize, |target| {
+            let session = sessions.iter().find(|s| s.name == target.name()).context("a session per node")?;
+            let containers = node_containers(session, &config.app.name)?;
+            crate::release::certs::install_and_reload(session, certs, &containers)
+        });
+        let mut done = Vec::new();
+        for (target, result) in targets.iter().zip(per_node) {
+            let reloaded = result.with_context(|| format!("installing the certificates on {}", target.name()))?;
+            done.push((target.name().to_string(), reloaded));
+        }
+        if done.iter().any(|(_, reloaded)| reloaded.is_some()) {
+            let reloaded: Vec<String> = done.iter().flat_map(|(_, r)| r.iter().flatten()).cloned().collect();
+            let detail =
+                format!("{} (the nodes of cluster {name})", crate::release::certs::installed_detail(certs, &reloaded));
+            rollout::record_event(manager, &layout, "certificates", &detail, Some(began.elapsed()))?;
+        }
+        Ok(done)
+    });
+    for session in &sessions {
+        rollout::save_log(session, config, release::LoggedTask::Certs, "certificates");
         session.close();
     }
     result
@@ -206,6 +327,10 @@ fn apply(
     let wait = config.health.timeout_seconds;
     let (deployed, out, err) = manager.try_run(Effect::Change, &stack_deploy_cmd(&file, &config.app.name, wait))?;
     log.debug(format!("{out}\n{err}"));
+    if manager.dry_run {
+        state.status = done;
+        return rollout::record(manager, layout, history, &state).map(|_| ());
+    }
     let status = manager.run(Effect::Read, &services_cmd(&config.app.name))?;
     let problems = problems(&status);
     if !deployed || !problems.is_empty() {
@@ -233,8 +358,14 @@ fn apply(
 /// `rollback --cluster`: the release before the current one (or `to`), its stack file
 /// deployed again from the manager (its images are still on the nodes), checked and
 /// recorded `rolled_back`. Returns the version that serves.
-pub fn roll_back(config: &Config, (name, cluster): (&str, &Cluster), to: Option<&str>, log: &Log) -> Result<String> {
-    let manager = Session::open(config, &Target::Host(cluster.manager.clone()), false, false, log)?;
+pub fn roll_back(
+    config: &Config,
+    (name, cluster): (&str, &Cluster),
+    to: Option<&str>,
+    dry_run: bool,
+    log: &Log,
+) -> Result<String> {
+    let manager = Session::open(config, &Target::Host(cluster.manager.clone()), false, dry_run, log)?;
     let result = rollout::with_lock(&manager, config, "rollback", to.unwrap_or("previous"), || {
         let layout = Layout::new(&manager.paths);
         let history = rollout::read_history(&manager, &layout)?;
@@ -262,6 +393,83 @@ pub fn roll_back(config: &Config, (name, cluster): (&str, &Cluster), to: Option<
     rollout::save_log(&manager, config, release::LoggedTask::Rollback, &version);
     manager.close();
     result
+}
+
+/// The stack's running containers on one node, by `docker ps` (Swarm names them
+/// `<app>_<service>.<slot>.<task>`): `<name> <service>` lines.
+pub fn node_containers_cmd(app: &str) -> Cmd {
+    Cmd::new("docker").args([
+        "ps".to_string(),
+        "--filter".to_string(),
+        format!("label=com.docker.stack.namespace={app}"),
+        "--filter".to_string(),
+        "status=running".to_string(),
+        "--format".to_string(),
+        "{{.Names}} {{.Label \"com.docker.swarm.service.name\"}}".to_string(),
+    ])
+}
+
+/// [`node_containers_cmd`]'s output as the containers of a single host's stack are
+/// read: each service by its name in the stack (`database`, not `<app>_database`).
+pub fn parse_node_containers(text: &str, app: &str) -> Vec<ContainerState> {
+    let prefix = format!("{app}_");
+    text.lines()
+        .filter_map(|line| {
+            let (name, service) = line.trim().split_once(' ')?;
+            Some(ContainerState {
+                name: name.to_string(),
+                service: service.trim().strip_prefix(&prefix)?.to_string(),
+                status: "running".to_string(),
+                ..ContainerState::default()
+            })
+        })
+        .collect()
+}
+
+/// The stack's containers running on `session`'s node.
+pub fn node_containers(session: &Session, app: &str) -> Result<Vec<ContainerState>> {
+    Ok(parse_node_containers(&session.run(Effect::Read, &node_containers_cmd(app))?, app))
+}
+
+/// `docker service scale` of the stack's `service` to `replicas` tasks, waiting
+/// (bounded) until they run (healthy, when the service has a check).
+pub fn scale_cmd(app: &str, service: &str, replicas: u32, timeout_seconds: u32) -> Cmd {
+    Cmd::new("timeout").arg(timeout_seconds.to_string()).args([
+        "docker".to_string(),
+        "service".to_string(),
+        "scale".to_string(),
+        "--detach=false".to_string(),
+        format!("{app}_{service}={replicas}"),
+    ])
+}
+
+/// The backend of a cluster's stack, for a restore: scaled by the manager to no task
+/// (stopped: no write comes in) and back to its one task.
+pub struct SwarmBackend<'a> {
+    pub manager: &'a Session<'a>,
+    pub app: &'a str,
+    pub wait_seconds: u32,
+}
+
+impl crate::release::backup::BackendControl for SwarmBackend<'_> {
+    fn stop_backend(&self) -> Result<()> {
+        self.manager.run(Effect::Change, &scale_cmd(self.app, "backend", 0, self.wait_seconds))?;
+        Ok(())
+    }
+
+    fn start_and_wait(&self) -> Result<std::result::Result<(), String>> {
+        let (scaled, _, err) =
+            self.manager.try_run(Effect::Change, &scale_cmd(self.app, "backend", 1, self.wait_seconds))?;
+        if self.manager.dry_run {
+            return Ok(Ok(()));
+        }
+        let problems = problems(&self.manager.run(Effect::Read, &services_cmd(self.app))?);
+        Ok(match (scaled, problems.is_empty()) {
+            (true, true) => Ok(()),
+            (false, _) => Err(format!("`docker service scale` failed: {}", err.trim())),
+            (true, false) => Err(problems.join("; ")),
+        })
+    }
 }
 
 /// A swarm node as the manager sees it.

@@ -223,7 +223,7 @@ struct PortBinding {
 }
 
 /// One container of the stack.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ContainerState {
     pub name: String,
     pub service: String,

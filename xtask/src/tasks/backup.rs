@@ -36,6 +36,9 @@ pub fn run(project: &Project, args: &BackupArgs) -> Result<()> {
     crate::support::interrupt::install();
     let log = Log::new(args.change.verbose);
     let config = Config::load(&project.config_file)?;
+    if let Some(name) = &args.target.cluster {
+        return cluster_backup(&config, name, args, &log);
+    }
     let targets = args.target.targets(&config)?;
     let several = targets.len() > 1;
     if args.list {
@@ -73,6 +76,42 @@ pub fn run(project: &Project, args: &BackupArgs) -> Result<()> {
         }
     }
     fleet::conclude("backup", outcomes)
+}
+
+/// `backup --cluster NAME`: the database is on the cluster's data node, and so are
+/// its backups; the lock is the manager's, where the cluster's deploys take it.
+fn cluster_backup(config: &Config, name: &str, args: &BackupArgs, log: &Log) -> Result<()> {
+    let cluster = config.cluster(name)?;
+    let data = Session::open(config, &Target::Host(cluster.data_node.clone()), false, args.change.dry_run, log)?;
+    if args.list {
+        let listed = backup::list(&data);
+        data.close();
+        print_list(&format!("cluster {name} (data node {})", cluster.data_node), &listed?, false);
+        return Ok(());
+    }
+    if let Some(dir) = &args.download {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {} for --download", dir.display()))?;
+    }
+    let manager = Session::open(config, &Target::Host(cluster.manager.clone()), false, args.change.dry_run, log)?;
+    let result = rollout::with_lock(&manager, config, "backup", "-", || {
+        let history = rollout::read_history(&manager, &Layout::new(&manager.paths))?;
+        let version = history.current().map_or("none", |c| c.version.as_str()).to_string();
+        let containers = crate::release::cluster::node_containers(&data, &config.app.name)?;
+        let record = backup::take(&data, config, &containers, &version, "backup")?;
+        if let Some(dir) = args.download.as_deref().filter(|_| !data.dry_run) {
+            download(&data, &record, dir)?;
+        }
+        Ok(record)
+    });
+    let done = format!("backup on cluster {name} (data node {}) done", cluster.data_node);
+    rollout::conclude(&manager, config, LoggedTask::Backup, "database", &result, &done);
+    rollout::save_log(&data, config, LoggedTask::Backup, "database");
+    data.close();
+    let record = result?;
+    if !args.change.dry_run {
+        println!("{}: {}/{}", cluster.data_node, backup::backups_dir(&data.paths), record.name);
+    }
+    Ok(())
 }
 
 fn take(session: &Session, config: &Config, download_to: Option<&Path>) -> Result<BackupRecord> {

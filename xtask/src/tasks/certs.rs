@@ -51,6 +51,26 @@ pub fn run(project: &Project, args: &CertsArgs) -> Result<()> {
         summary.expiry_date(),
         summary.days_left(now)
     ));
+    if let Some(name) = &args.target.cluster {
+        let cluster = config.cluster(name)?;
+        let nodes = crate::release::cluster::renew_certs(&config, (name, cluster), &local, args.change.dry_run, &log)?;
+        if args.change.dry_run {
+            return Ok(());
+        }
+        let rows: Vec<Vec<String>> = nodes
+            .iter()
+            .map(|(node, reloaded)| {
+                let result = match reloaded {
+                    None => "had this certificate already".to_string(),
+                    Some(reloaded) if reloaded.is_empty() => "installed; no frontend runs there".to_string(),
+                    Some(reloaded) => format!("installed; reloaded {}", reloaded.join(", ")),
+                };
+                vec![node.clone(), result]
+            })
+            .collect();
+        print!("{}", fleet::table(&["node", "result"], &rows));
+        return Ok(());
+    }
     let targets = args.target.targets(&config)?;
     let outcomes = fleet::run_each(&targets, config.deploy.parallel, &log, |target, log| {
         let session = Session::open(&config, target, false, args.change.dry_run, log)?;
@@ -101,32 +121,13 @@ fn install(session: &Session, config: &Config, local: &LocalCertificates) -> Res
         );
     }
 
-    let installed = certs::install(session, local)?;
-    if !installed.changed {
-        session.log.info(format!("{} serves this certificate already: nothing to do", session.name));
-        return Ok(());
-    }
     let stack = rollout::stack(session, config);
     let containers = rollout::read_containers(session, &stack)?;
-    let reloaded = match certs::reload_frontends(session, &containers) {
-        Ok(reloaded) => reloaded,
-        Err(err) => {
-            // Put the pair before back, so what serves is what served.
-            if let Some(previous) = &installed.previous {
-                session.run(Effect::Change, &certs::switch_cmd(&installed.dir, previous, session.is_root()))?;
-                certs::reload_frontends(session, &containers)?;
-            }
-            return Err(err.context(format!("the certificates on {} are unchanged", session.name)));
-        }
+    let Some(reloaded) = certs::install_and_reload(session, local, &containers)? else {
+        session.log.info(format!("{} serves this certificate already: nothing to do", session.name));
+        return Ok(());
     };
-    let summary = &local.summary;
-    let detail = format!(
-        "installed certificate {} for {} (expires {}); reloaded {}",
-        summary.serial,
-        summary.names.join(", "),
-        summary.expiry_date(),
-        if reloaded.is_empty() { "no running frontend".to_string() } else { reloaded.join(", ") }
-    );
+    let detail = certs::installed_detail(local, &reloaded);
     rollout::record_event(session, &layout, "certificates", &detail, Some(began.elapsed()))?;
     if !session.dry_run {
         session.log.info(format!("{detail} on {}", session.name));

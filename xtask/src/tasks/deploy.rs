@@ -128,11 +128,16 @@ pub fn run(project: &Project, args: &DeployArgs) -> Result<()> {
     }
     log.info(format!("deploying Cultivate {version} to {names}"));
     if let Some((name, cluster)) = cluster {
-        if args.change.dry_run {
-            bail!("--dry-run is not built for clusters yet: `cargo xtask render --stack` prints the stack file");
-        }
         let manifest = local_images(project, &config, args, given.as_ref(), (&local_runtime, &engine), &version)?;
-        return deploy_cluster(project, &config, (name, cluster), &manifest, &local_runtime, &started_at, &log);
+        return deploy_cluster(
+            project,
+            &config,
+            (name, cluster),
+            (&manifest, &local_runtime),
+            (args, &started_at),
+            certs.as_ref(),
+            &log,
+        );
     }
     // Several hosts: one build here, before any is reached, shipped to each.
     let several = targets.len() > 1;
@@ -204,9 +209,9 @@ fn deploy_cluster(
     project: &Project,
     config: &Config,
     (name, cluster): (&str, &crate::model::config::Cluster),
-    manifest: &Manifest,
-    local: &Runtime,
-    started_at: &str,
+    (manifest, local): (&Manifest, &Runtime),
+    (args, started_at): (&DeployArgs, &str),
+    certs: Option<&LocalCertificates>,
     log: &Log,
 ) -> Result<()> {
     let started = Instant::now();
@@ -228,8 +233,18 @@ fn deploy_cluster(
         secrets: &secrets,
         state_dir: &project.state_dir(),
         started_at,
+        skip_backup: args.skip_backup,
+        certs,
+        dry_run: args.change.dry_run,
     };
     let outcome = crate::release::cluster::deploy(&release, log)?;
+    if args.change.dry_run {
+        println!(
+            "\nDry run: nothing was changed on cluster {name}. The commands above are what a deploy of {} would run.",
+            manifest.version
+        );
+        return Ok(());
+    }
     println!("\nCultivate {} is live on cluster {name} in {:.1} s", manifest.version, started.elapsed().as_secs_f64());
     let rows: Vec<Vec<String>> = outcome
         .nodes

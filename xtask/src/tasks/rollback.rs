@@ -34,15 +34,17 @@ pub fn run(project: &Project, args: &RollbackArgs) -> Result<()> {
     }
     if let Some(name) = &args.target.cluster {
         let cluster = config.cluster(name)?;
-        if args.change.dry_run {
-            anyhow::bail!("--dry-run is not built for clusters yet");
-        }
-        if !args.change.yes {
+        if !args.change.yes && !args.change.dry_run {
             let to = args.to.as_deref().unwrap_or("the release before the current one");
             crate::host::session::confirm(&format!("Roll cluster {name} back to {to}?"))?;
         }
-        let version = crate::release::cluster::roll_back(&config, (name, cluster), args.to.as_deref(), &log)?;
-        println!("Rolled back cluster {name} to {version}");
+        let dry_run = args.change.dry_run;
+        let version = crate::release::cluster::roll_back(&config, (name, cluster), args.to.as_deref(), dry_run, &log)?;
+        if dry_run {
+            println!("\nDry run: nothing was changed on cluster {name}. The commands above roll it back to {version}.");
+        } else {
+            println!("Rolled back cluster {name} to {version}");
+        }
         return Ok(());
     }
     let targets = args.target.targets(&config)?;

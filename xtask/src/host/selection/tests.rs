@@ -68,7 +68,7 @@ fn a_clusters_history_is_its_managers() {
     let cluster = HostArgs { cluster: Some("web".into()), ..HostArgs::default() };
     assert_eq!(names(&cluster.history_targets(&config).unwrap()), ["c"]);
     let message = cluster.targets(&config).unwrap_err().to_string();
-    assert!(message.contains("only `deploy`, `rollback`, `status`, `logs`, `audit`, `lock`"), "{message}");
+    assert!(message.contains("--cluster web is not for this task") && message.contains("--host"), "{message}");
     let unknown = HostArgs { cluster: Some("db".into()), ..HostArgs::default() };
     assert!(unknown.history_targets(&config).unwrap_err().to_string().contains("no cluster `db`"));
 }
