@@ -10,9 +10,10 @@
 
 use std::time::Duration;
 
-use cultivate_tests::deploy::{DeployConfig, built_manifest_path, derived_version};
+use cultivate_tests::deploy::{DeployConfig, built_manifest_path, derived_version, derived_version_of};
 use cultivate_tests::hosts::{Engine, HostVariant, TestHost};
 use cultivate_tests::{Load, get, get_when_up, http, manifest, require_engine};
+use xtask::model::service::Service;
 
 #[path = "support/tls.rs"]
 mod tls;
@@ -248,8 +249,26 @@ fn doctor_forms_a_three_node_swarm_once_and_keeps_the_data_label_on_the_data_nod
     for host in &hosts {
         assert_eq!(host_sh(host, "test -e /opt/cultivate/config/certs && echo there || echo none").trim(), "none");
     }
-    let ran = https.run(&["deploy", "--cluster", "web", "--manifest", &v1, "--yes"]).unwrap();
+    // With a new frontend, and one release kept beyond the current one and its
+    // rollback target: swarm-v2 goes, its release from the manager and its backend
+    // image from every node.
+    let text = std::fs::read_to_string(&https.path).unwrap();
+    std::fs::write(&https.path, text.replace("keep_releases = 4", "keep_releases = 1")).unwrap();
+    let v3 =
+        derived_version_of("swarm-v3", Service::WebFrontend, "USER root\nRUN echo swarm-v3 > /tmp/v3\nUSER 101:101\n")
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+    let ran = https.run(&["deploy", "--cluster", "web", "--manifest", &v3, "--yes"]).unwrap();
     assert!(ran.success, "{}", ran.all());
+    assert!(ran.stderr.contains("pruned releases swarm-v2"), "{}", ran.all());
+    let releases = host_sh(&hosts[0], "ls /opt/cultivate/releases");
+    assert_eq!(releases.split_whitespace().collect::<Vec<_>>(), [version.as_str(), "swarm-v3"], "{releases}");
+    for host in &hosts {
+        let images = host_sh(host, "docker image ls --format '{{.Repository}}:{{.Tag}}'");
+        assert!(!images.contains(":swarm-v2"), "{images}");
+        assert!(images.contains(":swarm-v3") && images.contains(&format!(":{version}")), "{images}");
+    }
     let served = |host: &TestHost| {
         let mut last = None;
         for _ in 0..30 {

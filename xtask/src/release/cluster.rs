@@ -215,7 +215,11 @@ pub fn deploy(release: &ClusterRelease, log: &Log) -> Result<ClusterOutcome> {
             bytes_shipped: Some(nodes.iter().map(|(_, b)| b).sum()),
         };
         rollout::write_state(manager, &layout, &state)?;
-        apply(manager, config, (name, cluster), &layout, &history, state, ReleaseStatus::Active, log)?;
+        let history = apply(manager, config, (name, cluster), &layout, &history, state, ReleaseStatus::Active, log)?;
+        if !release.dry_run {
+            let secrets: Vec<String> = stack.secrets.values().map(|s| s.name.clone()).collect();
+            prune(&sessions, config, &layout, &history, version, &secrets);
+        }
         Ok(ClusterOutcome { nodes })
     });
     for session in &sessions {
@@ -321,7 +325,7 @@ fn apply(
     mut state: DeploymentState,
     done: ReleaseStatus,
     log: &Log,
-) -> Result<()> {
+) -> Result<release::History> {
     let file = layout.release_file(&state.version, STACK_FILE);
     log.info(format!("deploying stack {} from {file} on {}", config.app.name, cluster.manager));
     let wait = config.health.timeout_seconds;
@@ -329,7 +333,7 @@ fn apply(
     log.debug(format!("{out}\n{err}"));
     if manager.dry_run {
         state.status = done;
-        return rollout::record(manager, layout, history, &state).map(|_| ());
+        return rollout::record(manager, layout, history, &state);
     }
     let status = manager.run(Effect::Read, &services_cmd(&config.app.name))?;
     let problems = problems(&status);
@@ -350,9 +354,66 @@ fn apply(
     }
     state.status = done;
     state.timestamp = crate::support::log::now_rfc3339();
-    rollout::record(manager, layout, history, &state)?;
+    let history = rollout::record(manager, layout, history, &state)?;
     manager.run(Effect::Change, &release::point_current_cmd(layout, &state.version))?;
-    Ok(())
+    Ok(history)
+}
+
+/// After a deploy: the releases beyond `[runtime] keep_releases` removed from the
+/// manager, their images no kept release uses from every node, and the stack's Swarm
+/// secrets the release does not name (a rollback's stack deploy makes them again from
+/// its release's files, which stay). Failures only warn.
+fn prune(
+    sessions: &[Session],
+    config: &Config,
+    layout: &Layout,
+    history: &release::History,
+    version: &str,
+    secrets: &[String],
+) {
+    let manager = &sessions[0];
+    let unused = match rollout::prune_releases(manager, config, layout, history, version) {
+        Ok(unused) => unused,
+        Err(err) => {
+            manager.log.warn(format!("could not prune old releases: {err:#}"));
+            Vec::new()
+        }
+    };
+    if !unused.is_empty() {
+        let targets: Vec<Target> = sessions.iter().map(|s| Target::Host(s.name.clone())).collect();
+        selection::each(&targets, config.deploy.parallel as usize, |target| {
+            if let Some(session) = sessions.iter().find(|s| s.name == target.name()) {
+                // Swarm keeps the containers of past tasks, which hold their images.
+                let _ = session.try_run(Effect::Change, &remove_stopped_containers_cmd(&config.app.name));
+                rollout::remove_images(session, &unused);
+            }
+        });
+    }
+    if let Err(err) = manager.run(Effect::Change, &remove_unused_secrets_cmd(&config.app.name, secrets)) {
+        manager.log.warn(format!("could not remove the stack's old secrets: {err:#}"));
+    }
+}
+
+/// Removes the stopped containers of the stack's past tasks on a node (Swarm keeps a
+/// few per task slot; their records stay on the manager).
+pub fn remove_stopped_containers_cmd(app: &str) -> Cmd {
+    Cmd::new("docker").args([
+        "container".to_string(),
+        "prune".to_string(),
+        "--force".to_string(),
+        "--filter".to_string(),
+        format!("label=com.docker.stack.namespace={app}"),
+    ])
+}
+
+/// Removes the stack's Swarm secrets but `keep`; one a service still uses stays (Swarm
+/// refuses it).
+pub fn remove_unused_secrets_cmd(app: &str, keep: &[String]) -> Cmd {
+    let script = "app=$1; shift; \
+        for s in $(docker secret ls --filter \"label=com.docker.stack.namespace=$app\" --format '{{.Name}}'); do \
+        used=; for k in \"$@\"; do [ \"$s\" = \"$k\" ] && used=1; done; \
+        [ -n \"$used\" ] || docker secret rm \"$s\" >/dev/null 2>&1 || true; done; exit 0";
+    Cmd::new("sh").args(["-c", script, "remove-unused-secrets", app]).args(keep.iter().cloned())
 }
 
 /// `rollback --cluster`: the release before the current one (or `to`), its stack file

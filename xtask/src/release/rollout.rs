@@ -559,6 +559,71 @@ pub fn existing_releases(session: &Session, layout: &Layout) -> Result<Vec<Strin
 }
 
 /// The stack for this session and configuration.
+/// Removes releases beyond `[runtime] keep_releases` (never `version`, the current one
+/// or the rollback target), with their images when no kept release uses them.
+/// Failures only warn: the deploy itself succeeded.
+pub fn prune(session: &Session, config: &Config, layout: &Layout, history: &History, version: &str) {
+    match prune_releases(session, config, layout, history, version) {
+        Ok(unused) => remove_images(session, &unused),
+        Err(err) => session.log.warn(format!("could not prune old releases: {err:#}")),
+    }
+}
+
+/// Removes the releases beyond `[runtime] keep_releases` and the secrets' directories
+/// none of the kept names. Returns the images of the removed releases that no kept
+/// release uses: the configured images only, never an image this tool did not build,
+/// whatever the history on the host says. (An image unchanged over releases keeps the
+/// tag of the release that brought it.)
+pub fn prune_releases(
+    session: &Session,
+    config: &Config,
+    layout: &Layout,
+    history: &History,
+    version: &str,
+) -> Result<Vec<String>> {
+    let existing = existing_releases(session, layout)?;
+    let prunable = history.prunable(&existing, config.runtime.keep_releases as usize, &[version]);
+    if prunable.is_empty() {
+        return Ok(Vec::new());
+    }
+    session.run(Effect::Change, &release::remove_releases_cmd(layout, &prunable))?;
+    session.run(Effect::Change, &release::remove_unused_content_dirs_cmd(&session.paths.config, &layout.releases))?;
+    let kept: Vec<&str> = existing.iter().filter(|v| !prunable.contains(v)).map(String::as_str).collect();
+    let mut unused = Vec::new();
+    for old in &prunable {
+        for entry in history.deployments.iter().filter(|d| &d.version == old) {
+            for image in &entry.images {
+                let used = history
+                    .deployments
+                    .iter()
+                    .filter(|d| kept.contains(&d.version.as_str()))
+                    .any(|d| d.images.iter().any(|i| i.reference == image.reference));
+                let ours = Service::ALL.iter().any(|s| image.reference.starts_with(&format!("{}:", s.image(config))));
+                if ours && !used && !unused.contains(&image.reference) {
+                    unused.push(image.reference.clone());
+                }
+            }
+        }
+    }
+    session.log.info(format!("pruned releases {} (keeping {})", prunable.join(", "), config.runtime.keep_releases));
+    Ok(unused)
+}
+
+/// Removes `images` from the host's engine; one a container still uses stays (the
+/// engine refuses it). Only warns.
+pub fn remove_images(session: &Session, images: &[String]) {
+    if images.is_empty() {
+        return;
+    }
+    let rm = session.runtime_cmd(["image", "rm"]).args(images.iter().cloned());
+    match session.try_run(Effect::Change, &rm) {
+        Ok((true, _, _)) => session.log.info(format!("removed images {}", images.join(", "))),
+        // One still in use (another release's container) stays; nothing is lost.
+        Ok((false, _, err)) => session.log.info(format!("kept some old images on {}: {}", session.name, err.trim())),
+        Err(err) => session.log.warn(format!("could not remove old images on {}: {err:#}", session.name)),
+    }
+}
+
 pub fn stack(session: &Session, config: &Config) -> Stack {
     Stack { compose: session.compose.clone(), runtime: session.runtime, project: config.app.name.clone() }
 }

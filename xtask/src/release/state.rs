@@ -450,11 +450,12 @@ pub fn read_cmd(path: &str) -> Cmd {
 }
 
 /// Removes the directories of secrets and certificates (`<config>/secrets-<digest>`,
-/// `certs-<digest>`) that no release left in `releases_dir` names in its `.env`.
+/// `certs-<digest>`) that no release left in `releases_dir` names in its `.env` (one
+/// host) or its `stack.yml` (a cluster's manager).
 pub fn remove_unused_content_dirs_cmd(config_dir: &str, releases_dir: &str) -> Cmd {
     let script = "cd \"$1\" 2>/dev/null || exit 0; \
                   for d in secrets-* certs-*; do [ -d \"$d\" ] || continue; \
-                  grep -qsF \"/$d\" \"$2\"/*/.env || rm -rf -- \"$d\"; done; exit 0";
+                  grep -qsF \"/$d\" \"$2\"/*/.env \"$2\"/*/stack.yml || rm -rf -- \"$d\"; done; exit 0";
     Cmd::new("sh").args(["-c", script, "remove-unused-content"]).arg(config_dir).arg(releases_dir)
 }
 

@@ -449,7 +449,7 @@ fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<S
     let history = phases
         .time("start", || crate::release::activate::go_live(session, config, &stack, &layout, state, &history))?;
     // 9. Success.
-    prune(session, config, &layout, &history, version);
+    rollout::prune(session, config, &layout, &history, version);
     Ok(Summary {
         images: images.iter().map(|i| (i.service.clone(), i.reference.clone(), i.id.clone())).collect(),
         sent_bytes,
@@ -714,51 +714,6 @@ fn content_dir(
 /// owners needs root.
 pub fn secrets_access_cmd(secrets_dir: &str) -> Cmd {
     Cmd::new("chown").args(["-R", "1001:1001", secrets_dir])
-}
-
-/// Removes releases beyond `[runtime] keep_releases`, with their images when no kept
-/// release uses them. Failures only warn: the deploy itself succeeded.
-fn prune(session: &Session, config: &Config, layout: &Layout, history: &release::History, version: &str) {
-    let result = (|| -> Result<()> {
-        let existing = rollout::existing_releases(session, layout)?;
-        let prunable = history.prunable(&existing, config.runtime.keep_releases as usize, &[version]);
-        if prunable.is_empty() {
-            return Ok(());
-        }
-        session.run(Effect::Change, &release::remove_releases_cmd(layout, &prunable))?;
-        let unused_dirs = release::remove_unused_content_dirs_cmd(&session.paths.config, &layout.releases);
-        session.run(Effect::Change, &unused_dirs)?;
-        let kept: Vec<&str> = existing.iter().filter(|v| !prunable.contains(v)).map(String::as_str).collect();
-        let mut unused = Vec::new();
-        for old in &prunable {
-            for entry in history.deployments.iter().filter(|d| &d.version == old) {
-                for image in &entry.images {
-                    let used = history
-                        .deployments
-                        .iter()
-                        .filter(|d| kept.contains(&d.version.as_str()))
-                        .any(|d| d.images.iter().any(|i| i.reference == image.reference));
-                    // Only the configured images: never an image this tool did not
-                    // build, whatever the history on the host says. (An image unchanged
-                    // over releases keeps the tag of the release that brought it.)
-                    let ours =
-                        Service::ALL.iter().any(|s| image.reference.starts_with(&format!("{}:", s.image(config))));
-                    if ours && !used && !unused.contains(&image.reference) {
-                        unused.push(image.reference.clone());
-                    }
-                }
-            }
-        }
-        if !unused.is_empty() {
-            let _ =
-                session.try_run(Effect::Change, &session.runtime_cmd(["image", "rm"]).args(unused.iter().cloned()))?;
-        }
-        session.log.info(format!("pruned releases {} (keeping {})", prunable.join(", "), config.runtime.keep_releases));
-        Ok(())
-    })();
-    if let Err(err) = result {
-        session.log.warn(format!("could not prune old releases: {err:#}"));
-    }
 }
 
 /// The address the target was reached at, for its URL.

@@ -65,3 +65,32 @@ fn a_restore_scales_the_backend_to_none_and_back_waiting_bounded() {
          '{{.Names}} {{.Label \"com.docker.swarm.service.name\"}}'"
     );
 }
+
+/// Old Swarm secrets go after a deploy: only the stack's own (by its namespace label),
+/// never one the release names; one Swarm refuses (in use) is left quietly. Run against
+/// a stand-in `docker` that lists three secrets and records what it is asked to remove.
+#[test]
+fn only_the_stacks_secrets_the_release_does_not_name_are_removed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("cultivate-secrets-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let removed = dir.join("removed");
+    let docker = format!(
+        "#!/bin/sh\ncase \"$1 $2\" in\n\
+         'secret ls') [ \"$4\" = 'label=com.docker.stack.namespace=cultivate' ] || exit 1; \
+         printf 'cultivate_api_key_aaaa\\ncultivate_api_key_bbbb\\ncultivate_token_cccc\\n' ;;\n\
+         'secret rm') echo \"$3\" >> {0}; [ \"$3\" != cultivate_token_cccc ] || exit 1 ;;\n\
+         *) exit 2 ;;\nesac\n",
+        removed.display()
+    );
+    std::fs::write(dir.join("docker"), docker).unwrap();
+    std::fs::set_permissions(dir.join("docker"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cmd = remove_unused_secrets_cmd("cultivate", &["cultivate_api_key_bbbb".to_string()]);
+    let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default());
+    let status = std::process::Command::new(&cmd.program).args(&cmd.args).env("PATH", path).status().unwrap();
+    assert!(status.success(), "a secret in use does not fail the deploy");
+    let asked = std::fs::read_to_string(&removed).unwrap();
+    assert_eq!(asked.lines().collect::<Vec<_>>(), ["cultivate_api_key_aaaa", "cultivate_token_cccc"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -417,11 +417,18 @@ fn unused_secrets_and_certificate_directories_are_removed() {
     std::fs::create_dir_all(releases.join("v1")).unwrap();
     let env = format!("SECRETS_PATH='{0}/secrets-aaaa'\nCERT_PATH={0}/certs-dddd\n", config.display());
     std::fs::write(releases.join("v1/.env"), env).unwrap();
+    // A cluster's release names its secrets in its stack file.
+    std::fs::create_dir_all(releases.join("v2")).unwrap();
+    let stack = format!(
+        "secrets:\n  api_key:\n    name: cultivate_api_key_bbbb\n    file: {}/secrets-bbbb/api_key\n",
+        config.display()
+    );
+    std::fs::write(releases.join("v2/stack.yml"), stack).unwrap();
     let cmd = remove_unused_content_dirs_cmd(&config.to_string_lossy(), &releases.to_string_lossy());
     assert_eq!(sh(&cmd, ""), 0);
     let mut left: Vec<String> =
         std::fs::read_dir(&config).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     left.sort();
-    assert_eq!(left, ["certs-dddd", "other", "secrets-aaaa"]);
+    assert_eq!(left, ["certs-dddd", "other", "secrets-aaaa", "secrets-bbbb"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
