@@ -159,6 +159,23 @@ fn doctor_forms_a_three_node_swarm_once_and_keeps_the_data_label_on_the_data_nod
     };
     assert_eq!(service(&seen, "cultivate_frontend")["on"].as_array().unwrap().len(), 3, "{seen:#}");
     assert_eq!(service(&seen, "cultivate_backend")["on"], serde_json::json!([n2]), "{seen:#}");
+    assert_eq!(seen["drift"], serde_json::json!([]), "{seen:#}");
+    // The backend's image changed behind the tool's back (as a deploy cut off after
+    // Swarm took the stack leaves it): `status` names the drift and the way back.
+    let v1_backend = manifest().images.iter().find(|i| i.service == Service::BackendApi).unwrap().reference.clone();
+    host_sh(
+        &hosts[0],
+        &format!("docker service update --detach=false --image {v1_backend} cultivate_backend >/dev/null 2>&1"),
+    );
+    let seen = status(&moved);
+    let drift = seen["drift"].to_string();
+    assert!(drift.contains(&format!("backend runs {v1_backend} but the current release swarm-v2 names")), "{seen:#}");
+    let ran = moved.run(&["status", "--cluster", "web"]).unwrap();
+    assert!(
+        ran.stdout.contains("drift:") && ran.stdout.contains("rollback --cluster web --to swarm-v2"),
+        "{}",
+        ran.all()
+    );
 
     // rollback --cluster: the release before, its stack deployed again, recorded.
     let ran = moved.run(&["rollback", "--cluster", "web", "--yes"]).unwrap();

@@ -215,7 +215,8 @@ pub fn deploy(release: &ClusterRelease, log: &Log) -> Result<ClusterOutcome> {
             bytes_shipped: Some(nodes.iter().map(|(_, b)| b).sum()),
         };
         rollout::write_state(manager, &layout, &state)?;
-        let history = apply(manager, config, (name, cluster), &layout, &history, state, ReleaseStatus::Active, log)?;
+        let history =
+            apply(manager, config, (name, cluster), (&layout, &history), (state, ReleaseStatus::Active), log)?;
         if !release.dry_run {
             let secrets: Vec<String> = stack.secrets.values().map(|s| s.name.clone()).collect();
             prune(&sessions, config, &layout, &history, version, &secrets);
@@ -314,16 +315,13 @@ pub fn renew_certs(
 
 /// Deploys the stack file of `state`'s release from the manager, waits (bounded) for
 /// it, and records it: `done` when every service runs all its tasks and no update
-/// went back, else failed (and an error saying why).
-#[allow(clippy::too_many_arguments)]
+/// went back, else failed (and an error saying why). Returns the history with it.
 fn apply(
     manager: &Session,
     config: &Config,
     (name, cluster): (&str, &Cluster),
-    layout: &Layout,
-    history: &release::History,
-    mut state: DeploymentState,
-    done: ReleaseStatus,
+    (layout, history): (&Layout, &release::History),
+    (mut state, done): (DeploymentState, ReleaseStatus),
     log: &Log,
 ) -> Result<release::History> {
     let file = layout.release_file(&state.version, STACK_FILE);
@@ -447,7 +445,7 @@ pub fn roll_back(
             started: Some(crate::support::log::now_rfc3339()),
             ..target
         };
-        apply(&manager, config, (name, cluster), &layout, &history, state.clone(), ReleaseStatus::RolledBack, log)?;
+        apply(&manager, config, (name, cluster), (&layout, &history), (state.clone(), ReleaseStatus::RolledBack), log)?;
         Ok(state.version)
     });
     let version = result.as_ref().map_or("none".to_string(), String::clone);
@@ -564,6 +562,10 @@ pub struct ClusterStatus {
     pub services: Vec<ServiceStatus>,
     /// What is lost: nodes down, services short of tasks.
     pub lost: Vec<String>,
+    /// Where the stack's services name other images than the current release: left by
+    /// an interrupted deploy or rollback (Swarm goes on with a stack it was given), or
+    /// changed by hand.
+    pub drift: Vec<String>,
 }
 
 pub fn nodes_status_cmd() -> Cmd {
@@ -628,7 +630,47 @@ pub fn status(session: &Session, name: &str, app: &str) -> Result<ClusterStatus>
     for service in services.iter().filter(|s| s.running < s.desired) {
         lost.push(format!("{} runs {} of {} tasks", service.name, service.running, service.desired));
     }
-    Ok(ClusterStatus { cluster: name.to_string(), current: history.current().cloned(), nodes, services, lost })
+    let drift = drift(history.current(), app, &session.run(Effect::Read, &service_images_cmd(app))?);
+    Ok(ClusterStatus { cluster: name.to_string(), current: history.current().cloned(), nodes, services, lost, drift })
+}
+
+/// Each of the stack's services and the image its spec names: `<name> <image>` lines.
+pub fn service_images_cmd(app: &str) -> Cmd {
+    Cmd::new("docker").args([
+        "service".to_string(),
+        "ls".to_string(),
+        "--filter".to_string(),
+        format!("label=com.docker.stack.namespace={app}"),
+        "--format".to_string(),
+        "{{.Name}} {{.Image}}".to_string(),
+    ])
+}
+
+/// The services whose image differs from the one `current` names for them
+/// ([`service_images_cmd`]'s output), each said with both images.
+pub fn drift(current: Option<&DeploymentState>, app: &str, text: &str) -> Vec<String> {
+    let prefix = format!("{app}_");
+    let mut drift = Vec::new();
+    for line in text.lines() {
+        let Some((name, image)) = line.trim().split_once(' ') else { continue };
+        let Some(compose_name) = name.strip_prefix(&prefix) else { continue };
+        let Some(service) = crate::model::service::Service::ALL.into_iter().find(|s| s.compose_name() == compose_name)
+        else {
+            continue;
+        };
+        let recorded = current.and_then(|c| c.images.iter().find(|i| i.service == service.name()));
+        match recorded {
+            Some(recorded) if recorded.reference == image.trim() => {}
+            Some(recorded) => drift.push(format!(
+                "{compose_name} runs {} but the current release {} names {}",
+                image.trim(),
+                current.map_or("", |c| c.version.as_str()),
+                recorded.reference
+            )),
+            None => drift.push(format!("{compose_name} runs {}, which no current release names", image.trim())),
+        }
+    }
+    drift
 }
 
 #[cfg(test)]

@@ -146,6 +146,16 @@ fn cluster_status(config: &Config, name: &str, args: &StatusArgs, log: &Log) -> 
     for lost in &status.lost {
         println!("  lost:     {lost}");
     }
+    for drift in &status.drift {
+        println!("  drift:    {drift}");
+    }
+    if let (false, Some(current)) = (status.drift.is_empty(), &status.current) {
+        println!(
+            "  (left by an interrupted deploy or rollback, or changed by hand: `cargo xtask rollback --cluster {name} --to {}` \
+             puts the current release back, or deploy again)",
+            current.version
+        );
+    }
     Ok(())
 }
 

@@ -94,3 +94,43 @@ fn only_the_stacks_secrets_the_release_does_not_name_are_removed() {
     assert_eq!(asked.lines().collect::<Vec<_>>(), ["cultivate_api_key_aaaa", "cultivate_token_cccc"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// What runs against what the current release names: the same is no drift; another
+/// image (an interrupted deploy Swarm went on with, or a change by hand) is, with both
+/// named; another stack's services are not looked at.
+#[test]
+fn a_service_running_another_image_than_the_current_release_is_drift() {
+    let image = |service: &str, reference: &str| Image {
+        service: service.into(),
+        reference: reference.into(),
+        id: String::new(),
+        layers: Vec::new(),
+        config_fingerprint: String::new(),
+        size_bytes: 0,
+    };
+    let current = DeploymentState {
+        version: "v2".into(),
+        timestamp: String::new(),
+        target_host: "cluster web".into(),
+        deployed_by: String::new(),
+        images: vec![image("database", "db:v1"), image("backend-api", "api:v2"), image("web-frontend", "web:v1")],
+        configuration_hash: String::new(),
+        status: ReleaseStatus::Active,
+        health_checks: Vec::new(),
+        replaced: None,
+        backup: None,
+        started: None,
+        bytes_shipped: None,
+    };
+    let same = "cultivate_database db:v1\ncultivate_backend api:v2\ncultivate_frontend web:v1\nother_backend x:y\n";
+    assert!(drift(Some(&current), "cultivate", same).is_empty());
+    let moved = "cultivate_database db:v1\ncultivate_backend api:v3\ncultivate_frontend web:v1\n";
+    assert_eq!(
+        drift(Some(&current), "cultivate", moved),
+        ["backend runs api:v3 but the current release v2 names api:v2"]
+    );
+    assert_eq!(
+        drift(None, "cultivate", "cultivate_backend api:v3\n"),
+        ["backend runs api:v3, which no current release names"]
+    );
+}
