@@ -345,4 +345,9 @@ fn doctor_forms_a_three_node_swarm_once_and_keeps_the_data_label_on_the_data_nod
         let (head, _) = served(host);
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     }
+    // A deploy while a node is down changes nothing, and says which node and what to do.
+    let current = host_sh(&hosts[0], "readlink /opt/cultivate/current");
+    let ran = https.run(&["deploy", "--cluster", "web", "--manifest", &v2, "--yes"]).unwrap();
+    assert!(!ran.success && ran.stderr.contains("node n3 of cluster `web` cannot be reached"), "{}", ran.all());
+    assert_eq!(host_sh(&hosts[0], "readlink /opt/cultivate/current"), current);
 }

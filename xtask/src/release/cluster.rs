@@ -103,10 +103,7 @@ pub fn deploy(release: &ClusterRelease, log: &Log) -> Result<ClusterOutcome> {
     let ClusterRelease { config, name, cluster, version, .. } = *release;
     let targets: Vec<Target> = cluster.nodes.iter().cloned().map(Target::Host).collect();
     // Every node reached and checked at once.
-    let opened = selection::each(&targets, config.deploy.parallel as usize, |target| {
-        Session::open(config, target, false, release.dry_run, log)
-    });
-    let sessions = opened.into_iter().collect::<Result<Vec<Session>>>()?;
+    let sessions = open_nodes(config, (name, cluster), release.dry_run, log)?;
     let transports: Vec<&crate::host::transport::Transport> = sessions.iter().map(|s| &s.transport).collect();
     let swarm = crate::host::swarm::examine(name, cluster, &transports, false)?;
     if !swarm.missing.is_empty() {
@@ -230,6 +227,33 @@ pub fn deploy(release: &ClusterRelease, log: &Log) -> Result<ClusterOutcome> {
     result
 }
 
+/// A session to every node of the cluster, opened at once. A node that cannot be
+/// reached stops the task before anything changed: the images (or certificates) go to
+/// every node before the stack does, and a node without them could not run its tasks.
+fn open_nodes<'a>(
+    config: &Config,
+    (name, cluster): (&str, &Cluster),
+    dry_run: bool,
+    log: &'a Log,
+) -> Result<Vec<Session<'a>>> {
+    let targets: Vec<Target> = cluster.nodes.iter().cloned().map(Target::Host).collect();
+    let opened = selection::each(&targets, config.deploy.parallel as usize, |target| {
+        Session::open(config, target, false, dry_run, log)
+    });
+    let mut sessions = Vec::new();
+    for (target, session) in targets.iter().zip(opened) {
+        let node = target.name();
+        sessions.push(session.with_context(|| {
+            format!(
+                "node {node} of cluster `{name}` cannot be reached, so nothing was changed: every node gets the \
+                 release before the stack does. Bring {node} back, or take it out of the swarm (`docker node rm` on \
+                 the manager) and out of `nodes` in [clusters.{name}]"
+            )
+        })?);
+    }
+    Ok(sessions)
+}
+
 /// Installs the TLS pair on every node (in parallel), where the frontends mount it
 /// (`DeploymentPaths::certs`), and reloads the frontends running there.
 fn install_certs(sessions: &[Session], config: &Config, certs: &LocalCertificates) -> Result<()> {
@@ -266,10 +290,7 @@ pub fn renew_certs(
 ) -> Result<Vec<(String, Option<Vec<String>>)>> {
     let began = std::time::Instant::now();
     let targets: Vec<Target> = cluster.nodes.iter().cloned().map(Target::Host).collect();
-    let opened = selection::each(&targets, config.deploy.parallel as usize, |target| {
-        Session::open(config, target, false, dry_run, log)
-    });
-    let sessions = opened.into_iter().collect::<Result<Vec<Session>>>()?;
+    let sessions = open_nodes(config, (name, cluster), dry_run, log)?;
     let manager = &sessions[0];
     let result = rollout::with_lock(manager, config, "certs", &certs.summary.serial, || {
         let layout = Layout::new(&manager.paths);
