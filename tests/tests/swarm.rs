@@ -1,10 +1,13 @@
 //! Docker Swarm past one host (issue 14): three fresh Docker 28 test hosts (Debian
-//! sid) reached over real SSH, one `[clusters.web]`. `doctor --cluster` reports a swarm
-//! that is not formed; `--install` forms it (init on the manager, join the others,
-//! label the data node); a second run changes nothing; moving `data_node` moves the
-//! label. Then `deploy --cluster`: the images on every node, the stack deployed, every
-//! node serving, a row written through one node read through another (the database
-//! and the backend on the data node, by peer authentication over the socket volume).
+//! sid) reached over real SSH, one `[clusters.web]`, one test so that the swarm is
+//! formed once. `doctor --cluster` reports a swarm that is not formed; `--install`
+//! forms it (init on the manager, join the others, label the data node); a second run
+//! changes nothing; moving `data_node` moves the label. Then `deploy --cluster`: the
+//! images on every node, the stack deployed, every node serving, a row written through
+//! one node read through another (the database and the backend on the data node, by
+//! peer authentication over the socket volume); a backend change under load, backed
+//! up first; status and its drift; rollback; backup and restore on the data node;
+//! `--dry-run`; HTTPS and `certs` on every node; pruning; logs, audit; a node stopped.
 //! These hosts' kernel has no IPVS, so the ports are published on each node
 //! (`publish = "host"`), not through the routing mesh.
 
@@ -37,7 +40,7 @@ fn cluster_config_with(hosts: &[TestHost], data_node: &str, sections: &str) -> D
 }
 
 #[test]
-fn doctor_forms_a_three_node_swarm_once_and_keeps_the_data_label_on_the_data_node() {
+fn a_three_node_swarm_is_formed_then_deployed_to_and_run_from_one_command_line() {
     require_engine();
     let hosts: Vec<TestHost> = std::thread::scope(|scope| {
         let started: Vec<_> =

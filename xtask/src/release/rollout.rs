@@ -558,7 +558,6 @@ pub fn existing_releases(session: &Session, layout: &Layout) -> Result<Vec<Strin
     Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
 }
 
-/// The stack for this session and configuration.
 /// Removes releases beyond `[runtime] keep_releases` (never `version`, the current one
 /// or the rollback target), with their images when no kept release uses them.
 /// Failures only warn: the deploy itself succeeded.
@@ -624,6 +623,7 @@ pub fn remove_images(session: &Session, images: &[String]) {
     }
 }
 
+/// The stack for this session and configuration.
 pub fn stack(session: &Session, config: &Config) -> Stack {
     Stack { compose: session.compose.clone(), runtime: session.runtime, project: config.app.name.clone() }
 }
