@@ -119,9 +119,10 @@ impl HostArgs {
     }
 }
 
-/// Runs `work` on each target, at most `parallel` at once, each on its own thread;
-/// the results in the targets' order. One target runs on this thread.
-pub fn each<T: Send>(targets: &[Target], parallel: usize, work: impl Fn(&Target) -> T + Sync) -> Vec<T> {
+/// Runs `work` on each target (or each open session to one), at most `parallel` at
+/// once, each on its own thread; the results in the targets' order. One target runs
+/// on this thread.
+pub fn each<I: Sync, T: Send>(targets: &[I], parallel: usize, work: impl Fn(&I) -> T + Sync) -> Vec<T> {
     match targets {
         [] => return Vec::new(),
         [one] => return vec![work(one)],

@@ -29,11 +29,6 @@ use crate::support::command::Cmd;
 /// (web-frontend/entrypoint.sh): `nginx -s` needs it to find the master's pid.
 pub const FRONTEND_NGINX_CONF: &str = "/tmp/nginx/conf/nginx.conf";
 
-/// `<config>/certs`: what the frontend mounts.
-pub fn certs_dir(paths: &DeploymentPaths) -> String {
-    paths.certs()
-}
-
 /// What installing a pair did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Installed {
@@ -60,7 +55,7 @@ pub fn content_digest(certs: &LocalCertificates) -> String {
 
 /// Puts the pair on the host (each file written atomically) and makes it current.
 pub fn install(session: &Session, certs: &LocalCertificates) -> Result<Installed> {
-    let dir = certs_dir(&session.paths);
+    let dir = session.paths.certs();
     let digest = content_digest(certs);
     session.upload(&certs.chain, &format!("{dir}/{digest}/{CHAIN_FILE}"), 0o644)?;
     session.upload(&certs.key, &format!("{dir}/{digest}/{KEY_FILE}"), 0o600)?;
@@ -168,7 +163,7 @@ pub fn installed_detail(local: &LocalCertificates, reloaded: &[String]) -> Strin
 
 /// Prints the host's current certificate chain (for `status`): empty when there is none.
 pub fn read_chain_cmd(paths: &DeploymentPaths) -> Cmd {
-    Cmd::new("sh").args(["-c", "cat \"$1/fullchain.pem\" 2>/dev/null || true", "read-certs", &certs_dir(paths)])
+    Cmd::new("sh").args(["-c", "cat \"$1/fullchain.pem\" 2>/dev/null || true", "read-certs", &paths.certs()])
 }
 
 #[cfg(test)]

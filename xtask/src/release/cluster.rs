@@ -68,12 +68,12 @@ pub fn stack_deploy_cmd(file: &str, app: &str, timeout_seconds: u32) -> Cmd {
     ])
 }
 
-/// Each service of the stack: its name, its running/desired tasks, and the state of
-/// its last update (`none` when it never had one).
+/// Each service of the stack: its name, its running/desired tasks, the state of its
+/// last update (`none` when it never had one), and last the image its spec names.
 pub fn services_cmd(app: &str) -> Cmd {
-    let script = "docker service ls --filter \"label=com.docker.stack.namespace=$1\" --format '{{.Name}} {{.Replicas}}' | \
-                  while read -r name replicas; do \
-                  echo \"$name $replicas $(docker service inspect --format '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{else}}none{{end}}' \"$name\")\"; \
+    let script = "docker service ls --filter \"label=com.docker.stack.namespace=$1\" --format '{{.Name}} {{.Image}} {{.Replicas}}' | \
+                  while read -r name image replicas; do \
+                  echo \"$name $replicas $(docker service inspect --format '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{else}}none{{end}}' \"$name\") $image\"; \
                   done";
     Cmd::new("sh").args(["-c", script, "services", app])
 }
@@ -101,7 +101,7 @@ pub fn problems(text: &str) -> Vec<String> {
 
 pub fn deploy(release: &ClusterRelease, log: &Log) -> Result<ClusterOutcome> {
     let ClusterRelease { config, name, cluster, version, .. } = *release;
-    let targets: Vec<Target> = cluster.nodes.iter().cloned().map(Target::Host).collect();
+    let parallel = config.deploy.parallel as usize;
     // Every node reached and checked at once.
     let sessions = open_nodes(config, (name, cluster), release.dry_run, log)?;
     let transports: Vec<&crate::host::transport::Transport> = sessions.iter().map(|s| &s.transport).collect();
@@ -138,14 +138,13 @@ pub fn deploy(release: &ClusterRelease, log: &Log) -> Result<ClusterOutcome> {
         let images = images.as_slice();
         // Images to every node, before the stack changes.
         let archives = Archives::default();
-        let shipped = selection::each(&targets, config.deploy.parallel as usize, |target| {
-            let session = sessions.iter().find(|s| s.name == target.name()).context("a session per node")?;
+        let shipped = selection::each(&sessions, parallel, |session| {
             ship::ship_all(session, release.local, images, release.state_dir, Some(&archives))
         });
         let mut nodes = Vec::new();
-        for (target, result) in targets.iter().zip(shipped) {
-            let (_, bytes) = result.with_context(|| format!("shipping the images to {}", target.name()))?;
-            nodes.push((target.name().to_string(), bytes));
+        for (session, result) in sessions.iter().zip(shipped) {
+            let (_, bytes) = result.with_context(|| format!("shipping the images to {}", session.name))?;
+            nodes.push((session.name.clone(), bytes));
         }
         let data = sessions.iter().find(|s| s.name == cluster.data_node).context("the data node's session")?;
         rollout::ensure_data_dir(data, images)?;
@@ -170,7 +169,16 @@ pub fn deploy(release: &ClusterRelease, log: &Log) -> Result<ClusterOutcome> {
         // The certificates are each node's, where its frontend mounts them (as on one
         // host); a frontend running there reloads them in place.
         if let Some(certs) = release.certs {
-            install_certs(&sessions, config, certs)?;
+            for (session, (_, reloaded)) in sessions.iter().zip(install_certs(&sessions, config, certs)?) {
+                if let Some(reloaded) = reloaded.filter(|_| !session.dry_run) {
+                    session.log.info(format!(
+                        "certificate {} installed on {}; reloaded {}",
+                        certs.summary.serial,
+                        session.name,
+                        if reloaded.is_empty() { "no running frontend".to_string() } else { reloaded.join(", ") }
+                    ));
+                }
+            }
         }
         let names: Vec<String> = release.secrets.iter().map(|(n, _)| n.clone()).collect();
         let mut rendered = crate::model::compose::render(crate::model::compose::RenderInput {
@@ -255,27 +263,23 @@ fn open_nodes<'a>(
 }
 
 /// Installs the TLS pair on every node (in parallel), where the frontends mount it
-/// (`DeploymentPaths::certs`), and reloads the frontends running there.
-fn install_certs(sessions: &[Session], config: &Config, certs: &LocalCertificates) -> Result<()> {
-    let targets: Vec<Target> = sessions.iter().map(|s| Target::Host(s.name.clone())).collect();
-    let installed = selection::each(&targets, config.deploy.parallel as usize, |target| {
-        let session = sessions.iter().find(|s| s.name == target.name()).context("a session per node")?;
+/// (`DeploymentPaths::certs`), and reloads the frontends running there. Returns, per
+/// node, the frontends reloaded (`None`: it had this pair already).
+fn install_certs(
+    sessions: &[Session],
+    config: &Config,
+    certs: &LocalCertificates,
+) -> Result<Vec<(String, Option<Vec<String>>)>> {
+    let installed = selection::each(sessions, config.deploy.parallel as usize, |session| {
         let containers = node_containers(session, &config.app.name)?;
-        let reloaded = crate::release::certs::install_and_reload(session, certs, &containers)?;
-        if let Some(reloaded) = reloaded.as_ref().filter(|_| !session.dry_run) {
-            session.log.info(format!(
-                "certificate {} installed on {}; reloaded {}",
-                certs.summary.serial,
-                session.name,
-                if reloaded.is_empty() { "no running frontend".to_string() } else { reloaded.join(", ") }
-            ));
-        }
-        Ok::<_, anyhow::Error>(reloaded.is_some())
+        crate::release::certs::install_and_reload(session, certs, &containers)
     });
-    for (target, result) in targets.iter().zip(installed) {
-        result.with_context(|| format!("installing the certificates on {}", target.name()))?;
+    let mut done = Vec::new();
+    for (session, result) in sessions.iter().zip(installed) {
+        let reloaded = result.with_context(|| format!("installing the certificates on {}", session.name))?;
+        done.push((session.name.clone(), reloaded));
     }
-    Ok(())
+    Ok(done)
 }
 
 /// `certs --cluster`: the renewed pair on every node, each node's frontends reloaded in
@@ -289,7 +293,6 @@ pub fn renew_certs(
     log: &Log,
 ) -> Result<Vec<(String, Option<Vec<String>>)>> {
     let began = std::time::Instant::now();
-    let targets: Vec<Target> = cluster.nodes.iter().cloned().map(Target::Host).collect();
     let sessions = open_nodes(config, (name, cluster), dry_run, log)?;
     let manager = &sessions[0];
     let result = rollout::with_lock(manager, config, "certs", &certs.summary.serial, || {
@@ -301,7 +304,7 @@ pub fn renew_certs(
         // Only a release that mounts the nodes' certificates is reached by a renewal.
         let stack =
             manager.run(Effect::Read, &release::read_cmd(&layout.release_file(&current.version, STACK_FILE)))?;
-        let dir = crate::release::certs::certs_dir(&manager.paths);
+        let dir = manager.paths.certs();
         if !stack.contains(&format!("source: {dir}")) && !dry_run {
             bail!(
                 "the running release {} on cluster {name} serves no HTTPS: deploy it once with `[http] https = true` \
@@ -309,16 +312,7 @@ pub fn renew_certs(
                 current.version
             );
         }
-        let per_node = selection::each(&targets, config.deploy.parallel as usize, |target| {
-            let session = sessions.iter().find(|s| s.name == target.name()).context("a session per node")?;
-            let containers = node_containers(session, &config.app.name)?;
-            crate::release::certs::install_and_reload(session, certs, &containers)
-        });
-        let mut done = Vec::new();
-        for (target, result) in targets.iter().zip(per_node) {
-            let reloaded = result.with_context(|| format!("installing the certificates on {}", target.name()))?;
-            done.push((target.name().to_string(), reloaded));
-        }
+        let done = install_certs(&sessions, config, certs)?;
         if done.iter().any(|(_, reloaded)| reloaded.is_some()) {
             let reloaded: Vec<String> = done.iter().flat_map(|(_, r)| r.iter().flatten()).cloned().collect();
             let detail =
@@ -399,13 +393,10 @@ fn prune(
         }
     };
     if !unused.is_empty() {
-        let targets: Vec<Target> = sessions.iter().map(|s| Target::Host(s.name.clone())).collect();
-        selection::each(&targets, config.deploy.parallel as usize, |target| {
-            if let Some(session) = sessions.iter().find(|s| s.name == target.name()) {
-                // Swarm keeps the containers of past tasks, which hold their images.
-                let _ = session.try_run(Effect::Change, &remove_stopped_containers_cmd(&config.app.name));
-                rollout::remove_images(session, &unused);
-            }
+        selection::each(sessions, config.deploy.parallel as usize, |session| {
+            // Swarm keeps the containers of past tasks, which hold their images.
+            let _ = session.try_run(Effect::Change, &remove_stopped_containers_cmd(&config.app.name));
+            rollout::remove_images(session, &unused);
         });
     }
     if let Err(err) = manager.run(Effect::Change, &remove_unused_secrets_cmd(&config.app.name, secrets)) {
@@ -421,7 +412,7 @@ pub fn remove_stopped_containers_cmd(app: &str) -> Cmd {
         "prune".to_string(),
         "--force".to_string(),
         "--filter".to_string(),
-        format!("label=com.docker.stack.namespace={app}"),
+        stack_filter(app),
     ])
 }
 
@@ -475,13 +466,19 @@ pub fn roll_back(
     result
 }
 
+/// Docker's `--filter` for what `docker stack deploy` made for the stack `app` (its
+/// namespace label).
+fn stack_filter(app: &str) -> String {
+    format!("label=com.docker.stack.namespace={app}")
+}
+
 /// The stack's running containers on one node, by `docker ps` (Swarm names them
 /// `<app>_<service>.<slot>.<task>`): `<name> <service>` lines.
 pub fn node_containers_cmd(app: &str) -> Cmd {
     Cmd::new("docker").args([
         "ps".to_string(),
         "--filter".to_string(),
-        format!("label=com.docker.stack.namespace={app}"),
+        stack_filter(app),
         "--filter".to_string(),
         "status=running".to_string(),
         "--format".to_string(),
@@ -651,29 +648,19 @@ pub fn status(session: &Session, name: &str, app: &str) -> Result<ClusterStatus>
     for service in services.iter().filter(|s| s.running < s.desired) {
         lost.push(format!("{} runs {} of {} tasks", service.name, service.running, service.desired));
     }
-    let drift = drift(history.current(), app, &session.run(Effect::Read, &service_images_cmd(app))?);
+    let drift = drift(history.current(), app, &services_text);
     Ok(ClusterStatus { cluster: name.to_string(), current: history.current().cloned(), nodes, services, lost, drift })
 }
 
-/// Each of the stack's services and the image its spec names: `<name> <image>` lines.
-pub fn service_images_cmd(app: &str) -> Cmd {
-    Cmd::new("docker").args([
-        "service".to_string(),
-        "ls".to_string(),
-        "--filter".to_string(),
-        format!("label=com.docker.stack.namespace={app}"),
-        "--format".to_string(),
-        "{{.Name}} {{.Image}}".to_string(),
-    ])
-}
-
-/// The services whose image differs from the one `current` names for them
-/// ([`service_images_cmd`]'s output), each said with both images.
+/// The services whose image differs from the one `current` names for them (from
+/// [`services_cmd`]'s output: the name first, the image last), each said with both
+/// images.
 pub fn drift(current: Option<&DeploymentState>, app: &str, text: &str) -> Vec<String> {
     let prefix = format!("{app}_");
     let mut drift = Vec::new();
     for line in text.lines() {
-        let Some((name, image)) = line.trim().split_once(' ') else { continue };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let [name, .., image] = words.as_slice() else { continue };
         let Some(compose_name) = name.strip_prefix(&prefix) else { continue };
         let Some(service) = crate::model::service::Service::ALL.into_iter().find(|s| s.compose_name() == compose_name)
         else {
@@ -681,14 +668,13 @@ pub fn drift(current: Option<&DeploymentState>, app: &str, text: &str) -> Vec<St
         };
         let recorded = current.and_then(|c| c.images.iter().find(|i| i.service == service.name()));
         match recorded {
-            Some(recorded) if recorded.reference == image.trim() => {}
+            Some(recorded) if recorded.reference == *image => {}
             Some(recorded) => drift.push(format!(
-                "{compose_name} runs {} but the current release {} names {}",
-                image.trim(),
+                "{compose_name} runs {image} but the current release {} names {}",
                 current.map_or("", |c| c.version.as_str()),
                 recorded.reference
             )),
-            None => drift.push(format!("{compose_name} runs {}, which no current release names", image.trim())),
+            None => drift.push(format!("{compose_name} runs {image}, which no current release names")),
         }
     }
     drift

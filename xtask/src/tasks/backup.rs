@@ -14,6 +14,7 @@ use crate::model::config::Config;
 use crate::release::backup::{self, BackupRecord};
 use crate::release::fleet;
 use crate::release::rollout;
+use crate::release::stack::ContainerState;
 use crate::release::state::{Layout, LoggedTask};
 use crate::support::log::Log;
 use crate::support::project::Project;
@@ -62,7 +63,10 @@ pub fn run(project: &Project, args: &BackupArgs) -> Result<()> {
     let outcomes = fleet::run_each(&targets, config.deploy.parallel, &log, |target, log| {
         let session = Session::open(&config, target, false, args.change.dry_run, log)?;
         let dir = download_dir(target);
-        let result = rollout::with_lock(&session, &config, "backup", "-", || take(&session, &config, dir.as_deref()));
+        let result = rollout::with_lock(&session, &config, "backup", "-", || {
+            let containers = rollout::read_containers(&session, &rollout::stack(&session, &config))?;
+            take((&session, &session), &containers, &config, dir.as_deref())
+        });
         let done = format!("backup on {} done", session.name);
         rollout::conclude(&session, &config, LoggedTask::Backup, "database", &result, &done);
         Ok((backup::backups_dir(&session.paths), result?))
@@ -94,14 +98,8 @@ fn cluster_backup(config: &Config, name: &str, args: &BackupArgs, log: &Log) -> 
     }
     let manager = Session::open(config, &Target::Host(cluster.manager.clone()), false, args.change.dry_run, log)?;
     let result = rollout::with_lock(&manager, config, "backup", "-", || {
-        let history = rollout::read_history(&manager, &Layout::new(&manager.paths))?;
-        let version = history.current().map_or("none", |c| c.version.as_str()).to_string();
         let containers = crate::release::cluster::node_containers(&data, &config.app.name)?;
-        let record = backup::take(&data, config, &containers, &version, "backup")?;
-        if let Some(dir) = args.download.as_deref().filter(|_| !data.dry_run) {
-            download(&data, &record, dir)?;
-        }
-        Ok(record)
+        take((&manager, &data), &containers, config, args.download.as_deref())
     });
     let done = format!("backup on cluster {name} (data node {}) done", cluster.data_node);
     rollout::conclude(&manager, config, LoggedTask::Backup, "database", &result, &done);
@@ -114,16 +112,22 @@ fn cluster_backup(config: &Config, name: &str, args: &BackupArgs, log: &Log) -> 
     Ok(())
 }
 
-fn take(session: &Session, config: &Config, download_to: Option<&Path>) -> Result<BackupRecord> {
-    let layout = Layout::new(&session.paths);
-    let history = rollout::read_history(session, &layout)?;
+/// A backup of the database among `containers` on `data`, labelled with the current
+/// release `history_at` records (the host itself, or a cluster's manager), copied to
+/// `download_to` when given.
+fn take(
+    (history_at, data): (&Session, &Session),
+    containers: &[ContainerState],
+    config: &Config,
+    download_to: Option<&Path>,
+) -> Result<BackupRecord> {
+    let history = rollout::read_history(history_at, &Layout::new(&history_at.paths))?;
     let version = history.current().map_or("none", |c| c.version.as_str()).to_string();
-    let containers = rollout::read_containers(session, &rollout::stack(session, config))?;
-    let record = backup::take(session, config, &containers, &version, "backup")?;
+    let record = backup::take(data, config, containers, &version, "backup")?;
     if let Some(dir) = download_to
-        && !session.dry_run
+        && !data.dry_run
     {
-        download(session, &record, dir)?;
+        download(data, &record, dir)?;
     }
     Ok(record)
 }

@@ -106,7 +106,7 @@ fn install(session: &Session, config: &Config, local: &LocalCertificates) -> Res
     let env =
         session.run(Effect::Read, &release::read_cmd(&layout.release_file(&current.version, release::ENV_FILE)))?;
     let mounted = env_value(&env, "CERT_PATH");
-    let dir = certs::certs_dir(&session.paths);
+    let dir = session.paths.certs();
     if mounted.as_deref() != Some(dir.as_str()) {
         bail!(
             "the running release {} on {} {}: deploy once (`cargo xtask deploy --host {}`); from then on `certs` \

@@ -587,31 +587,27 @@ fn write_release(
         secret_files.push((name.clone(), bytes, 0o600));
     }
     let secrets_dir = content_dir(session, "secrets", &secret_files, &mut files)?;
-    // The certificates are the host's: installed where the frontend mounts them, and a
-    // running frontend that keeps its container reloads them.
-    let certs_dir = match certs {
-        Some(certs) => {
-            let installed = crate::release::certs::install(session, certs)?;
-            if installed.changed && !session.dry_run {
-                session.log.info(format!(
-                    "certificate {} (expires {}) installed in {}",
-                    certs.summary.serial,
-                    certs.summary.expiry_date(),
-                    installed.dir
-                ));
-                crate::release::certs::reload_frontends(session, running)?;
-            }
-            for name in [CHAIN_FILE, KEY_FILE] {
-                files.push(format!("{}/{name}", installed.dir));
-            }
-            Some(installed.dir)
+    // The certificates are the host's: installed where the frontend mounts them (the
+    // env file's CERT_PATH), and a running frontend that keeps its container reloads
+    // them.
+    if let Some(certs) = certs {
+        let installed = crate::release::certs::install(session, certs)?;
+        if installed.changed && !session.dry_run {
+            session.log.info(format!(
+                "certificate {} (expires {}) installed in {}",
+                certs.summary.serial,
+                certs.summary.expiry_date(),
+                installed.dir
+            ));
+            crate::release::certs::reload_frontends(session, running)?;
         }
-        None => None,
-    };
+        for name in [CHAIN_FILE, KEY_FILE] {
+            files.push(format!("{}/{name}", installed.dir));
+        }
+    }
     for (key, value) in rendered.env.vars.iter_mut() {
         match key.as_str() {
             "SECRETS_PATH" => *value = secrets_dir.clone().unwrap_or_default(),
-            "CERT_PATH" if certs_dir.is_some() => *value = certs_dir.clone().unwrap_or_default(),
             "SERVER_NAMES" if certs.is_some() && config.http.server_names.is_empty() => {
                 let name = default_server_name(session);
                 session.log.warn(format!(

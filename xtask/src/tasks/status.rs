@@ -225,7 +225,7 @@ pub fn read(session: &Session, config: &Config) -> Result<Status> {
     // A chain the host holds but that does not read is reported, not fatal: the rest of
     // the status still says what runs.
     let described = (!chain.trim().is_empty())
-        .then(|| certificate::describe(&certs::certs_dir(&session.paths), chain.as_bytes()))
+        .then(|| certificate::describe(&session.paths.certs(), chain.as_bytes()))
         .transpose()
         .unwrap_or_else(|err| {
             session.log.warn(format!("the certificate on {} cannot be read: {err:#}", session.name));

@@ -122,15 +122,16 @@ fn a_service_running_another_image_than_the_current_release_is_drift() {
         started: None,
         bytes_shipped: None,
     };
-    let same = "cultivate_database db:v1\ncultivate_backend api:v2\ncultivate_frontend web:v1\nother_backend x:y\n";
+    let same = "cultivate_database 1/1 none db:v1\ncultivate_backend 1/1 completed api:v2\n\
+                cultivate_frontend 3/3 completed web:v1\nother_backend 1/1 none x:y\n";
     assert!(drift(Some(&current), "cultivate", same).is_empty());
-    let moved = "cultivate_database db:v1\ncultivate_backend api:v3\ncultivate_frontend web:v1\n";
+    let moved = "cultivate_database 1/1 none db:v1\ncultivate_backend 1/1 updating api:v3\ncultivate_frontend 3/3 none web:v1\n";
     assert_eq!(
         drift(Some(&current), "cultivate", moved),
         ["backend runs api:v3 but the current release v2 names api:v2"]
     );
     assert_eq!(
-        drift(None, "cultivate", "cultivate_backend api:v3\n"),
+        drift(None, "cultivate", "cultivate_backend 1/1 none api:v3\n"),
         ["backend runs api:v3, which no current release names"]
     );
 }
