@@ -90,9 +90,18 @@ impl DeployConfig {
     /// host keys in one known_hosts file. A host given as `None` is a name whose
     /// address answers nothing (a closed loopback port): a host that is down.
     pub fn for_hosts(hosts: &[(&str, Option<&TestHost>)], sections: &str) -> Result<DeployConfig> {
+        DeployConfig::for_hosts_with_health(hosts, sections, QUICK_HEALTH)
+    }
+
+    /// The same with `health` (lines of `[health]`) instead of the quick settings.
+    pub fn for_hosts_with_health(
+        hosts: &[(&str, Option<&TestHost>)],
+        sections: &str,
+        health: &str,
+    ) -> Result<DeployConfig> {
         let path = std::env::temp_dir().join(format!("{}.toml", unique("fleet-config")));
         let mut text = format!(
-            "[app]\nname = \"cultivate\"\n[health]\n{QUICK_HEALTH}[runtime]\nlock_timeout_seconds = 3\n\
+            "[app]\nname = \"cultivate\"\n[health]\n{health}[runtime]\nlock_timeout_seconds = 3\n\
              keep_releases = 4\nkeep_logs = 6\n[ssh]\nconnect_timeout_seconds = 3\n{sections}\n"
         );
         let mut known_hosts = String::new();

@@ -26,6 +26,7 @@ use anyhow::{Context, Result, bail};
 use xtask::host::probe::FinchVm;
 use xtask::support::command::{Cmd, TimedOutput};
 
+use crate::vm::{self, Machine};
 use crate::{Resource, docker, docker_capture, logs, project, published_port, require_engine};
 
 /// The OS variants `HostVariant::Os` accepts (tests/hosts/os-variants.sh).
@@ -53,6 +54,8 @@ pub const OS_VARIANTS: &[&str] = &[
 const DEFAULT_BASE: &str = "cultivate-base:bookworm";
 /// Start-up limit for each phase (sshd answering, inner dockerd answering).
 const START_LIMIT: Duration = Duration::from_secs(60);
+/// The same for a VM host, whose kernel boots under software emulation.
+const VM_START_LIMIT: Duration = Duration::from_secs(300);
 const BUILD_LIMIT: Duration = Duration::from_secs(900);
 const SSH_LIMIT: Duration = Duration::from_secs(120);
 
@@ -188,6 +191,8 @@ pub struct TestHost {
     guards: Vec<Resource>,
     /// sshd's accepted connections when start-up was done (the readiness probe).
     accepted_at_start: usize,
+    /// The qemu of a VM host ([`TestHost::start_vm_pair`]); `None` for a container.
+    machine: Option<Machine>,
 }
 
 impl TestHost {
@@ -218,7 +223,7 @@ impl TestHost {
         require_engine();
         variant.validate()?;
         let image = match variant {
-            HostVariant::Engine(engine) => image_for(&suite_base(engine.suite())?, ENGINE_HOST_PACKAGES)?,
+            HostVariant::Engine(engine) => engine_image(engine)?,
             _ => image()?,
         };
         let keys = keys()?;
@@ -281,27 +286,86 @@ impl TestHost {
             variant,
             guards,
             accepted_at_start: 0,
+            machine: None,
         };
         host.wait_until_ready().with_context(|| format!("test host {name}; its logs:\n{}", logs(&name)))?;
         eprintln!("test host {name} ({}) ready in {:.1?}", variant.name(), started.elapsed());
         Ok(host)
     }
 
+    /// Two Docker 28 hosts booted as virtual machines ([`crate::vm`]), linked to each
+    /// other, for Swarm's routing mesh (IPVS, which the container hosts cannot have).
+    /// They stop when dropped. `exec` runs over SSH as root.
+    pub fn start_vm_pair() -> Result<[TestHost; 2]> {
+        require_engine();
+        let keys = keys()?;
+        let started = Instant::now();
+        let booting = vm::boot_pair(&keys.public)?;
+        let mut hosts = booting.map(|vm| TestHost {
+            known_hosts: keys.dir.join(format!("known_hosts-{}", vm.name)),
+            container: vm.name,
+            ssh_port: vm.ssh_port,
+            http_port: vm.http_port,
+            https_port: vm.https_port,
+            key: keys.key.clone(),
+            variant: HostVariant::Engine(Engine::Docker28),
+            guards: Vec::new(),
+            accepted_at_start: 0,
+            machine: Some(vm.machine),
+        });
+        std::thread::scope(|scope| {
+            let waiting: Vec<_> = hosts
+                .iter_mut()
+                .map(|host| {
+                    scope.spawn(move || {
+                        let ready = host.wait_until_ready();
+                        let console = host.machine.as_ref().map(|m| m.console_tail(40)).unwrap_or_default();
+                        ready.with_context(|| format!("VM test host {}; {console}", host.container))
+                    })
+                })
+                .collect();
+            waiting.into_iter().try_for_each(|wait| wait.join().unwrap_or_else(|_| bail!("waiting for a VM panicked")))
+        })?;
+        eprintln!("VM test hosts {} and {} ready in {:.1?}", hosts[0].container, hosts[1].container, started.elapsed());
+        Ok(hosts)
+    }
+
     fn wait_until_ready(&mut self) -> Result<()> {
-        self.ssh_port = published_port(&self.container, 22)?;
-        if self.variant.runs_engine() {
-            self.http_port = published_port(&self.container, 80)?;
-            self.https_port = published_port(&self.container, 443)?;
+        if self.machine.is_none() {
+            self.ssh_port = published_port(&self.container, 22)?;
+            if self.variant.runs_engine() {
+                self.http_port = published_port(&self.container, 80)?;
+                self.https_port = published_port(&self.container, 443)?;
+            }
         }
 
-        // sshd listening means the entrypoint has written the host keys and users.
-        let listening = "test -s /etc/ssh/ssh_host_ed25519_key.pub && ss -Hltn 'sport = :22' | grep -q .";
-        self.wait_for("sshd to listen", || Ok(self.exec(&["sh", "-c", listening])?.status.success()))?;
-        let host_key = String::from_utf8_lossy(&self.exec(&["cat", "/etc/ssh/ssh_host_ed25519_key.pub"])?.stdout)
-            .split_whitespace()
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" ");
+        let host_key = if self.machine.is_some() {
+            // Only SSH reaches a VM: its key as its sshd offers it, once it answers.
+            let mut offered = String::new();
+            let port = self.ssh_port.to_string();
+            self.wait_for("sshd to offer its host key", || {
+                let scan = Cmd::new("ssh-keyscan").args(["-T", "5", "-t", "ed25519", "-p", &port, "127.0.0.1"]);
+                offered = scan.capture().map(|o| String::from_utf8_lossy(&o.stdout).into_owned())?;
+                Ok(offered.contains("ssh-ed25519"))
+            })?;
+            offered
+                .lines()
+                .find(|l| l.contains("ssh-ed25519"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .skip(1)
+                .collect::<Vec<_>>()
+                .join(" ")
+        } else {
+            // sshd listening means the entrypoint has written the host keys and users.
+            let listening = "test -s /etc/ssh/ssh_host_ed25519_key.pub && ss -Hltn 'sport = :22' | grep -q .";
+            self.wait_for("sshd to listen", || Ok(self.exec(&["sh", "-c", listening])?.status.success()))?;
+            String::from_utf8_lossy(&self.exec(&["cat", "/etc/ssh/ssh_host_ed25519_key.pub"])?.stdout)
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         fs::write(&self.known_hosts, format!("[127.0.0.1]:{} {host_key}\n", self.ssh_port))
             .with_context(|| format!("writing {}", self.known_hosts.display()))?;
 
@@ -331,20 +395,27 @@ impl TestHost {
         Ok(())
     }
 
-    /// Polls `ready` every 200 ms until it is true, the container stops, or
-    /// [`START_LIMIT`] passes.
+    /// Polls `ready` every 200 ms until it is true, the container (or VM) stops, or
+    /// [`START_LIMIT`] ([`VM_START_LIMIT`]) passes.
     fn wait_for(&self, what: &str, mut ready: impl FnMut() -> Result<bool>) -> Result<()> {
-        let deadline = Instant::now() + START_LIMIT;
+        let limit = if self.machine.is_some() { VM_START_LIMIT } else { START_LIMIT };
+        let deadline = Instant::now() + limit;
         loop {
             if ready()? {
                 return Ok(());
             }
-            let state = docker(["inspect", "--format", "{{.State.Status}}", self.container.as_str()])?;
-            if state != "running" {
-                bail!("the container stopped ({state}) while waiting for {what}");
+            match &self.machine {
+                Some(machine) if !machine.running() => bail!("the VM stopped while waiting for {what}"),
+                Some(_) => {}
+                None => {
+                    let state = docker(["inspect", "--format", "{{.State.Status}}", self.container.as_str()])?;
+                    if state != "running" {
+                        bail!("the container stopped ({state}) while waiting for {what}");
+                    }
+                }
             }
             if Instant::now() >= deadline {
-                bail!("waited {START_LIMIT:?} for {what}");
+                bail!("waited {limit:?} for {what}");
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -398,8 +469,12 @@ impl TestHost {
     }
 
     /// Runs a command in the host container (docker exec, as root), for assertions
-    /// about its state.
+    /// about its state; on a VM host, over SSH as root.
     pub fn exec(&self, command: &[&str]) -> Result<Output> {
+        if self.machine.is_some() {
+            let line: Vec<String> = command.iter().map(|word| xtask::support::command::quote(word)).collect();
+            return self.ssh("root", &line.join(" "));
+        }
         crate::exec(&self.container, None, command)
     }
 
@@ -430,6 +505,9 @@ impl TestHost {
     }
 
     fn accepted_total(&self) -> usize {
+        if let Some(machine) = &self.machine {
+            return fs::read_to_string(&machine.console).unwrap_or_default().matches("Accepted publickey").count();
+        }
         match docker_capture(["logs", self.container.as_str()]) {
             Ok(output) => [&output.stdout, &output.stderr]
                 .iter()
@@ -484,6 +562,10 @@ impl TestHost {
 
 impl Drop for TestHost {
     fn drop(&mut self) {
+        if self.machine.take().is_some() {
+            let _ = fs::remove_file(&self.known_hosts);
+            return;
+        }
         if self.guards.is_empty() {
             return;
         }
@@ -535,10 +617,15 @@ pub fn image_for(base: &str, packages: &str) -> Result<String> {
     let hashed = if packages.is_empty() { base.to_string() } else { key.clone() };
     let tag = format!("cultivate-testhost:{}", &content_hash(&dir, &hashed)?[..12]);
     if docker(["image", "inspect", "--format", "{{.Id}}", tag.as_str()]).is_err() {
-        build(&dir, base, packages, &tag)?;
+        build(&dir, &[("BASE_IMAGE", base), ("ENGINE_PACKAGES", packages)], &tag)?;
     }
     built.insert(key, tag.clone());
     Ok(tag)
+}
+
+/// The image of `engine`'s hosts: one for every engine of its suite.
+pub fn engine_image(engine: Engine) -> Result<String> {
+    image_for(&suite_base(engine.suite())?, ENGINE_HOST_PACKAGES)
 }
 
 /// `cultivate-base:<suite>`, built from the Debian mirror by the xtask's own offline
@@ -573,23 +660,18 @@ pub fn base_image() -> Result<String> {
     Ok(reference)
 }
 
-fn build(dir: &Path, base: &str, packages: &str, tag: &str) -> Result<()> {
-    let log = project().state_dir().join("logs").join("testhost-build.log");
+/// `docker build` of `dir` as `tag` with `build_args`, logged to
+/// `target/cultivate/logs/<image name>-build.log`.
+pub(crate) fn build(dir: &Path, build_args: &[(&str, &str)], tag: &str) -> Result<()> {
+    let name = tag.split(':').next().unwrap_or(tag).trim_start_matches("cultivate-");
+    let log = project().state_dir().join("logs").join(format!("{name}-build.log"));
     let started = Instant::now();
     // --force-rm: the legacy builder otherwise leaves a failed step's container behind.
-    let cmd = Cmd::new("docker").args([
-        "build",
-        "--force-rm",
-        "--build-arg",
-        &format!("BASE_IMAGE={base}"),
-        "--build-arg",
-        &format!("ENGINE_PACKAGES={packages}"),
-        "--label",
-        "cultivate.testhost=1",
-        "-t",
-        tag,
-        &dir.to_string_lossy(),
-    ]);
+    let mut cmd = Cmd::new("docker").args(["build", "--force-rm"]);
+    for (name, value) in build_args {
+        cmd = cmd.args(["--build-arg".to_string(), format!("{name}={value}")]);
+    }
+    let cmd = cmd.args(["--label", "cultivate.testhost=1", "-t", tag, &dir.to_string_lossy()]);
     let output = match cmd.capture_with_timeout(BUILD_LIMIT)? {
         TimedOutput::Finished(output) => output,
         TimedOutput::TimedOut => bail!("`{cmd}` did not finish in {BUILD_LIMIT:?}"),
@@ -609,7 +691,7 @@ fn build(dir: &Path, base: &str, packages: &str, tag: &str) -> Result<()> {
 
 /// sha256 (by `sha256sum`, to need no crate) over every file under `dir`, by relative
 /// path, plus the base reference.
-fn content_hash(dir: &Path, base: &str) -> Result<String> {
+pub(crate) fn content_hash(dir: &Path, base: &str) -> Result<String> {
     let mut files = Vec::new();
     collect_files(dir, &mut files)?;
     files.sort();

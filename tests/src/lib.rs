@@ -8,6 +8,7 @@
 pub mod browser;
 pub mod deploy;
 pub mod hosts;
+pub mod vm;
 use std::path::PathBuf;
 use std::sync::{Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};

@@ -91,8 +91,10 @@ const ENGINE_TOOLS: &[(&str, &str)] = &[
 ];
 
 /// What only the tests need: the frontend and deploy tests load the page in headless
-/// Chromium, at this path.
-pub const TEST_TOOLS: &[(&str, &str)] = &[("chromium", "/usr/bin/chromium")];
+/// Chromium, at this path; the routing-mesh test boots its hosts as virtual machines
+/// (the test hosts' kernel has no IPVS).
+pub const TEST_TOOLS: &[(&str, &str)] =
+    &[("chromium", "/usr/bin/chromium"), ("qemu-system-x86", "/usr/bin/qemu-system-x86_64")];
 
 /// Installs (with apt, on Debian and Ubuntu) the packages of `wanted` whose program is
 /// missing.
