@@ -224,6 +224,14 @@ fn a_three_node_swarm_is_formed_then_deployed_to_and_run_from_one_command_line()
     let seen = status(&moved);
     assert_eq!(seen["lost"], serde_json::json!([]), "{seen:#}");
     assert!(ran.stderr.contains(&format!("restored {taken}")), "{}", ran.all());
+    // A restore cut off between its two scales leaves the backend wanting no task:
+    // `status` counts that as lost and says the way back.
+    host_sh(&hosts[0], "docker service scale --detach=false cultivate_backend=0 >/dev/null 2>&1");
+    let lost = status(&moved)["lost"].to_string();
+    assert!(lost.contains("cultivate_backend wants no task"), "{lost}");
+    assert!(lost.contains("docker service scale cultivate_backend=1"), "{lost}");
+    host_sh(&hosts[0], "docker service scale --detach=false cultivate_backend=1 >/dev/null 2>&1");
+    assert_eq!(status(&moved)["lost"], serde_json::json!([]));
 
     // --dry-run: every command line printed, nothing changed on any node.
     let unchanged = || {

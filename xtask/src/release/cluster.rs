@@ -88,6 +88,8 @@ pub fn problems(text: &str) -> Vec<String> {
         let (running, desired) = replicas.split_once('/').unwrap_or((replicas, "?"));
         if running != desired.split_whitespace().next().unwrap_or(desired) {
             problems.push(format!("{name} runs {running} of {desired} tasks"));
+        } else if let Some(unwanted) = wants_no_task(name, desired) {
+            problems.push(unwanted);
         }
         if state.starts_with("rollback") || *state == "paused" {
             problems.push(format!("{name}: Swarm's update ended {state}"));
@@ -97,6 +99,19 @@ pub fn problems(text: &str) -> Vec<String> {
         problems.push("the stack has no services".to_string());
     }
     problems
+}
+
+/// A service that wants no task serves nothing, though it is short of none: scaled to 0
+/// (a restore cut off between its two scales leaves the backend so), or a global
+/// service with no node to run on. `desired` is the part of `docker service ls`'s
+/// replicas after the `/`.
+fn wants_no_task(service: &str, desired: &str) -> Option<String> {
+    (desired.split_whitespace().next() == Some("0")).then(|| {
+        format!(
+            "{service} wants no task (scaled to 0, or no node available to it): a cut-off `restore --cluster` leaves \
+             the backend so; run it again, or `docker service scale {service}=1` on the manager"
+        )
+    })
 }
 
 pub fn deploy(release: &ClusterRelease, log: &Log) -> Result<ClusterOutcome> {
@@ -643,13 +658,23 @@ pub fn status(session: &Session, name: &str, app: &str) -> Result<ClusterStatus>
             on,
         });
     }
-    let mut lost: Vec<String> =
-        nodes.iter().filter(|n| n.state != "ready").map(|n| format!("node {} is {}", n.hostname, n.state)).collect();
-    for service in services.iter().filter(|s| s.running < s.desired) {
-        lost.push(format!("{} runs {} of {} tasks", service.name, service.running, service.desired));
-    }
+    let lost = lost(&nodes, &services);
     let drift = drift(history.current(), app, &services_text);
     Ok(ClusterStatus { cluster: name.to_string(), current: history.current().cloned(), nodes, services, lost, drift })
+}
+
+/// What a cluster has lost: nodes not ready, services short of tasks or wanting none.
+pub fn lost(nodes: &[NodeStatus], services: &[ServiceStatus]) -> Vec<String> {
+    let mut lost: Vec<String> =
+        nodes.iter().filter(|n| n.state != "ready").map(|n| format!("node {} is {}", n.hostname, n.state)).collect();
+    for service in services {
+        if service.running < service.desired {
+            lost.push(format!("{} runs {} of {} tasks", service.name, service.running, service.desired));
+        } else if let Some(unwanted) = wants_no_task(&service.name, &service.desired.to_string()) {
+            lost.push(unwanted);
+        }
+    }
+    lost
 }
 
 /// The services whose image differs from the one `current` names for them (from

@@ -10,6 +10,12 @@ fn a_stack_serves_when_every_service_runs_all_its_tasks_and_no_update_went_back(
         ["cultivate_backend: Swarm's update ended rollback_completed", "cultivate_frontend runs 2 of 3 tasks"]
     );
     assert_eq!(problems(""), ["the stack has no services"]);
+    // Short of no task, yet serving nothing: the backend a cut-off restore left at 0.
+    let scaled_down = "cultivate_backend 0/0 completed\ncultivate_database 1/1 none\n";
+    let found = problems(scaled_down);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("cultivate_backend wants no task"), "{found:?}");
+    assert!(found[0].contains("docker service scale cultivate_backend=1"), "{found:?}");
 }
 
 #[test]
@@ -19,6 +25,26 @@ fn the_stack_deploy_waits_bounded_and_resolves_no_registry() {
         "timeout 180 docker stack deploy --resolve-image never '--detach=false' --prune -c \
          /opt/cultivate/releases/v1/stack.yml cultivate"
     );
+}
+
+#[test]
+fn status_counts_a_node_down_a_service_short_and_a_service_scaled_to_none_as_lost() {
+    let nodes = parse_nodes_status("n1host Ready Active Leader\nn2host Down Active \n");
+    let service = |name: &str, running, desired| ServiceStatus {
+        name: name.to_string(),
+        running,
+        desired,
+        update: "completed".to_string(),
+        on: Vec::new(),
+    };
+    let services =
+        [service("cultivate_database", 1, 1), service("cultivate_frontend", 1, 2), service("cultivate_backend", 0, 0)];
+    let found = lost(&nodes, &services);
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert_eq!(found[0], "node n2host is down");
+    assert_eq!(found[1], "cultivate_frontend runs 1 of 2 tasks");
+    assert!(found[2].starts_with("cultivate_backend wants no task"), "{found:?}");
+    assert!(lost(&nodes[..1], &services[..1]).is_empty());
 }
 
 #[test]
