@@ -258,6 +258,22 @@ fn a_three_node_swarm_is_formed_then_deployed_to_and_run_from_one_command_line()
     );
     assert!(ran.stdout.contains("Dry run: nothing was changed on cluster web"), "{}", ran.all());
     assert_eq!(unchanged(), before, "the dry run of the rollback changed the cluster");
+    // Nodes that keep the deployment in different places cannot share one stack file:
+    // refused before anything changes, naming both paths.
+    let elsewhere = DeployConfig {
+        path: moved.path.with_file_name(format!("{}.toml", cultivate_tests::unique("elsewhere"))),
+        known_hosts: moved.known_hosts.clone(),
+    };
+    let text = std::fs::read_to_string(&moved.path).unwrap();
+    assert!(text.contains("[hosts.n3]\n"), "{text}");
+    let text = text.replace("[hosts.n3]\n", "[hosts.n3]\ndeployment_path = \"/srv/elsewhere\"\n");
+    std::fs::write(&elsewhere.path, text).unwrap();
+    let ran = elsewhere.run(&["deploy", "--cluster", "web", "--manifest", &v2, "--yes"]).unwrap();
+    assert!(!ran.success, "{}", ran.all());
+    assert!(ran.stderr.contains("keep the deployment in different places"), "{}", ran.all());
+    assert!(ran.stderr.contains("/srv/elsewhere on n3"), "{}", ran.all());
+    assert_eq!(unchanged(), before, "a refused deploy changed the cluster");
+    assert!(host_sh(&hosts[2], "ls -d /srv/elsewhere 2>/dev/null").is_empty(), "the refused deploy made a directory");
 
     // HTTPS on the cluster: the pair on every node, each node's frontend serving it;
     // `certs --cluster` renews it in place (no frontend task replaced).

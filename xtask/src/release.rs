@@ -13,3 +13,4 @@ pub mod rollout;
 pub mod ship;
 pub mod stack;
 pub mod state;
+pub mod write;
