@@ -88,7 +88,7 @@ pub fn problems(text: &str) -> Vec<String> {
         let (running, desired) = replicas.split_once('/').unwrap_or((replicas, "?"));
         if running != desired.split_whitespace().next().unwrap_or(desired) {
             problems.push(format!("{name} runs {running} of {desired} tasks"));
-        } else if let Some(unwanted) = wants_no_task(name, desired) {
+        } else if let Some(unwanted) = wants_no_task(name, first_number(desired)) {
             problems.push(unwanted);
         }
         if state.starts_with("rollback") || *state == "paused" {
@@ -101,12 +101,17 @@ pub fn problems(text: &str) -> Vec<String> {
     problems
 }
 
+/// The count a replicas field starts with (`1`, or `1 (max 1 per node)`); not 0 when
+/// unreadable, so that nothing unreadable is reported as wanting no task.
+fn first_number(field: &str) -> u32 {
+    field.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(1)
+}
+
 /// A service that wants no task serves nothing, though it is short of none: scaled to 0
 /// (a restore cut off between its two scales leaves the backend so), or a global
-/// service with no node to run on. `desired` is the part of `docker service ls`'s
-/// replicas after the `/`.
-fn wants_no_task(service: &str, desired: &str) -> Option<String> {
-    (desired.split_whitespace().next() == Some("0")).then(|| {
+/// service with no node to run on.
+fn wants_no_task(service: &str, desired: u32) -> Option<String> {
+    (desired == 0).then(|| {
         format!(
             "{service} wants no task (scaled to 0, or no node available to it): a cut-off `restore --cluster` leaves \
              the backend so; run it again, or `docker service scale {service}=1` on the manager"
@@ -670,7 +675,7 @@ pub fn lost(nodes: &[NodeStatus], services: &[ServiceStatus]) -> Vec<String> {
     for service in services {
         if service.running < service.desired {
             lost.push(format!("{} runs {} of {} tasks", service.name, service.running, service.desired));
-        } else if let Some(unwanted) = wants_no_task(&service.name, &service.desired.to_string()) {
+        } else if let Some(unwanted) = wants_no_task(&service.name, service.desired) {
             lost.push(unwanted);
         }
     }

@@ -150,16 +150,18 @@ pub fn run(project: &Project, args: &DeployArgs) -> Result<()> {
     };
     let archives = ship::shared::Archives::default();
     let inputs = Inputs {
-        project,
+        release: write::ReleaseInputs {
+            project,
+            config: &config,
+            version: &version,
+            secrets: &secrets,
+            certs: &certs,
+            started_at: &started_at,
+        },
         args,
-        config: &config,
         local_runtime: &local_runtime,
         engine: &engine,
         given: given.as_ref().or(built.as_ref()),
-        version: &version,
-        secrets: &secrets,
-        certs: &certs,
-        started_at: &started_at,
         archives: several.then_some(&archives),
     };
     let outcomes =
@@ -256,7 +258,7 @@ fn deploy_cluster(
 
 /// One host's deploy, from connecting to its summary (its log written on it).
 fn deploy_one(inputs: &Inputs, target: &Target, log: &Log) -> Result<Deployed> {
-    let Inputs { args, config, version, .. } = *inputs;
+    let (args, config, version) = (inputs.args, inputs.release.config, inputs.release.version);
     let started = Instant::now();
     let mut phases = Phases::default();
     // 2. Connect and check the target.
@@ -365,27 +367,22 @@ struct Summary {
 
 /// What the deploy works from, settled before it connects.
 struct Inputs<'a> {
-    project: &'a Project,
+    /// The project, configuration, version, secrets and certificates the release is
+    /// written from.
+    release: write::ReleaseInputs<'a>,
     args: &'a DeployArgs,
-    config: &'a Config,
     local_runtime: &'a Runtime,
     /// The local engine's version, as it answered.
     engine: &'a str,
     /// The images `--manifest` names, checked (else they are built now).
     given: Option<&'a Manifest>,
-    version: &'a str,
-    /// Names of the files under secrets/.
-    secrets: &'a [String],
-    /// fullchain.pem and privkey.pem on this machine, checked, when HTTPS is on.
-    certs: &'a Option<LocalCertificates>,
-    /// RFC 3339, when the deploy began.
-    started_at: &'a str,
     /// Several hosts: each archive made once, sent to each.
     archives: Option<&'a ship::shared::Archives>,
 }
 
 fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<Summary> {
-    let Inputs { project, args, config, local_runtime, engine, given, version, .. } = *inputs;
+    let Inputs { args, local_runtime, engine, given, .. } = *inputs;
+    let write::ReleaseInputs { project, config, version, .. } = inputs.release;
     let layout = Layout::new(&session.paths);
     let stack = rollout::stack(session, config);
 
@@ -438,16 +435,8 @@ fn pipeline(inputs: &Inputs, session: &Session, phases: &mut Phases) -> Result<S
         crate::release::backup::before_release(session, config, &history, &running, &images, version, skip)
     })?;
     let notes = write::Notes { backup, bytes_shipped: sent_bytes };
-    let written = write::ReleaseInputs {
-        project,
-        config,
-        version,
-        secrets: inputs.secrets,
-        certs: inputs.certs,
-        started_at: inputs.started_at,
-    };
     let state =
-        phases.time("release", || write::write_release(&written, session, &layout, &images, &running, notes))?;
+        phases.time("release", || write::write_release(&inputs.release, session, &layout, &images, &running, notes))?;
 
     // 8. Start and wait for health; on failure, the previous release comes back.
     let history = phases
