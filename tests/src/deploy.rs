@@ -39,6 +39,13 @@ pub struct DeployConfig {
     pub known_hosts: PathBuf,
 }
 
+/// The folder a configuration's deploys take their secrets from: its own, beside the
+/// file (none until a test writes one), so that no test ships a developer's real
+/// `secrets/` to a test host.
+fn secrets_dir_of(config_path: &Path) -> PathBuf {
+    config_path.with_extension("secrets")
+}
+
 impl DeployConfig {
     /// `host_extra` goes into `[hosts.e2e]`.
     pub fn new(host: &TestHost, host_extra: &str) -> Result<DeployConfig> {
@@ -133,6 +140,7 @@ impl DeployConfig {
             .arg(&self.path)
             .args(args)
             .env("CULTIVATE_KNOWN_HOSTS", &self.known_hosts)
+            .env("CULTIVATE_SECRETS_DIR", self.secrets_dir())
             .current_dir(&project().root)
             .stdin(Stdio::null());
         command
@@ -145,6 +153,22 @@ impl DeployConfig {
         wait_bounded(child, 900)
     }
 
+    /// The folder this configuration's deploys read their secrets from.
+    pub fn secrets_dir(&self) -> PathBuf {
+        secrets_dir_of(&self.path)
+    }
+
+    /// Writes the secret `name` (mode 0600) for the next deploys.
+    pub fn write_secret(&self, name: &str, content: &str) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.secrets_dir();
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let file = dir.join(name);
+        std::fs::write(&file, content).with_context(|| format!("writing {}", file.display()))?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("chmod 600 {}", file.display()))
+    }
+
     pub fn spawn(&self, args: &[&str]) -> Result<Child> {
         self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().context("starting the xtask")
     }
@@ -155,6 +179,7 @@ impl Drop for DeployConfig {
         let _ = std::fs::remove_file(&self.path);
         // The known_hosts file of [`DeployConfig::for_hosts`] (none for one host).
         let _ = std::fs::remove_file(self.path.with_extension("known_hosts"));
+        let _ = std::fs::remove_dir_all(self.secrets_dir());
     }
 }
 

@@ -43,7 +43,9 @@ fn a_deploy_to_several_hosts_runs_them_in_parallel_and_a_failed_host_leaves_the_
     let v1_version = manifest().version.clone();
     let v1_arg = v1.to_string_lossy().into_owned();
 
-    // 1. Two hosts by name: both deployed, each its own log and history, one table.
+    // 1. Two hosts by name: both deployed, each its own log and history, one table;
+    // the one secret on each, for the backend's user only.
+    config.write_secret("api_token", "fleet-token-1\n").unwrap();
     let ran = config.run(&["deploy", "--host", "a", "--host", "b", "--manifest", &v1_arg, "--yes"]).unwrap();
     assert!(ran.success, "{}", ran.all());
     for name in ["a", "b"] {
@@ -66,6 +68,17 @@ fn a_deploy_to_several_hosts_runs_them_in_parallel_and_a_failed_host_leaves_the_
         assert!(text.contains(&format!("to {name} done")) && !text.contains(&format!("to {other} done")), "{text}");
         let health = get(&format!("http://127.0.0.1:{}/health", host.http_port)).unwrap();
         assert_eq!(health.status, 200, "{name}: {}", health.text());
+        let backend = "$(docker ps -q --filter label=com.docker.compose.service=backend | head -n 1)";
+        let mounted = host_sh(
+            host,
+            &format!(
+                "docker exec {backend} stat -c '%u %g %a' /run/secrets/api_token; \
+                 docker exec {backend} cat /run/secrets/api_token; \
+                 docker exec -u 65534 {backend} cat /run/secrets/api_token 2>&1 || echo refused to others"
+            ),
+        );
+        assert_eq!(mounted.lines().take(2).collect::<Vec<_>>(), ["1001 1001 600", "fleet-token-1"], "{mounted}");
+        assert!(mounted.contains("Permission denied") && mounted.ends_with("refused to others\n"), "{mounted}");
     }
 
     // 2. A group with a host that is down: the others finish, exit ≠ 0, the table

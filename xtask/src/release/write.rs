@@ -23,8 +23,8 @@ pub struct ReleaseInputs<'a> {
     pub project: &'a Project,
     pub config: &'a Config,
     pub version: &'a str,
-    /// Names of the files under secrets/.
-    pub secrets: &'a [String],
+    /// (name, bytes) of each secret (the files under secrets/).
+    pub secrets: &'a [(String, Vec<u8>)],
     /// fullchain.pem and privkey.pem on this machine, checked, when HTTPS is on.
     pub certs: &'a Option<LocalCertificates>,
     /// RFC 3339, when the deploy began.
@@ -49,13 +49,14 @@ pub fn write_release(
 ) -> Result<DeploymentState> {
     let ReleaseInputs { project, config, version, secrets, certs, started_at } = *inputs;
     let dir = layout.release_dir(version);
+    let secret_names: Vec<String> = secrets.iter().map(|(name, _)| name.clone()).collect();
     let mut rendered = render(RenderInput {
         config,
         paths: &session.paths,
         engine: session.runtime.linux_engine(),
         version,
         images,
-        secrets,
+        secrets: &secret_names,
         start_interval: session.knows_start_interval(),
     });
     let mut files =
@@ -63,12 +64,8 @@ pub fn write_release(
     // What the containers are started with: a release is "unchanged" (nothing
     // restarted on a redeploy) only when all of it is.
     let mut hasher = Sha256::new();
-    let mut secret_files = Vec::new();
-    for name in secrets {
-        let bytes =
-            std::fs::read(project.path("secrets").join(name)).with_context(|| format!("reading secrets/{name}"))?;
-        secret_files.push((name.clone(), bytes, 0o600));
-    }
+    let secret_files: Vec<(String, Vec<u8>, u32)> =
+        secrets.iter().map(|(name, bytes)| (name.clone(), bytes.clone(), 0o600)).collect();
     let secrets_dir = content_dir(session, "secrets", &secret_files, &mut files)?;
     // The certificates are the host's: installed where the frontend mounts them (the
     // env file's CERT_PATH), and a running frontend that keeps its container reloads

@@ -9,6 +9,9 @@ use crate::support::command::Cmd;
 /// The deployment configuration, relative to the workspace root.
 pub const CONFIG_FILE: &str = "deploy/deploy.toml";
 
+/// Names another folder than `secrets/` for the secrets ([`Project::secrets_dir`]).
+pub const SECRETS_DIR_VAR: &str = "CULTIVATE_SECRETS_DIR";
+
 /// The workspace the xtask belongs to.
 #[derive(Clone, Debug)]
 pub struct Project {
@@ -41,6 +44,13 @@ impl Project {
         self.target_dir().join("cultivate")
     }
 
+    /// The folder whose files reach the backend as secrets: `secrets/` in the workspace,
+    /// or CULTIVATE_SECRETS_DIR (a relative one from the workspace root), for secrets
+    /// kept outside the checkout, e.g. on a tmpfs a CI job fills.
+    pub fn secrets_dir(&self) -> PathBuf {
+        secrets_dir_in(&self.root, std::env::var_os(SECRETS_DIR_VAR))
+    }
+
     /// The path of `relative` inside the workspace.
     pub fn path(&self, relative: &str) -> PathBuf {
         self.root.join(relative)
@@ -61,6 +71,15 @@ impl Project {
         let committed_at = self.git().args(["log", "-1", "--format=%cI"]).output()?;
         let status = self.git().args(["status", "--porcelain"]).output()?;
         Ok(Revision { sha, short, committed_at, dirty: !status.is_empty() })
+    }
+}
+
+/// The secrets' folder in the workspace at `root`, `named` by CULTIVATE_SECRETS_DIR or not.
+fn secrets_dir_in(root: &Path, named: Option<std::ffi::OsString>) -> PathBuf {
+    match named {
+        // An empty value names nothing: the default, not the workspace root itself.
+        Some(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.join("secrets"),
     }
 }
 
@@ -114,5 +133,14 @@ mod tests {
         let project = Project::locate().unwrap();
         assert!(project.root.join("xtask").is_dir());
         assert!(project.state_dir().ends_with("target/cultivate") || std::env::var_os("CARGO_TARGET_DIR").is_some());
+    }
+
+    #[test]
+    fn the_secrets_are_in_the_workspace_unless_a_folder_is_named() {
+        let root = Path::new("/work/app");
+        assert_eq!(secrets_dir_in(root, None), Path::new("/work/app/secrets"));
+        assert_eq!(secrets_dir_in(root, Some("".into())), Path::new("/work/app/secrets"), "empty names nothing");
+        assert_eq!(secrets_dir_in(root, Some("/run/ci-secrets".into())), Path::new("/run/ci-secrets"));
+        assert_eq!(secrets_dir_in(root, Some("deploy/secrets".into())), Path::new("/work/app/deploy/secrets"));
     }
 }

@@ -1,5 +1,5 @@
-//! Files on this machine that hold secrets: the files under `secrets/` and the TLS
-//! private key. Each must be readable by its owner only (0600 or 0400); one readable
+//! Files on this machine that hold secrets: the files under `secrets/` (or the folder
+//! CULTIVATE_SECRETS_DIR names) and the TLS private key. Each must be readable by its owner only (0600 or 0400); one readable
 //! by others is refused with the command that fixes it, before anything is sent.
 
 use std::path::Path;
@@ -14,7 +14,7 @@ use crate::support::project::Project;
 pub fn secret_names(project: &Project) -> Result<Vec<String>> {
     use std::os::unix::fs::PermissionsExt;
 
-    let dir = project.path("secrets");
+    let dir = project.secrets_dir();
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -26,12 +26,16 @@ pub fn secret_names(project: &Project) -> Result<Vec<String>> {
         let name = entry.file_name().to_string_lossy().into_owned();
         if entry.file_type()?.is_file() && !name.starts_with('.') {
             if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') {
-                bail!("secrets/{name}: a secret's file name may hold only letters, digits, `_`, `-` and `.`");
+                bail!(
+                    "{}: a secret's file name may hold only letters, digits, `_`, `-` and `.`: rename it",
+                    entry.path().display()
+                );
             }
             let mode = entry.metadata()?.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
                 bail!(
-                    "secrets/{name} has mode {mode:04o}, readable by others: run `chmod 600 {}`",
+                    "{} has mode {mode:04o}, readable by others: run `chmod 600 {}`",
+                    entry.path().display(),
                     entry.path().display()
                 );
             }
@@ -40,6 +44,18 @@ pub fn secret_names(project: &Project) -> Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
+}
+
+/// The secrets' names and content, checked as [`secret_names`] does.
+pub fn read_secrets(project: &Project) -> Result<Vec<(String, Vec<u8>)>> {
+    let dir = project.secrets_dir();
+    let mut secrets = Vec::new();
+    for name in secret_names(project)? {
+        let path = dir.join(&name);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading the secret {}", path.display()))?;
+        secrets.push((name, bytes));
+    }
+    Ok(secrets)
 }
 
 /// A TLS private key readable by others on this machine is refused, like a secret

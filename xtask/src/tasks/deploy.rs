@@ -94,7 +94,7 @@ pub fn run(project: &Project, args: &DeployArgs) -> Result<()> {
         Some((_, cluster)) => cluster.nodes.iter().cloned().map(Target::Host).collect(),
         None => args.target.targets(&config)?,
     };
-    let secrets = crate::support::secrets::secret_names(project)?;
+    let secrets = crate::support::secrets::read_secrets(project)?;
     let now = crate::model::certificate::now();
     let certs = LocalCertificates::load(&config, now)?;
     if let Some(warning) = certs.as_ref().and_then(|c| c.expiry_warning(now, config.http.cert_warn_days)) {
@@ -130,7 +130,7 @@ pub fn run(project: &Project, args: &DeployArgs) -> Result<()> {
             (name, cluster),
             (&manifest, &local_runtime),
             (args, &started_at),
-            certs.as_ref(),
+            (&secrets, certs.as_ref()),
             &log,
         );
     }
@@ -208,18 +208,12 @@ fn deploy_cluster(
     (name, cluster): (&str, &crate::model::config::Cluster),
     (manifest, local): (&Manifest, &Runtime),
     (args, started_at): (&DeployArgs, &str),
-    certs: Option<&LocalCertificates>,
+    (secrets, certs): (&[(String, Vec<u8>)], Option<&LocalCertificates>),
     log: &Log,
 ) -> Result<()> {
     let started = Instant::now();
     // The stack's services: Swarm's routing takes the edge's place.
     let images = local_images_of(&[Service::Database, Service::BackendApi, Service::WebFrontend], manifest, local)?;
-    let mut secrets = Vec::new();
-    for secret in crate::support::secrets::secret_names(project)? {
-        let bytes = std::fs::read(project.path("secrets").join(&secret))
-            .with_context(|| format!("reading secrets/{secret}"))?;
-        secrets.push((secret, bytes));
-    }
     let release = crate::release::cluster::ClusterRelease {
         config,
         name,
@@ -227,7 +221,7 @@ fn deploy_cluster(
         local,
         images: &images,
         version: &manifest.version,
-        secrets: &secrets,
+        secrets,
         state_dir: &project.state_dir(),
         started_at,
         skip_backup: args.skip_backup,

@@ -85,11 +85,7 @@ pub fn run(project: &Project, args: &RenderArgs) -> Result<()> {
                 "--stack renders for Docker Swarm: a Linux target with the docker engine (--os linux --engine docker)"
             );
         }
-        let mut files = Vec::new();
-        for name in &secrets {
-            let path = project.path("secrets").join(name);
-            files.push((name.clone(), std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?));
-        }
+        let files = crate::support::secrets::read_secrets(project)?;
         // A new task is watched as long as its health check may take to fail.
         let monitor = config.health.interval_seconds * config.health.retries;
         let digest = stack::secrets_digest(&files);
