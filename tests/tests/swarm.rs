@@ -94,12 +94,28 @@ fn a_three_node_swarm_is_formed_then_deployed_to_and_run_from_one_command_line()
     assert!(labelled(&hosts[1]).contains("\"cultivate.data\":\"true\""));
     assert!(!labelled(&hosts[0]).contains("cultivate.data"), "{}", labelled(&hosts[0]));
 
-    // Deploy to the cluster (the data node is n2 now).
+    // Deploy to the cluster (the data node is n2 now), with a secret.
     let v1 = built_manifest_path().to_string_lossy().into_owned();
     let version = manifest().version.clone();
+    moved.write_secret("api_token", "swarm-token-1\n").unwrap();
     let ran = moved.run(&["deploy", "--cluster", "web", "--manifest", &v1, "--yes"]).unwrap();
     assert!(ran.success, "{}", ran.all());
     assert!(ran.stdout.contains(&format!("Cultivate {version} is live on cluster web")), "{}", ran.all());
+    // The secret is a Swarm secret named after its content, mounted in the backend's
+    // task for the backend's user only (Swarm's default: root's, readable by all).
+    let secrets = host_sh(&hosts[0], "docker secret ls --format '{{.Name}}'");
+    assert!(secrets.lines().any(|s| s.starts_with("cultivate_api_token_")), "{secrets}");
+    let backend = "$(docker ps -q --filter label=com.docker.swarm.service.name=cultivate_backend | head -n 1)";
+    let mounted = host_sh(
+        &hosts[1],
+        &format!(
+            "docker exec {backend} stat -c '%u %g %a' /run/secrets/api_token; \
+             docker exec {backend} cat /run/secrets/api_token; \
+             docker exec -u 65534 {backend} cat /run/secrets/api_token 2>&1 || echo refused to others"
+        ),
+    );
+    assert_eq!(mounted.lines().take(2).collect::<Vec<_>>(), ["1001 1001 400", "swarm-token-1"], "{mounted}");
+    assert!(mounted.contains("Permission denied") && mounted.ends_with("refused to others\n"), "{mounted}");
     let placed = host_sh(
         &hosts[0],
         "docker service ps cultivate_database cultivate_backend --format '{{.Node}} {{.CurrentState}}'",

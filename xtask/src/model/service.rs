@@ -14,6 +14,10 @@ use crate::model::platform::{LinuxEngine, TargetOs};
 /// The database socket directory, as the database and the backend mount it.
 pub const SOCKET_DIR: &str = "/var/run/postgresql";
 
+/// The backend's OS user (`apiuser`, as its image creates it): peer authentication maps
+/// it to the database role, and it alone reads the secrets.
+pub const BACKEND_UID: u32 = 1001;
+
 /// The services, in build and start order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]

@@ -14,7 +14,8 @@
 //! - no edge: the routing mesh is the swarm's own;
 //! - the networks are overlays; `restart` and `depends_on` (which Swarm ignores) go;
 //! - secrets become Swarm secrets, named after their content (a Swarm secret cannot
-//!   change: new content is a new secret).
+//!   change: new content is a new secret), mounted for the backend's user only (Swarm
+//!   would make them root's, readable by every user in the container).
 
 use std::collections::BTreeMap;
 
@@ -22,6 +23,7 @@ use serde::Serialize;
 
 use crate::model::compose::{DeployResources, Healthcheck, Logging, Mount, Rendered, ServiceDefinition};
 pub use crate::model::config::Publish;
+use crate::model::service::BACKEND_UID;
 
 /// The node label that places the database and the backend: `cultivate.data=true`.
 pub const DATA_LABEL: &str = "cultivate.data";
@@ -54,8 +56,25 @@ pub struct StackService {
     pub logging: Logging,
     pub deploy: SwarmDeploy,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub secrets: Vec<String>,
+    pub secrets: Vec<SecretMount>,
 }
+
+/// A Swarm secret as a service mounts it, at `/run/secrets/<target>` (where compose
+/// mounts a file-based secret on one host).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SecretMount {
+    pub source: String,
+    pub target: String,
+    /// Owner and group, as strings: the stack file format says so.
+    pub uid: String,
+    pub gid: String,
+    /// The file's mode (0o400, written in decimal: YAML reads it as a plain number).
+    pub mode: u32,
+}
+
+/// The mode of a secret in a task: readable by its owner only, as on one host (0600
+/// there; read-only here, as Swarm's secrets are).
+pub const SECRET_MODE: u32 = 0o400;
 
 /// A port published through the routing mesh: every node answers on it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -179,7 +198,17 @@ pub fn stack_file(
                 restart_policy: RestartPolicy { condition: "any".to_string() },
                 resources: definition.deploy.resources.clone(),
             },
-            secrets: definition.secrets.clone(),
+            secrets: definition
+                .secrets
+                .iter()
+                .map(|key| SecretMount {
+                    source: key.clone(),
+                    target: key.clone(),
+                    uid: BACKEND_UID.to_string(),
+                    gid: BACKEND_UID.to_string(),
+                    mode: SECRET_MODE,
+                })
+                .collect(),
         }
     };
     let compose = &rendered.compose;

@@ -53,6 +53,22 @@ fn the_data_services_sit_on_the_data_node_and_the_frontend_on_every_node() {
     let secret = &stack.secrets["api_key"];
     assert_eq!(secret.name, "cultivate_api_key_0123abcd", "named after the content: a Swarm secret cannot change");
     assert_eq!(secret.file, "/opt/cultivate/config/secrets/api_key");
+    // Mounted for the backend's user only: Swarm's default is root's, mode 0444.
+    let mounted = &stack.services["backend"].secrets;
+    assert_eq!(
+        mounted,
+        &[SecretMount {
+            source: "api_key".to_string(),
+            target: "api_key".to_string(),
+            uid: "1001".to_string(),
+            gid: "1001".to_string(),
+            mode: 0o400
+        }]
+    );
+    assert!(stack.services["frontend"].secrets.is_empty() && stack.services["database"].secrets.is_empty());
+    let yaml = to_yaml(&stack);
+    assert!(yaml.contains("uid: '1001'") || yaml.contains("uid: \"1001\""), "{yaml}");
+    assert!(yaml.contains("mode: 256"), "0o400 in decimal: {yaml}");
 }
 
 fn any_http() -> impl Strategy<Value = (u16, u16, bool)> {
