@@ -3,9 +3,10 @@
 //! containerd image store (Docker 29's default), and rootful Podman 5 with
 //! podman-compose on a host without Docker, each a fresh test host from Debian sid's
 //! packages, reached over real SSH. One lifecycle per engine, the engines in parallel:
-//! deploy, a row written, a backend-only change, a no-change redeploy, rollback, the
-//! row kept; Property 20 both ways (the same image is never refused, another image
-//! under the tag always is); a frontend-only change and its rollback.
+//! deploy (with a secret, mounted for the backend's user only), a row written, a
+//! backend-only change, a no-change redeploy, rollback, the row kept; Property 20 both
+//! ways (the same image is never refused, another image under the tag always is); a
+//! frontend-only change and its rollback.
 
 use std::path::PathBuf;
 
@@ -50,6 +51,8 @@ fn lifecycle(engine: Engine) {
         }
     }
     let config = DeployConfig::new(&host, "").unwrap();
+    let token = format!("{engine:?}-token");
+    config.write_secret("api_token", &format!("{token}\n")).unwrap();
     let v1 = built_manifest_path();
     let v1_version = manifest().version.clone();
 
@@ -58,6 +61,18 @@ fn lifecycle(engine: Engine) {
     let first = deploy(&config, &v1);
     assert!(first.success, "{engine:?}: first deploy failed: {}", first.all());
     assert_serves(&host, &v1_version, &config);
+    // The secret reaches the backend on this engine too, for the backend's user only.
+    let backend = format!("$({cli} ps -q --filter label=com.docker.compose.service=backend | head -n 1)");
+    let mounted = host_sh(
+        &host,
+        &format!(
+            "{cli} exec {backend} stat -c '%u %g %a' /run/secrets/api_token; \
+             {cli} exec {backend} cat /run/secrets/api_token; \
+             {cli} exec -u 65534 {backend} cat /run/secrets/api_token 2>&1 || echo refused to others"
+        ),
+    );
+    assert_eq!(mounted.lines().take(2).collect::<Vec<_>>(), ["1001 1001 600", token.as_str()], "{engine:?}: {mounted}");
+    assert!(mounted.contains("Permission denied") && mounted.ends_with("refused to others\n"), "{engine:?}: {mounted}");
     // Docker runs the edge too: four images; Podman three.
     let services = if engine == Engine::Podman5 { 3 } else { 4 };
     let reused = first.stderr.lines().filter(|l| l.contains("sending") && !l.contains("(0 of")).count();
