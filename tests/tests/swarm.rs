@@ -328,6 +328,9 @@ fn a_three_node_swarm_is_formed_then_deployed_to_and_run_from_one_command_line()
         let images = host_sh(host, "docker image ls --format '{{.Repository}}:{{.Tag}}'");
         assert!(!images.contains(":swarm-v2"), "{images}");
         assert!(images.contains(":swarm-v3") && images.contains(&format!(":{version}")), "{images}");
+        // The key on every node is nginx's (uid 101) alone, as on one host.
+        let modes = host_sh(host, "cd /opt/cultivate/config/certs && stat -L -c '%n %u %a' privkey.pem fullchain.pem");
+        assert_eq!(modes.lines().collect::<Vec<_>>(), ["privkey.pem 101 600", "fullchain.pem 0 644"], "{modes}");
     }
     let served = |host: &TestHost| {
         let mut last = None;
