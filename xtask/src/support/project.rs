@@ -47,8 +47,12 @@ impl Project {
     /// The folder whose files reach the backend as secrets: `secrets/` in the workspace,
     /// or CULTIVATE_SECRETS_DIR (a relative one from the workspace root), for secrets
     /// kept outside the checkout, e.g. on a tmpfs a CI job fills.
-    pub fn secrets_dir(&self) -> PathBuf {
-        secrets_dir_in(&self.root, std::env::var_os(SECRETS_DIR_VAR))
+    pub fn secrets_dir(&self) -> Result<PathBuf> {
+        let dir = secrets_dir_in(&self.root, std::env::var_os(SECRETS_DIR_VAR));
+        // Through links and `..`, where the folder exists (one that does not holds no secret).
+        let real = |path: &Path| path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        check_secrets_dir(&real(&self.root), &real(&dir))?;
+        Ok(dir)
     }
 
     /// The path of `relative` inside the workspace.
@@ -81,6 +85,22 @@ fn secrets_dir_in(root: &Path, named: Option<std::ffi::OsString>) -> PathBuf {
         Some(dir) if !dir.is_empty() => root.join(dir),
         _ => root.join("secrets"),
     }
+}
+
+/// A secrets folder inside the workspace must be named `secrets`: the build contexts'
+/// ignore files exclude folders of that name only, so another one's files could be
+/// sent to a build (the backend's context is the workspace root).
+fn check_secrets_dir(root: &Path, dir: &Path) -> Result<()> {
+    if dir.starts_with(root) && dir.file_name().is_none_or(|name| name != "secrets") {
+        bail!(
+            "{SECRETS_DIR_VAR} names {}, inside the workspace under another name than `secrets`: the build \
+             contexts leave out only folders named `secrets`, so these files could reach an image build. Name the \
+             folder `secrets`, or keep it outside {}",
+            dir.display(),
+            root.display()
+        );
+    }
+    Ok(())
 }
 
 /// A git commit and whether the work tree differs from it.
@@ -142,5 +162,17 @@ mod tests {
         assert_eq!(secrets_dir_in(root, Some("".into())), Path::new("/work/app/secrets"), "empty names nothing");
         assert_eq!(secrets_dir_in(root, Some("/run/ci-secrets".into())), Path::new("/run/ci-secrets"));
         assert_eq!(secrets_dir_in(root, Some("deploy/secrets".into())), Path::new("/work/app/deploy/secrets"));
+    }
+
+    #[test]
+    fn a_secrets_folder_inside_the_workspace_must_be_one_the_build_contexts_leave_out() {
+        let root = Path::new("/work/app");
+        for allowed in ["/work/app/secrets", "/work/app/deploy/secrets", "/run/ci-secrets", "/work/other/keys"] {
+            assert!(check_secrets_dir(root, Path::new(allowed)).is_ok(), "{allowed}");
+        }
+        for refused in ["/work/app/backend-api/keys", "/work/app/tokens", "/work/app"] {
+            let message = check_secrets_dir(root, Path::new(refused)).unwrap_err().to_string();
+            assert!(message.contains(refused) && message.contains("Name the folder `secrets`"), "{message}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Files on this machine that hold secrets: the files under `secrets/` (or the folder
-//! CULTIVATE_SECRETS_DIR names) and the TLS private key. Each must be readable by its owner only (0600 or 0400); one readable
-//! by others is refused with the command that fixes it, before anything is sent.
+//! CULTIVATE_SECRETS_DIR names) and the TLS private key. Each must be readable by its
+//! owner only (0600 or 0400); one readable by others is refused with the command that
+//! fixes it, before anything is sent.
 
 use std::path::Path;
 
@@ -14,7 +15,7 @@ use crate::support::project::Project;
 pub fn secret_names(project: &Project) -> Result<Vec<String>> {
     use std::os::unix::fs::PermissionsExt;
 
-    let dir = project.secrets_dir();
+    let dir = project.secrets_dir()?;
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -48,7 +49,7 @@ pub fn secret_names(project: &Project) -> Result<Vec<String>> {
 
 /// The secrets' names and content, checked as [`secret_names`] does.
 pub fn read_secrets(project: &Project) -> Result<Vec<(String, Vec<u8>)>> {
-    let dir = project.secrets_dir();
+    let dir = project.secrets_dir()?;
     let mut secrets = Vec::new();
     for name in secret_names(project)? {
         let path = dir.join(&name);
