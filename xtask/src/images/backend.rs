@@ -111,9 +111,15 @@ pub fn prepare(
     Ok(path)
 }
 
+/// `cargo build` of the backend into the workspace's own `target/`, whatever
+/// CARGO_TARGET_DIR or `build.target-dir` say: the prebuilt Dockerfile copies
+/// [`HOST_BINARY`] from the build context, which is the workspace.
 pub fn cargo_build_cmd(project: &Project) -> Cmd {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    Cmd::new(cargo).args(["build", "--release", "--locked", "--package", "backend-api"]).dir(&project.root)
+    Cmd::new(cargo)
+        .args(["build", "--release", "--locked", "--package", "backend-api", "--target-dir"])
+        .arg(project.path("target").to_string_lossy())
+        .dir(&project.root)
 }
 
 fn builder_available(runtime: &Runtime, builder: &str) -> Result<(), String> {
@@ -207,6 +213,14 @@ mod tests {
     fn getconf_answer_is_parsed() {
         assert_eq!(parse_glibc_version("glibc 2.36\n"), Some((2, 36)));
         assert_eq!(parse_glibc_version("musl"), None);
+    }
+
+    #[test]
+    fn the_binary_is_built_where_the_dockerfile_copies_it_from() {
+        let project = Project { root: "/work/app".into(), config_file: "/work/app/deploy/deploy.toml".into() };
+        let line = cargo_build_cmd(&project).to_string();
+        assert!(line.contains("--target-dir /work/app/target"), "{line}");
+        assert_eq!(project.path("target").join("release/backend-api"), project.path(HOST_BINARY));
     }
 
     #[test]
