@@ -3,11 +3,12 @@
 //! nothing (a host that is down). One build, the hosts deployed in parallel, each with
 //! its own lock, history and log; a summary table; a failed host leaves the others
 //! deployed, or, with `[deploy] all_or_nothing`, rolled back; status and rollback take
-//! the same selectors.
+//! the same selectors; without `--manifest`, the checkout's images built once for all.
 
-use cultivate_tests::deploy::{DeployConfig, built_manifest_path, derived_version, status_of};
+use cultivate_tests::deploy::{DeployConfig, built_manifest_path, derived_version, status_of, wait_bounded};
 use cultivate_tests::hosts::{HostVariant, TestHost};
 use cultivate_tests::{get, manifest, require_engine};
+use std::process::Stdio;
 
 fn host_sh(host: &TestHost, script: &str) -> String {
     let output = host.exec(&["sh", "-c", script]).unwrap();
@@ -124,6 +125,25 @@ fn a_deploy_to_several_hosts_runs_them_in_parallel_and_a_failed_host_leaves_the_
         assert!(ran.stdout.contains(&format!("Rolled back {name} to {v1_version}")), "{}", ran.stdout);
         assert_eq!(current(&config, name), v1_version);
     }
+    // 5. No --manifest: the images of this checkout built once here, before any host
+    // is reached, then shipped to both; also when cargo's output goes elsewhere (the
+    // backend binary must still land in the workspace, the prebuilt Dockerfile's context).
+    let elsewhere = std::env::temp_dir().join(format!("cultivate-fleet-target-{}", std::process::id()));
+    let mut command = config.command(&["deploy", "--group", "pair", "--yes"]);
+    command.env("CARGO_TARGET_DIR", &elsewhere).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let ran = wait_bounded(command.spawn().unwrap(), 900).unwrap();
+    let _ = std::fs::remove_dir_all(&elsewhere);
+    assert!(ran.success, "{}", ran.all());
+    let built: Vec<&str> = ran.stderr.lines().filter(|l| l.contains(" once for 2 hosts in ")).collect();
+    assert_eq!(built.len(), 1, "one build for both hosts: {}", ran.stderr);
+    let version = built[0].split("built ").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap();
+    let first_host = ran.stderr.find("a | connected to").or(ran.stderr.find("b | connected to")).unwrap();
+    assert!(ran.stderr.find(built[0]).unwrap() < first_host, "built after a host was reached: {}", ran.stderr);
+    for name in ["a", "b"] {
+        assert!(row(&ran.stdout, name).contains(" ok: "), "{}", ran.stdout);
+        assert_eq!(current(&config, name), version);
+    }
+
     // A task that works on one host at a time says so, and touches none.
     let ran = config.run(&["restore", "--group", "pair", "--yes"]).unwrap();
     assert!(
