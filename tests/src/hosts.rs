@@ -478,6 +478,26 @@ impl TestHost {
         crate::exec(&self.container, None, command)
     }
 
+    /// Asserts that the secret `api_token`, seen through `cli` in the backend container
+    /// `container` (a shell expression), is owned by uid and gid 1001 with `mode`, holds
+    /// `content`, and is refused to another user (uid 65534).
+    pub fn assert_secret_is_the_backends_alone(&self, cli: &str, container: &str, mode: &str, content: &str) {
+        let script = format!(
+            "{cli} exec {container} stat -c '%u %g %a' /run/secrets/api_token; \
+             {cli} exec {container} cat /run/secrets/api_token; \
+             {cli} exec -u 65534 {container} cat /run/secrets/api_token 2>&1 || echo refused to others"
+        );
+        let output = self.exec(&["sh", "-c", &script]).unwrap();
+        let seen = String::from_utf8_lossy(&output.stdout);
+        let context = format!("{}: {seen}", self.container);
+        assert_eq!(
+            seen.lines().take(2).collect::<Vec<_>>(),
+            [format!("1001 1001 {mode}").as_str(), content],
+            "{context}"
+        );
+        assert!(seen.contains("Permission denied") && seen.ends_with("refused to others\n"), "{context}");
+    }
+
     fn read_log(&self, path: &str) -> String {
         self.exec(&["cat", path]).map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
     }

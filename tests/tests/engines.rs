@@ -63,16 +63,7 @@ fn lifecycle(engine: Engine) {
     assert_serves(&host, &v1_version, &config);
     // The secret reaches the backend on this engine too, for the backend's user only.
     let backend = format!("$({cli} ps -q --filter label=com.docker.compose.service=backend | head -n 1)");
-    let mounted = host_sh(
-        &host,
-        &format!(
-            "{cli} exec {backend} stat -c '%u %g %a' /run/secrets/api_token; \
-             {cli} exec {backend} cat /run/secrets/api_token; \
-             {cli} exec -u 65534 {backend} cat /run/secrets/api_token 2>&1 || echo refused to others"
-        ),
-    );
-    assert_eq!(mounted.lines().take(2).collect::<Vec<_>>(), ["1001 1001 600", token.as_str()], "{engine:?}: {mounted}");
-    assert!(mounted.contains("Permission denied") && mounted.ends_with("refused to others\n"), "{engine:?}: {mounted}");
+    host.assert_secret_is_the_backends_alone(cli, &backend, "600", &token);
     // Docker runs the edge too: four images; Podman three.
     let services = if engine == Engine::Podman5 { 3 } else { 4 };
     let reused = first.stderr.lines().filter(|l| l.contains("sending") && !l.contains("(0 of")).count();

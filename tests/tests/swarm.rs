@@ -106,16 +106,7 @@ fn a_three_node_swarm_is_formed_then_deployed_to_and_run_from_one_command_line()
     let secrets = host_sh(&hosts[0], "docker secret ls --format '{{.Name}}'");
     assert!(secrets.lines().any(|s| s.starts_with("cultivate_api_token_")), "{secrets}");
     let backend = "$(docker ps -q --filter label=com.docker.swarm.service.name=cultivate_backend | head -n 1)";
-    let mounted = host_sh(
-        &hosts[1],
-        &format!(
-            "docker exec {backend} stat -c '%u %g %a' /run/secrets/api_token; \
-             docker exec {backend} cat /run/secrets/api_token; \
-             docker exec -u 65534 {backend} cat /run/secrets/api_token 2>&1 || echo refused to others"
-        ),
-    );
-    assert_eq!(mounted.lines().take(2).collect::<Vec<_>>(), ["1001 1001 400", "swarm-token-1"], "{mounted}");
-    assert!(mounted.contains("Permission denied") && mounted.ends_with("refused to others\n"), "{mounted}");
+    hosts[1].assert_secret_is_the_backends_alone("docker", backend, "400", "swarm-token-1");
     let placed = host_sh(
         &hosts[0],
         "docker service ps cultivate_database cultivate_backend --format '{{.Node}} {{.CurrentState}}'",
