@@ -4,6 +4,7 @@
 //! the image copies that binary in, after checking the base image's glibc is new enough.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -104,22 +105,62 @@ pub fn prepare(
     if path == BackendPath::HostBinary {
         let step = Step::start("backend-api: cargo build --release".to_string());
         let log = project.state_dir().join("logs").join("images").join("backend-api-cargo.log");
-        cargo_build_cmd(project).run_logged(&log).context("compiling backend-api on this machine")?;
+        let messages =
+            cargo_build_cmd(project).stdout_logging_stderr(&log).context("compiling backend-api on this machine")?;
+        let built = built_executable(&messages, "backend-api")
+            .with_context(|| format!("cargo built backend-api but named no executable; its log: {}", log.display()))?;
+        place_host_binary(&built, &project.path(HOST_BINARY))?;
         step.finish("compiled");
         check_glibc(project, runtime, base)?;
     }
     Ok(path)
 }
 
-/// `cargo build` of the backend into the workspace's own `target/`, whatever
-/// CARGO_TARGET_DIR or `build.target-dir` say: the prebuilt Dockerfile copies
-/// [`HOST_BINARY`] from the build context, which is the workspace.
+/// `cargo build` of the backend, wherever CARGO_TARGET_DIR, `build.target-dir` or
+/// `build.target` put it: cargo names the executable in its JSON messages on stdout
+/// (its diagnostics, rendered, go to the log).
 pub fn cargo_build_cmd(project: &Project) -> Cmd {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     Cmd::new(cargo)
-        .args(["build", "--release", "--locked", "--package", "backend-api", "--target-dir"])
-        .arg(project.path("target").to_string_lossy())
+        .args(["build", "--release", "--locked", "--package", "backend-api"])
+        .arg("--message-format=json-render-diagnostics")
         .dir(&project.root)
+}
+
+/// The executable cargo reports having built for the binary target `name`, from its
+/// `--message-format=json` lines (the last one wins; other lines are skipped).
+pub fn built_executable(messages: &str, name: &str) -> Option<PathBuf> {
+    messages
+        .lines()
+        .rev()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| {
+            message["reason"] == "compiler-artifact"
+                && message["target"]["name"] == name
+                && message["target"]["kind"].as_array().is_some_and(|kinds| kinds.iter().any(|k| k == "bin"))
+        })
+        .filter_map(|message| message["executable"].as_str().map(PathBuf::from))
+        .next()
+}
+
+/// Puts the binary cargo built where the prebuilt Dockerfile copies it from (the build
+/// context is the workspace), when it is not there already. Written beside and renamed,
+/// so an interrupted copy never leaves half a binary to package.
+fn place_host_binary(built: &Path, destination: &Path) -> Result<()> {
+    let same_file = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
+    if same_file(built, destination) {
+        return Ok(());
+    }
+    let bytes = std::fs::read(built).with_context(|| format!("reading {}", built.display()))?;
+    if std::fs::read(destination).is_ok_and(|held| held == bytes) {
+        return Ok(());
+    }
+    let parent = destination.parent().context("the host binary's path has no folder")?;
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let partial = destination.with_extension("partial");
+    std::fs::copy(built, &partial).with_context(|| format!("copying {} to {}", built.display(), partial.display()))?;
+    std::fs::rename(&partial, destination)
+        .with_context(|| format!("renaming {} to {}", partial.display(), destination.display()))
 }
 
 fn builder_available(runtime: &Runtime, builder: &str) -> Result<(), String> {
@@ -216,11 +257,43 @@ mod tests {
     }
 
     #[test]
-    fn the_binary_is_built_where_the_dockerfile_copies_it_from() {
-        let project = Project { root: "/work/app".into(), config_file: "/work/app/deploy/deploy.toml".into() };
-        let line = cargo_build_cmd(&project).to_string();
-        assert!(line.contains("--target-dir /work/app/target"), "{line}");
-        assert_eq!(project.path("target").join("release/backend-api"), project.path(HOST_BINARY));
+    fn the_executable_is_read_from_cargos_messages() {
+        let messages = concat!(
+            r#"{"reason":"compiler-artifact","target":{"name":"serde","kind":["lib"]},"executable":null}"#,
+            "\n",
+            r#"{"reason":"build-script-executed","package_id":"backend-api"}"#,
+            "\nnot json\n",
+            r#"{"reason":"compiler-artifact","target":{"name":"backend-api","kind":["bin"]},"#,
+            r#""executable":"/elsewhere/x86_64-unknown-linux-gnu/release/backend-api"}"#,
+            "\n",
+            r#"{"reason":"build-finished","success":true}"#,
+        );
+        assert_eq!(
+            built_executable(messages, "backend-api"),
+            Some(PathBuf::from("/elsewhere/x86_64-unknown-linux-gnu/release/backend-api"))
+        );
+        assert_eq!(built_executable(messages, "xtask"), None);
+        let line = cargo_build_cmd(&Project { root: "/w".into(), config_file: "/w/d.toml".into() }).to_string();
+        assert!(line.contains("--message-format=json-render-diagnostics"), "{line}");
+    }
+
+    #[test]
+    fn the_binary_is_placed_where_the_dockerfile_copies_it_from() {
+        let dir = std::env::temp_dir().join(format!("cultivate-place-{}", std::process::id()));
+        let built = dir.join("elsewhere/release/backend-api");
+        std::fs::create_dir_all(built.parent().unwrap()).unwrap();
+        std::fs::write(&built, b"binary v1").unwrap();
+        let destination = dir.join("workspace").join(HOST_BINARY);
+        place_host_binary(&built, &destination).unwrap();
+        assert_eq!(std::fs::read(&destination).unwrap(), b"binary v1");
+        std::fs::write(&built, b"binary v2").unwrap();
+        place_host_binary(&built, &destination).unwrap();
+        assert_eq!(std::fs::read(&destination).unwrap(), b"binary v2");
+        // Where cargo built it already: left as it is.
+        place_host_binary(&destination, &destination).unwrap();
+        assert_eq!(std::fs::read(&destination).unwrap(), b"binary v2");
+        assert!(!destination.with_extension("partial").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -134,6 +134,26 @@ impl Cmd {
         Ok(())
     }
 
+    /// Runs the command with stderr written to `log`; its stdout, for the caller to
+    /// read (a failure shows the log's tail, as [`Cmd::run_logged`]).
+    pub fn stdout_logging_stderr(&self, log: &Path) -> Result<String> {
+        if let Some(parent) = log.parent() {
+            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let file = fs::File::create(log).with_context(|| format!("creating log {}", log.display()))?;
+        let output = self
+            .to_expression()
+            .stderr_file(file)
+            .stdout_capture()
+            .unchecked()
+            .run()
+            .with_context(|| format!("could not start `{self}`"))?;
+        if !output.status.success() {
+            bail!("`{self}` failed ({}); full log: {}\n{}", output.status, log.display(), tail_of_file(log, 40));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
     /// Starts the command with stdout and stderr piped to the caller, to be read as
     /// streams (stdin empty when `input` is false, else piped too).
     pub fn spawn_piped(&self, input: bool) -> Result<std::process::Child> {
