@@ -8,7 +8,7 @@
 use cultivate_tests::deploy::{DeployConfig, built_manifest_path, derived_version, status_of, wait_bounded};
 use cultivate_tests::hosts::{HostVariant, TestHost};
 use cultivate_tests::{get, manifest, require_engine};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 fn host_sh(host: &TestHost, script: &str) -> String {
     let output = host.exec(&["sh", "-c", script]).unwrap();
@@ -120,11 +120,27 @@ fn a_deploy_to_several_hosts_runs_them_in_parallel_and_a_failed_host_leaves_the_
     // is reached, then shipped to both; also when cargo's output goes elsewhere (the
     // backend binary must still land in the workspace, the prebuilt Dockerfile's context).
     let elsewhere = std::env::temp_dir().join(format!("cultivate-fleet-target-{}", std::process::id()));
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    // A copy of the release build (mtimes kept), so that cargo finds it fresh there
+    // rather than compiling the backend again.
+    let release = cultivate_tests::project().path("target/release");
+    if release.is_dir() {
+        let copied = Command::new("cp").arg("-a").arg(&release).arg(&elsewhere).status().unwrap();
+        assert!(copied.success(), "cp -a {} {}", release.display(), elsewhere.display());
+    }
     let mut command = config.command(&["deploy", "--group", "pair", "--yes"]);
     command.env("CARGO_TARGET_DIR", &elsewhere).stdout(Stdio::piped()).stderr(Stdio::piped());
     let ran = wait_bounded(command.spawn().unwrap(), 900).unwrap();
     let _ = std::fs::remove_dir_all(&elsewhere);
     assert!(ran.success, "{}", ran.all());
+    // The backend packaged is the one cargo built elsewhere (unless a builder image
+    // was at hand, which compiles it in the image instead).
+    if ran.stderr.contains("binary built on this machine by cargo") {
+        let built = format!("compiled {}", elsewhere.join("release/backend-api").display());
+        assert!(ran.stderr.contains(&built), "expected `{built}` in: {}", ran.stderr);
+    } else {
+        assert!(ran.stderr.contains("multi-stage build in the builder image"), "{}", ran.stderr);
+    }
     let built: Vec<&str> = ran.stderr.lines().filter(|l| l.contains(" once for 2 hosts in ")).collect();
     assert_eq!(built.len(), 1, "one build for both hosts: {}", ran.stderr);
     let version = built[0].split("built ").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap();

@@ -110,7 +110,7 @@ pub fn prepare(
         let built = built_executable(&messages, "backend-api")
             .with_context(|| format!("cargo built backend-api but named no executable; its log: {}", log.display()))?;
         place_host_binary(&built, &project.path(HOST_BINARY))?;
-        step.finish("compiled");
+        step.finish(&format!("compiled {}", built.display()));
         check_glibc(project, runtime, base)?;
     }
     Ok(path)
