@@ -18,14 +18,11 @@ use crate::{docker, get_when_up, manifest, project, unique};
 pub fn xtask_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "xtask"])
-            .current_dir(&project().root)
-            .status()
-            .expect("running cargo build -p xtask");
-        assert!(status.success(), "cargo build -p xtask failed");
-        project().target_dir().join("debug").join("xtask")
+        use xtask::support::cargo::{JSON_MESSAGES, built_executable, cargo};
+        let build = cargo(&["build", "-q", "-p", "xtask", JSON_MESSAGES]).dir(&project().root);
+        // JSON messages on stdout; a failure carries the rendered diagnostics.
+        let messages = build.output().unwrap_or_else(|err| panic!("{err:#}"));
+        built_executable(&messages, "xtask").unwrap_or_else(|| panic!("`{build}` named no xtask executable"))
     })
 }
 

@@ -4,7 +4,7 @@
 //! the image copies that binary in, after checking the base image's glibc is new enough.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -14,6 +14,7 @@ use super::base::BaseImage;
 use super::progress::Step;
 use crate::host::runtime::Runtime;
 use crate::model::config::Config;
+use crate::support::cargo::{JSON_MESSAGES, built_executable, cargo};
 use crate::support::command::{Cmd, TimedOutput};
 use crate::support::project::Project;
 
@@ -120,27 +121,7 @@ pub fn prepare(
 /// `build.target` put it: cargo names the executable in its JSON messages on stdout
 /// (its diagnostics, rendered, go to the log).
 pub fn cargo_build_cmd(project: &Project) -> Cmd {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    Cmd::new(cargo)
-        .args(["build", "--release", "--locked", "--package", "backend-api"])
-        .arg("--message-format=json-render-diagnostics")
-        .dir(&project.root)
-}
-
-/// The executable cargo reports having built for the binary target `name`, from its
-/// `--message-format=json` lines (the last one wins; other lines are skipped).
-pub fn built_executable(messages: &str, name: &str) -> Option<PathBuf> {
-    messages
-        .lines()
-        .rev()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|message| {
-            message["reason"] == "compiler-artifact"
-                && message["target"]["name"] == name
-                && message["target"]["kind"].as_array().is_some_and(|kinds| kinds.iter().any(|k| k == "bin"))
-        })
-        .filter_map(|message| message["executable"].as_str().map(PathBuf::from))
-        .next()
+    cargo(&["build", "--release", "--locked", "--package", "backend-api", JSON_MESSAGES]).dir(&project.root)
 }
 
 /// Puts the binary cargo built where the prebuilt Dockerfile copies it from (the build
@@ -257,24 +238,9 @@ mod tests {
     }
 
     #[test]
-    fn the_executable_is_read_from_cargos_messages() {
-        let messages = concat!(
-            r#"{"reason":"compiler-artifact","target":{"name":"serde","kind":["lib"]},"executable":null}"#,
-            "\n",
-            r#"{"reason":"build-script-executed","package_id":"backend-api"}"#,
-            "\nnot json\n",
-            r#"{"reason":"compiler-artifact","target":{"name":"backend-api","kind":["bin"]},"#,
-            r#""executable":"/elsewhere/x86_64-unknown-linux-gnu/release/backend-api"}"#,
-            "\n",
-            r#"{"reason":"build-finished","success":true}"#,
-        );
-        assert_eq!(
-            built_executable(messages, "backend-api"),
-            Some(PathBuf::from("/elsewhere/x86_64-unknown-linux-gnu/release/backend-api"))
-        );
-        assert_eq!(built_executable(messages, "xtask"), None);
+    fn the_build_prints_what_it_built() {
         let line = cargo_build_cmd(&Project { root: "/w".into(), config_file: "/w/d.toml".into() }).to_string();
-        assert!(line.contains("--message-format=json-render-diagnostics"), "{line}");
+        assert!(line.contains(JSON_MESSAGES), "{line}");
     }
 
     #[test]

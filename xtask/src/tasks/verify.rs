@@ -7,7 +7,6 @@ use anyhow::{Context, Result};
 use crate::host::install;
 use crate::images::{self, BuildOptions};
 use crate::model::config::Config;
-use crate::support::command::Cmd;
 use crate::support::project::Project;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -19,8 +18,7 @@ pub struct VerifyArgs {
 }
 
 pub fn run(project: &Project, args: &VerifyArgs) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let cargo = |args: &[&str]| Cmd::new(cargo.as_str()).args(args.iter().copied()).dir(&project.root);
+    let cargo = |args: &[&str]| crate::support::cargo::cargo(args).dir(&project.root);
 
     section("cargo fmt --check");
     cargo(&["fmt", "--all", "--check"]).run_inherited().context("formatting differs: run `cargo fmt --all`")?;
