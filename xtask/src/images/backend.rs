@@ -128,11 +128,8 @@ pub fn cargo_build_cmd(project: &Project) -> Cmd {
 /// context is the workspace), when it is not there already. Written beside and renamed,
 /// so an interrupted copy never leaves half a binary to package.
 fn place_host_binary(built: &Path, destination: &Path) -> Result<()> {
-    let same_file = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
-    if same_file(built, destination) {
-        return Ok(());
-    }
     let bytes = std::fs::read(built).with_context(|| format!("reading {}", built.display()))?;
+    // Also the case when cargo built it there: the same file.
     if std::fs::read(destination).is_ok_and(|held| held == bytes) {
         return Ok(());
     }

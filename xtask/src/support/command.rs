@@ -114,44 +114,29 @@ impl Cmd {
     /// Runs the command with stdout and stderr going to `log` (created or truncated).
     /// On failure the error names the log and quotes its last lines.
     pub fn run_logged(&self, log: &Path) -> Result<()> {
-        if let Some(parent) = log.parent() {
-            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-        }
-        let file = fs::File::create(log).with_context(|| format!("creating log {}", log.display()))?;
-        let status = self
-            .to_expression()
-            // duct applies the innermost redirection last: stderr joins stdout first,
-            // then both go to the file.
-            .stderr_to_stdout()
-            .stdout_file(file)
-            .unchecked()
-            .run()
-            .with_context(|| format!("could not start `{self}`"))?
-            .status;
-        if !status.success() {
-            bail!("`{self}` failed ({status}); full log: {}\n{}", log.display(), tail_of_file(log, 40));
-        }
-        Ok(())
+        let file = create_log(log)?;
+        // duct applies the innermost redirection last: stderr joins stdout first,
+        // then both go to the file.
+        let expression = self.to_expression().stderr_to_stdout().stdout_file(file);
+        self.run_to_log(expression, log).map(drop)
     }
 
     /// Runs the command with stderr written to `log`; its stdout, for the caller to
     /// read (a failure shows the log's tail, as [`Cmd::run_logged`]).
     pub fn stdout_logging_stderr(&self, log: &Path) -> Result<String> {
-        if let Some(parent) = log.parent() {
-            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-        }
-        let file = fs::File::create(log).with_context(|| format!("creating log {}", log.display()))?;
-        let output = self
-            .to_expression()
-            .stderr_file(file)
-            .stdout_capture()
-            .unchecked()
-            .run()
-            .with_context(|| format!("could not start `{self}`"))?;
+        let expression = self.to_expression().stderr_file(create_log(log)?).stdout_capture();
+        let output = self.run_to_log(expression, log)?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Runs `expression` (this command, its output sent to `log`); a failure is an
+    /// error with the log's tail.
+    fn run_to_log(&self, expression: duct::Expression, log: &Path) -> Result<std::process::Output> {
+        let output = expression.unchecked().run().with_context(|| format!("could not start `{self}`"))?;
         if !output.status.success() {
             bail!("`{self}` failed ({}); full log: {}\n{}", output.status, log.display(), tail_of_file(log, 40));
         }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        Ok(output)
     }
 
     /// Starts the command with stdout and stderr piped to the caller, to be read as
@@ -213,6 +198,14 @@ pub fn quote(word: &str) -> String {
     }
 }
 
+/// Creates (or empties) the log file at `log`, with its folder.
+fn create_log(log: &Path) -> Result<fs::File> {
+    if let Some(parent) = log.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    fs::File::create(log).with_context(|| format!("creating log {}", log.display()))
+}
+
 /// The last `lines` lines of a text file, for error messages.
 pub fn tail_of_file(path: &Path, lines: usize) -> String {
     let mut text = String::new();
@@ -243,6 +236,25 @@ mod tests {
             .env("DOCKER_BUILDKIT", "0")
             .dir("/tmp/my dir");
         assert_eq!(cmd.to_string(), "cd '/tmp/my dir' && DOCKER_BUILDKIT=0 docker build --label 'a=b c' \"it's\"");
+    }
+
+    #[test]
+    fn logged_runs_write_the_log_and_quote_its_tail_on_failure() {
+        let dir = std::env::temp_dir().join(format!("cultivate-cmd-log-{}", std::process::id()));
+        let log = dir.join("nested/run.log");
+        let both = Cmd::new("sh").args(["-c", "echo out; echo err >&2"]);
+        both.run_logged(&log).unwrap();
+        assert_eq!(fs::read_to_string(&log).unwrap(), "out\nerr\n");
+        assert_eq!(both.stdout_logging_stderr(&log).unwrap(), "out\n");
+        assert_eq!(fs::read_to_string(&log).unwrap(), "err\n", "the log holds stderr only");
+        for failing in [
+            Cmd::new("sh").args(["-c", "echo boom >&2; exit 3"]).run_logged(&log).unwrap_err(),
+            Cmd::new("sh").args(["-c", "echo boom >&2; exit 3"]).stdout_logging_stderr(&log).unwrap_err(),
+        ] {
+            let message = format!("{failing:#}");
+            assert!(message.contains("boom") && message.contains(&log.display().to_string()), "{message}");
+        }
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
